@@ -1,0 +1,89 @@
+"""A cursor paginator that tolerates every pagination variant the Coalesce docs leave open.
+
+The documented protocol (docs/coalesce-api.md §4): a list response carries an opaque `next`; pass it
+back as `startingFrom` with the same `orderBy`. Left open, and so all accepted here:
+
+* the end of data is a missing `next`, `next: null` or an empty/blank `next`;
+* `next` may be a number instead of a string;
+* `total` may be null or absent;
+* `startingFrom` may be inclusive, repeating the last item of the previous page (callers de-duplicate
+  by key; this class only makes sure a repeated cursor cannot loop forever);
+* the older v6.2 runs API has no `next`/`total` at all: the client passes the last id of a full page
+  as `startingFrom` (exclusive).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, List, Optional
+
+from dlt.sources.helpers.requests import Request, Response
+from dlt.sources.helpers.rest_client.paginators import BaseReferencePaginator
+
+logger = logging.getLogger(__name__)
+
+CURSOR_PARAM = "startingFrom"
+
+
+class CoalescePaginator(BaseReferencePaginator):
+    """Follows `next` into `startingFrom`; falls back to last-id paging for v6.2-style responses."""
+
+    def __init__(self, id_field: str = "id") -> None:
+        super().__init__()
+        self.id_field = id_field
+        self._limit: Optional[int] = None
+        self._seen_cursors: set[str] = set()
+
+    def init_request(self, request: Request) -> None:
+        # dlt reuses one paginator instance for every evaluation of a top-level resource and
+        # deep-copies it per parent item for child resources: start each pagination clean.
+        self._next_reference = None
+        self._has_next_page = True
+        self._seen_cursors = set()
+        limit = (request.params or {}).get("limit")
+        self._limit = int(limit) if limit is not None and str(limit).isdigit() else None
+
+    def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
+        body = response.json()
+        if not isinstance(body, dict) or not data:
+            # A bare list is one page by definition; an empty page cannot advance a cursor.
+            self._next_reference = None
+            return
+        cursor = _as_cursor(body.get("next"))
+        if cursor is None and _is_v62_runs_page(body) and self._is_full_page(data):
+            last_id = data[-1].get(self.id_field) if isinstance(data[-1], dict) else None
+            cursor = _as_cursor(last_id)
+        if cursor is not None and cursor in self._seen_cursors:
+            logger.warning(
+                "Coalesce returned the cursor %r twice for %s; stopping pagination there.",
+                cursor,
+                response.request.path_url.split("?")[0] if response.request else "?",
+            )
+            cursor = None
+        if cursor is not None:
+            self._seen_cursors.add(cursor)
+        self._next_reference = cursor
+
+    def update_request(self, request: Request) -> None:
+        if request.params is None:
+            request.params = {}
+        request.params[CURSOR_PARAM] = self._next_reference
+
+    def _is_full_page(self, data: List[Any]) -> bool:
+        return self._limit is not None and len(data) >= self._limit
+
+
+def _as_cursor(value: Any) -> Optional[str]:
+    """`next` as the string to send back, or None at the end of data."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _is_v62_runs_page(body: dict) -> bool:
+    # The current API always sends `total` (possibly null) and `next` until the last page; v6.2
+    # responses carry neither key. Only then is "a full page without a cursor" ambiguous.
+    return "next" not in body and "total" not in body

@@ -1,0 +1,127 @@
+"""Shape Coalesce API objects into the rows we load.
+
+dlt would load the raw objects as they are, but three things need a hand:
+* identifiers: run ids arrive as ints or strings (docs/coalesce-api.md §3.3), so they are coerced to
+  int, and rows of child endpoints get explicit `run_id` / `environment_id` key columns;
+* fields whose *keys* are data (`currentMappings`, `runTimeParameters`, lineage `aliases`) would
+  become one column per key; they are stored as JSON instead (see the column hints below);
+* a run's `environmentID` sits at the top level in summaries but inside `runDetails` in details.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .regions import run_link
+
+TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "canceled"})
+# /scheduler/runStatus also reports these early phases (docs §5); all are "not finished yet".
+IN_FLIGHT_RUN_STATUSES = frozenset({"waitingToRun", "initializing", "rendering", "running"})
+
+# Secret-bearing keys Coalesce accepts in startRun bodies. Run objects should never echo them, but
+# if one ever does, it must not reach the destination.
+_CREDENTIAL_KEYS = frozenset({"snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass"})
+
+JSON = {"data_type": "json"}
+
+ENVIRONMENT_COLUMNS = {
+    "current_mappings": JSON,
+    "run_time_parameters": JSON,
+    "currently_running_jobs": JSON,
+}
+NODE_COLUMNS = {"source_mapping": JSON, "metadata": JSON, "config": JSON, "storage_locations": JSON}
+NODE_COLUMN_COLUMNS = {
+    "sources": JSON,
+    "config": JSON,
+    "hash_details": JSON,
+    "applied_column_tests": JSON,
+}
+RUN_COLUMNS = {
+    "id": {"data_type": "bigint", "nullable": False},
+    "run_time_parameters": JSON,
+    "run_history": JSON,
+    "run_details__nodes_in_run": JSON,
+    "run_details__nodes_for_refresh": JSON,
+}
+RUN_RESULT_COLUMNS = {"run_id": {"data_type": "bigint", "nullable": False}, "render_query_result": JSON}
+RUN_STATUS_COLUMNS = {"run_id": {"data_type": "bigint", "nullable": False}}
+
+
+def run_id_of(value: Any) -> int:
+    """A run id as int, whether Coalesce sent 17 or "17"."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a Coalesce run id: {value!r}")
+    return int(str(value).strip())
+
+
+def normalize_run(raw: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    run = {k: v for k, v in raw.items() if k != "userCredentials"}
+    run["id"] = run_id_of(raw["id"])
+    details = raw.get("runDetails") if isinstance(raw.get("runDetails"), Mapping) else {}
+    env_id = raw.get("environmentID", details.get("environmentID"))
+    run["environmentID"] = None if env_id is None else str(env_id)
+    credentials = raw.get("userCredentials")
+    if isinstance(credentials, Mapping):
+        run["userCredentials"] = {k: v for k, v in credentials.items() if k not in _CREDENTIAL_KEYS}
+    run.setdefault("runLink", run_link(base_url, run["id"]))
+    return run
+
+
+def normalize_environment(raw: Mapping[str, Any]) -> dict[str, Any]:
+    env = dict(raw)
+    env["id"] = str(raw["id"])
+    return env
+
+
+def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """One node; its column list becomes the child table `environment_nodes__columns`."""
+    node = {k: v for k, v in raw.items() if not k.startswith("_environments_")}
+    node["environment_id"] = str(raw.get("_environments_id", raw.get("environmentID", "")))
+    node["id"] = str(raw["id"])
+    metadata = dict(raw.get("metadata") or {})
+    if "columns" in metadata:
+        node["columns"] = metadata.pop("columns")
+    if "sourceMapping" in metadata:
+        node["sourceMapping"] = metadata.pop("sourceMapping")
+    if metadata:
+        node["metadata"] = metadata
+    else:
+        node.pop("metadata", None)
+    return node
+
+
+def normalize_run_result(raw: Mapping[str, Any]) -> dict[str, Any]:
+    result = {k: v for k, v in raw.items() if k != "_runs_id"}
+    result["run_id"] = run_id_of(raw["_runs_id"])
+    return result
+
+
+def normalize_run_status(raw: Mapping[str, Any]) -> dict[str, Any]:
+    status = {k: v for k, v in raw.items() if k != "_runs_id"}
+    status["run_id"] = run_id_of(raw["_runs_id"])
+    return status
+
+
+def normalize_by_id(raw: Mapping[str, Any]) -> dict[str, Any]:
+    record = dict(raw)
+    record["id"] = str(raw["id"])
+    return record
+
+
+class FirstSeen:
+    """A filter that drops records whose key was already seen in this extraction.
+
+    Guards against APIs whose `startingFrom` turns out to be inclusive (one repeated item per page)
+    and against a list that shifts while it is being paged.
+    """
+
+    def __init__(self, *key_fields: str) -> None:
+        self.key_fields = key_fields
+        self._seen: set[tuple[Any, ...]] = set()
+
+    def __call__(self, record: Mapping[str, Any]) -> bool:
+        key = tuple(str(record.get(field)) for field in self.key_fields)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True

@@ -1,0 +1,208 @@
+"""`coalesce_source`: every Coalesce metadata resource as one dlt source.
+
+Built on dlt's `rest_api` (declarative endpoints, parent/child resources, response actions) with
+Coalesce's cursor pagination (`pagination.CoalescePaginator`). `runs` and `users` are plain dlt
+resources on the same `RESTClient`, because they need logic a declaration cannot express: the
+incremental run frontier (`runs.py`) and the users path the docs disagree on.
+
+Configuration, resolved by dlt when the source is *called* (never at import):
+    [sources.coalesce_source]
+    base_url = "https://app.eu.coalescesoftware.io"    # or a region alias such as "eu"
+    access_token = "..."                               # in .dlt/secrets.toml or
+                                                       # SOURCES__COALESCE_SOURCE__ACCESS_TOKEN
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional, Sequence
+
+import dlt
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.client import RESTClient
+from dlt.sources.rest_api import rest_api_resources
+from requests import HTTPError
+
+from .pagination import CoalescePaginator
+from .records import (
+    ENVIRONMENT_COLUMNS,
+    NODE_COLUMN_COLUMNS,
+    NODE_COLUMNS,
+    RUN_RESULT_COLUMNS,
+    RUN_STATUS_COLUMNS,
+    FirstSeen,
+    normalize_by_id,
+    normalize_environment,
+    normalize_node,
+    normalize_run_result,
+    normalize_run_status,
+)
+from .regions import DEFAULT_BASE_URL, normalize_base_url
+from .runs import runs_resource
+
+SOURCE_NAME = "coalesce_source"
+RESOURCE_NAMES = (
+    "environments",
+    "environment",
+    "environment_nodes",
+    "runs",
+    "run_results",
+    "run_status",
+    "projects",
+    "users",
+)
+DEFAULT_PAGE_SIZE = 250  # the largest page the docs show clients using (§4.2)
+# The docs disagree on where the users collection lives (§3.0 CONFLICT): try both, in this order.
+USERS_PATHS = ("api/v1/users", "api/v1/organization/users")
+IGNORE_404 = [{"status_code": 404, "action": "ignore"}]
+
+
+@dlt.source(name=SOURCE_NAME, max_table_nesting=2)
+def coalesce_source(
+    base_url: str = DEFAULT_BASE_URL,
+    access_token: str = dlt.secrets.value,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    run_ids: Optional[Sequence[int]] = None,
+    advance_run_frontier: Optional[bool] = None,
+) -> Any:
+    """Coalesce environments, nodes, runs, run results, run statuses, projects and users.
+
+    Args:
+        base_url: the Coalesce app URL you log in with, or a region alias (`eu`, `us-east-1`, ...).
+        access_token: a Coalesce API token (Deploy tab -> Generate Access Token).
+        page_size: items per page for the paginated lists.
+        run_ids: load exactly these runs (and their results/status) instead of syncing new runs.
+        advance_run_frontier: see `runs.runs_resource`; leave None outside tests.
+    """
+    root = normalize_base_url(base_url)
+    auth = BearerTokenAuth(token=access_token)
+    client = RESTClient(base_url=root, auth=auth, headers=_headers())
+
+    runs = runs_resource(client, root, page_size, run_ids=run_ids, advance_frontier=advance_run_frontier)
+    declared = rest_api_resources(_rest_api_config(root, auth, page_size, runs))
+    by_name = {resource.name: resource for resource in declared}
+    by_name["environment_nodes"].apply_hints(
+        nested_hints={"environment_nodes__columns": {"columns": NODE_COLUMN_COLUMNS}}
+    )
+    by_name["users"] = users_resource(client, page_size)
+    return [by_name[name] for name in RESOURCE_NAMES]
+
+
+def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any) -> dict[str, Any]:
+    paged = {"limit": page_size, "orderBy": "id", "orderByDirection": "asc"}
+    return {
+        "client": {"base_url": root, "auth": auth, "headers": _headers()},
+        "resource_defaults": {
+            "endpoint": {"data_selector": "data", "paginator": CoalescePaginator()},
+        },
+        "resources": [
+            {
+                "name": "environments",
+                "primary_key": "id",
+                "write_disposition": "replace",
+                "columns": {"id": {"data_type": "text", "nullable": False}},
+                "endpoint": {"path": "api/v1/environments", "params": {**paged, "detail": "false"}},
+                "processing_steps": [{"map": normalize_by_id}, {"filter": FirstSeen("id")}],
+            },
+            {
+                "name": "environment",
+                "primary_key": "id",
+                "write_disposition": "replace",
+                "columns": ENVIRONMENT_COLUMNS,
+                "endpoint": {
+                    "path": "api/v1/environments/{resources.environments.id}",
+                    "data_selector": "$",
+                    "paginator": "single_page",
+                    # The environment may be deleted between the list and this call.
+                    "response_actions": IGNORE_404,
+                },
+                "processing_steps": [{"map": normalize_environment}],
+            },
+            {
+                "name": "environment_nodes",
+                "primary_key": ["environment_id", "id"],
+                "write_disposition": "replace",
+                "columns": NODE_COLUMNS,
+                "include_from_parent": ["id"],
+                "endpoint": {
+                    "path": "api/v1/environments/{resources.environments.id}/nodes",
+                    "params": {**paged, "detail": "true"},
+                    "response_actions": IGNORE_404,
+                },
+                "processing_steps": [
+                    {"map": normalize_node},
+                    {"filter": FirstSeen("environment_id", "id")},
+                ],
+            },
+            runs,
+            {
+                "name": "run_results",
+                "primary_key": ["run_id", "node_id"],
+                "write_disposition": "merge",
+                "columns": RUN_RESULT_COLUMNS,
+                "include_from_parent": ["id"],
+                "endpoint": {
+                    "path": "api/v1/runs/{resources.runs.id}/results",
+                    # The docs use {"data": [...]}; some clients also see {"results": [...]} or a
+                    # bare list (§3.4 CONFLICT): let dlt find the list in whichever arrives.
+                    "data_selector": None,
+                    "paginator": "single_page",
+                    "response_actions": IGNORE_404,
+                },
+                "processing_steps": [{"map": normalize_run_result}],
+            },
+            {
+                "name": "run_status",
+                "primary_key": "run_id",
+                "write_disposition": "merge",
+                "columns": RUN_STATUS_COLUMNS,
+                "include_from_parent": ["id"],
+                "endpoint": {
+                    "path": "scheduler/runStatus",
+                    "params": {"runCounter": "{resources.runs.id}"},
+                    "data_selector": "$",
+                    "paginator": "single_page",
+                    "response_actions": IGNORE_404,
+                },
+                "processing_steps": [{"map": normalize_run_status}],
+            },
+            {
+                "name": "projects",
+                "primary_key": "id",
+                "write_disposition": "replace",
+                "endpoint": {
+                    "path": "api/v1/projects",
+                    "params": {"includeWorkspaces": "true", "includeJobs": "true"},
+                },
+                "processing_steps": [{"map": normalize_by_id}, {"filter": FirstSeen("id")}],
+            },
+        ],
+    }
+
+
+def users_resource(client: RESTClient, page_size: int) -> Any:
+    @dlt.resource(name="users", primary_key="id", write_disposition="replace")
+    def users() -> Iterator[list[dict[str, Any]]]:
+        first_seen = FirstSeen("id")
+        params = {"limit": page_size, "orderBy": "id", "orderByDirection": "asc"}
+        for path in USERS_PATHS:
+            started = False
+            try:
+                for page in client.paginate(
+                    path, params=params, paginator=CoalescePaginator(), data_selector="data"
+                ):
+                    started = True
+                    yield [user for user in map(normalize_by_id, page) if first_seen(user)]
+                return
+            except HTTPError as error:
+                not_here = error.response is not None and error.response.status_code == 404
+                if started or not not_here or path == USERS_PATHS[-1]:
+                    raise
+                # 404 on the first page: this deployment serves users at the next path.
+
+    return users
+
+
+def _headers() -> dict[str, str]:
+    from .. import __version__
+
+    return {"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"}

@@ -1,0 +1,151 @@
+"""The main job: load every Coalesce asset into the destination and say what was loaded.
+
+    python -m coalesce_dagster.demo            # real Coalesce if a token is configured, else the simulator
+    python -m coalesce_dagster.demo --simulator   # always the bundled simulator
+    python -m coalesce_dagster.demo --ui          # then keep serving, with the Dagster UI on :3000
+
+With no access token configured it starts the bundled Coalesce simulator on 127.0.0.1 and loads into
+`coalesce_demo.duckdb`, so demo data never mixes with a real account's data in `coalesce.duckdb`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional
+
+import dlt
+
+from . import settings
+
+DEMO_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.duckdb"
+DAGSTER_HOME = settings.PROJECT_ROOT / ".dagster_home"
+TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"
+BASE_URL_ENV = "SOURCES__COALESCE_SOURCE__BASE_URL"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parse_args(argv)
+    _prepare_dagster_home()
+    with ExitStack() as stack:
+        use_simulator = args.simulator or not _token_configured()
+        if use_simulator:
+            simulator = stack.enter_context(_start_simulator(args))
+            print(f"No Coalesce access token configured: using the bundled simulator at {simulator.base_url}")
+        else:
+            print(f"Loading from Coalesce at {_configured_base_url()}")
+
+        if not _materialize_all():
+            print("The load failed; see the errors above.", file=sys.stderr)
+            return 1
+        _print_summary(use_simulator)
+        if args.ui:
+            return _serve_ui(args.port)
+    return 0
+
+
+def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--simulator", action="store_true", help="use the bundled simulator even if a token is set")
+    parser.add_argument("--ui", action="store_true", help="after loading, start the Dagster UI (dagster dev)")
+    parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (with --ui)")
+    parser.add_argument("--demo-run-interval", type=float, default=60.0,
+                        help="with --ui and the simulator: start a new Coalesce run every N seconds (0: never)")
+    return parser.parse_args(argv)
+
+
+def _token_configured() -> bool:
+    return bool(dlt.secrets.get("sources.coalesce_source.access_token"))
+
+
+def _configured_base_url() -> str:
+    from .coalesce.regions import normalize_base_url
+
+    return normalize_base_url(dlt.config.get("sources.coalesce_source.base_url"))
+
+
+class _start_simulator:
+    """Run the simulator for the life of the command, and point dlt config at it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def __enter__(self):
+        from .simulator import CoalesceSimulator, SimulatorConfig
+
+        self.simulator = CoalesceSimulator(SimulatorConfig()).start()
+        os.environ[BASE_URL_ENV] = self.simulator.base_url
+        os.environ[TOKEN_ENV] = self.simulator.state.config.token if hasattr(self.simulator.state, "config") else "sim-token"
+        os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(DEMO_DUCKDB_PATH)
+        if self.args.ui and self.args.demo_run_interval > 0:
+            self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
+        return self.simulator
+
+    def __exit__(self, *exc) -> None:
+        self.simulator.stop()
+
+
+def _prepare_dagster_home() -> None:
+    os.environ.setdefault("DAGSTER_HOME", str(DAGSTER_HOME))
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(settings.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+
+
+def _materialize_all() -> bool:
+    import dagster as dg
+
+    from .definitions import defs
+
+    job = defs.get_implicit_global_asset_job_def()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    return result.success
+
+
+def _print_summary(use_simulator: bool) -> None:
+    from .pipeline import make_pipeline
+
+    pipeline = make_pipeline()
+    pipeline.sync_destination()  # so `dlt pipeline coalesce_pipeline ...` commands see this load
+    dataset = pipeline.dataset_name
+    print(f"\nLoaded dataset '{dataset}' ({pipeline.destination.destination_name}):")
+    with pipeline.sql_client() as client:
+        for table in sorted(pipeline.default_schema.data_table_names()):
+            qualified = client.make_qualified_table_name(table)
+            with client.execute_query(f"SELECT count(*) FROM {qualified}") as cursor:
+                (count,) = cursor.fetchone()
+            print(f"  {table:<48} {count:>8} rows")
+    location = _duckdb_location(pipeline)
+    if location:
+        print(f"\nDuckDB file: {location}")
+        print(f'Query it:    python -c "import duckdb; print(duckdb.connect(\'{location}\', read_only=True)'
+              f'.sql(\'select run_status, count(*) from {dataset}.runs group by 1\'))"')
+    print(f"Pipeline:    dlt pipeline --pipelines-dir {pipeline.pipelines_dir} {pipeline.pipeline_name} info")
+    ui = "./scripts/demo.sh --ui" if use_simulator else "dagster dev -w workspace.yaml"
+    print(f"Dagster UI:  {ui}   (then open http://127.0.0.1:3000)")
+
+
+def _duckdb_location(pipeline: dlt.Pipeline) -> Optional[str]:
+    if pipeline.destination.destination_name != "duckdb":
+        return None
+    return str(pipeline.destination_client().config.credentials.database)
+
+
+def _serve_ui(port: int) -> int:
+    print(f"\nStarting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop) ...", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    try:
+        return subprocess.call(command, cwd=settings.PROJECT_ROOT, env=os.environ.copy())
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

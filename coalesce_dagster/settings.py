@@ -1,0 +1,47 @@
+"""Names and paths shared by the Dagster definitions, the demo command and the tests.
+
+Nothing here reads secrets or calls Coalesce; the destination *name* is read from dlt config because
+it decides the asset kinds shown in the UI, and it is not a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dlt
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+PIPELINE_NAME = "coalesce_pipeline"
+DEFAULT_DATASET_NAME = "coalesce_data"
+DEFAULT_DESTINATION = "duckdb"
+DEFAULT_DUCKDB_PATH = PROJECT_ROOT / "coalesce.duckdb"
+# Every dlt asset writing to the destination runs in this Dagster concurrency pool (limit 1), so a
+# schedule, the sensor and a UI click never load into the same DuckDB file / dlt state at once.
+CONCURRENCY_POOL = "coalesce_destination"
+
+GROUP_NAME = "coalesce"
+KEY_PREFIX = "coalesce"
+
+
+def destination_name() -> str:
+    """The dlt destination to load into: `[coalesce_dagster] destination` / COALESCE_DAGSTER__DESTINATION."""
+    return str(dlt.config.get("coalesce_dagster.destination") or DEFAULT_DESTINATION)
+
+
+def dataset_name() -> str:
+    return str(dlt.config.get("coalesce_dagster.dataset_name") or DEFAULT_DATASET_NAME)
+
+
+def pipelines_dir() -> Path:
+    """Where dlt keeps pipeline working folders (state is restored from the destination each run)."""
+    configured = os.environ.get("COALESCE_DAGSTER_PIPELINES_DIR")
+    return Path(configured) if configured else PROJECT_ROOT / ".dlt_pipelines"
+
+
+def duckdb_path() -> Path | None:
+    """The DuckDB file, unless the user configured dlt's own `destination.duckdb.credentials`."""
+    if dlt.config.get("destination.duckdb.credentials"):
+        return None
+    return DEFAULT_DUCKDB_PATH

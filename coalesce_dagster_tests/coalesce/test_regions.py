@@ -1,0 +1,48 @@
+import pytest
+
+from coalesce_dagster.coalesce.regions import (
+    DEFAULT_BASE_URL,
+    REGION_HOSTS,
+    InvalidBaseUrlError,
+    normalize_base_url,
+    run_link,
+)
+
+
+@pytest.mark.parametrize(
+    "configured, expected",
+    [
+        (None, DEFAULT_BASE_URL),
+        ("", DEFAULT_BASE_URL),
+        ("us", "https://app.coalescesoftware.io"),
+        ("EU", "https://app.eu.coalescesoftware.io"),
+        ("us-east-1", "https://app.us-east-1.aws.coalescesoftware.io"),
+        ("app.eu.coalescesoftware.io", "https://app.eu.coalescesoftware.io"),
+        ("https://app.coalescesoftware.io/", "https://app.coalescesoftware.io"),
+        ("https://app.coalescesoftware.io/api/v1", "https://app.coalescesoftware.io"),
+        ("https://app.coalescesoftware.io/api/v1/", "https://app.coalescesoftware.io"),
+        ("https://app.coalescesoftware.io/api", "https://app.coalescesoftware.io"),
+        ("https://abcompany.app.eu.coalescesoftware.io", "https://abcompany.app.eu.coalescesoftware.io"),
+        ("  https://app.australia-southeast1.gcp.coalescesoftware.io/API/V1  ",
+         "https://app.australia-southeast1.gcp.coalescesoftware.io"),
+        ("http://127.0.0.1:8765/api/v1", "http://127.0.0.1:8765"),
+    ],
+)
+def test_normalize_base_url(configured, expected):
+    assert normalize_base_url(configured) == expected
+
+
+def test_every_region_alias_is_an_https_coalesce_host():
+    for alias, host in REGION_HOSTS.items():
+        assert normalize_base_url(alias) == f"https://{host}"
+        assert host.startswith("app.") and host.endswith(".coalescesoftware.io"), alias
+
+
+@pytest.mark.parametrize("bad", ["ftp://app.coalescesoftware.io", "https://", "https:///api/v1"])
+def test_unusable_base_url_names_the_regions(bad):
+    with pytest.raises(InvalidBaseUrlError, match="region alias"):
+        normalize_base_url(bad)
+
+
+def test_run_link_matches_coalesce_form():
+    assert run_link("eu", 42) == "https://app.eu.coalescesoftware.io/runs/42"

@@ -1,0 +1,126 @@
+"""Shared fixtures: a real simulator on 127.0.0.1, a private DuckDB file and Dagster instance.
+
+Every test that loads data runs the real dlt source over real HTTP into a real DuckDB file through
+real Dagster; only the Coalesce side is simulated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import dagster as dg
+import duckdb
+import pytest
+
+from coalesce_dagster.simulator import CoalesceSimulator, SimulatorConfig
+
+DATASET = "coalesce_data"
+
+# Variables that would point a test at a real account or a shared file if inherited.
+_ISOLATED_ENV = (
+    "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN",
+    "SOURCES__COALESCE_SOURCE__BASE_URL",
+    "SOURCES__COALESCE_SOURCE__PAGE_SIZE",
+    "DESTINATION__DUCKDB__CREDENTIALS",
+    "COALESCE_DAGSTER_PIPELINES_DIR",
+    "COALESCE_DAGSTER__DESTINATION",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    # Fail fast in tests: a retried request costs at most a few hundred milliseconds.
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "1")
+    monkeypatch.setenv("COALESCE_DAGSTER_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(tmp_path / "coalesce.duckdb"))
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig()
+
+
+@pytest.fixture
+def simulator(simulator_config: SimulatorConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[CoalesceSimulator]:
+    with CoalesceSimulator(simulator_config) as sim:
+        monkeypatch.setenv("SOURCES__COALESCE_SOURCE__BASE_URL", sim.base_url)
+        monkeypatch.setenv("SOURCES__COALESCE_SOURCE__ACCESS_TOKEN", simulator_config.token)
+        yield sim
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def duckdb_file(tmp_path: Path) -> Path:
+    return tmp_path / "coalesce.duckdb"
+
+
+class Warehouse:
+    """Read-only queries against the test's DuckDB file (the connection never outlives a call)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def rows(self, sql: str, *params: Any) -> list[tuple]:
+        with duckdb.connect(str(self.path), read_only=True) as con:
+            return con.execute(sql, list(params)).fetchall()
+
+    def scalar(self, sql: str, *params: Any) -> Any:
+        return self.rows(sql, *params)[0][0]
+
+    def count(self, table: str, where: str = "") -> int:
+        return self.scalar(f"SELECT count(*) FROM {DATASET}.{table} {where}")
+
+    def tables(self) -> set[str]:
+        return {
+            name
+            for (name,) in self.rows(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", DATASET
+            )
+        }
+
+    def keys(self, table: str, *columns: str) -> list[tuple]:
+        cols = ", ".join(columns)
+        return sorted(self.rows(f"SELECT {cols} FROM {DATASET}.{table}"))
+
+
+@pytest.fixture
+def warehouse(duckdb_file: Path) -> Warehouse:
+    return Warehouse(duckdb_file)
+
+
+def materialize(
+    instance: dg.DagsterInstance,
+    selection: Optional[list[str]] = None,
+    run_config: Optional[dict] = None,
+    raise_on_error: bool = True,
+    resources: Optional[dict] = None,
+) -> dg.ExecuteInProcessResult:
+    """Materialize Coalesce assets through real Dagster, as the UI or a schedule would."""
+    from coalesce_dagster.defs.assets import coalesce_assets
+    from coalesce_dagster.defs.resources import resource_defs
+
+    asset_selection = (
+        dg.AssetSelection.assets(*[dg.AssetKey(["coalesce", name]) for name in selection])
+        if selection
+        else None
+    )
+    return dg.materialize(
+        [coalesce_assets],
+        instance=instance,
+        resources={**resource_defs(), **(resources or {})},
+        selection=asset_selection,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
+    )

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Set up and run the test suite (real HTTP against the simulator, real DuckDB, real Dagster).
+# Extra arguments go to pytest, e.g. ./scripts/test.sh -k sensor
+source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"
