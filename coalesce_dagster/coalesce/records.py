@@ -22,29 +22,45 @@ IN_FLIGHT_RUN_STATUSES = frozenset({"waitingToRun", "initializing", "rendering",
 # if one ever does, it must not reach the destination.
 _CREDENTIAL_KEYS = frozenset({"snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass"})
 
-JSON = {"data_type": "json"}
+# Column hints. Functions, not constants: dlt writes into the hint dicts it is given, so every
+# resource must get its own copies.
 
-ENVIRONMENT_COLUMNS = {
-    "current_mappings": JSON,
-    "run_time_parameters": JSON,
-    "currently_running_jobs": JSON,
-}
-NODE_COLUMNS = {"source_mapping": JSON, "metadata": JSON, "config": JSON, "storage_locations": JSON}
-NODE_COLUMN_COLUMNS = {
-    "sources": JSON,
-    "config": JSON,
-    "hash_details": JSON,
-    "applied_column_tests": JSON,
-}
-RUN_COLUMNS = {
-    "id": {"data_type": "bigint", "nullable": False},
-    "run_time_parameters": JSON,
-    "run_history": JSON,
-    "run_details__nodes_in_run": JSON,
-    "run_details__nodes_for_refresh": JSON,
-}
-RUN_RESULT_COLUMNS = {"run_id": {"data_type": "bigint", "nullable": False}, "render_query_result": JSON}
-RUN_STATUS_COLUMNS = {"run_id": {"data_type": "bigint", "nullable": False}}
+
+def _columns(**types: str) -> dict[str, Any]:
+    """`{name: column}` hints; key columns (type ending in `!`) are NOT NULL."""
+    return {
+        name: {"name": name, "data_type": data_type.rstrip("!"), "nullable": not data_type.endswith("!")}
+        for name, data_type in types.items()
+    }
+
+
+def environment_columns() -> dict[str, Any]:
+    return _columns(id="text!", current_mappings="json", run_time_parameters="json", currently_running_jobs="json")
+
+
+def node_columns() -> dict[str, Any]:
+    return _columns(environment_id="text!", id="text!", source_mapping="json", metadata="json", config="json",
+                    storage_locations="json")
+
+
+def node_column_columns() -> dict[str, Any]:
+    return _columns(sources="json", config="json", hash_details="json", applied_column_tests="json")
+
+
+def run_columns() -> dict[str, Any]:
+    return _columns(id="bigint!", run_time_parameters="json", run_history="json")
+
+
+def run_result_columns() -> dict[str, Any]:
+    return _columns(run_id="bigint!", node_id="text!", render_query_result="json")
+
+
+def run_status_columns() -> dict[str, Any]:
+    return _columns(run_id="bigint!")
+
+
+def id_columns() -> dict[str, Any]:
+    return _columns(id="text!")
 
 
 def run_id_of(value: Any) -> int:

@@ -25,7 +25,7 @@ import dlt
 from dlt.sources.helpers.rest_client.client import RESTClient
 
 from .pagination import CoalescePaginator
-from .records import RUN_COLUMNS, TERMINAL_RUN_STATUSES, normalize_run
+from .records import TERMINAL_RUN_STATUSES, normalize_run, run_columns
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def runs_resource(
         run table is selected in the source being extracted.
     """
 
-    @dlt.resource(name="runs", primary_key="id", write_disposition="merge", columns=RUN_COLUMNS)
+    @dlt.resource(name="runs", primary_key="id", write_disposition="merge", columns=run_columns())
     def runs() -> Iterator[list[dict[str, Any]]]:
         if run_ids is not None:
             yield from _runs_by_id(client, base_url, sorted({int(r) for r in run_ids}))

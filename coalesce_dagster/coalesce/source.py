@@ -24,17 +24,18 @@ from requests import HTTPError
 
 from .pagination import CoalescePaginator
 from .records import (
-    ENVIRONMENT_COLUMNS,
-    NODE_COLUMN_COLUMNS,
-    NODE_COLUMNS,
-    RUN_RESULT_COLUMNS,
-    RUN_STATUS_COLUMNS,
     FirstSeen,
+    environment_columns,
+    id_columns,
+    node_column_columns,
+    node_columns,
     normalize_by_id,
     normalize_environment,
     normalize_node,
     normalize_run_result,
     normalize_run_status,
+    run_result_columns,
+    run_status_columns,
 )
 from .regions import DEFAULT_BASE_URL, normalize_base_url
 from .runs import runs_resource
@@ -81,7 +82,7 @@ def coalesce_source(
     declared = rest_api_resources(_rest_api_config(root, auth, page_size, runs))
     by_name = {resource.name: resource for resource in declared}
     by_name["environment_nodes"].apply_hints(
-        nested_hints={"environment_nodes__columns": {"columns": NODE_COLUMN_COLUMNS}}
+        nested_hints={"columns": {"columns": node_column_columns()}}
     )
     by_name["users"] = users_resource(client, page_size)
     return [by_name[name] for name in RESOURCE_NAMES]
@@ -99,7 +100,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "name": "environments",
                 "primary_key": "id",
                 "write_disposition": "replace",
-                "columns": {"id": {"data_type": "text", "nullable": False}},
+                "columns": id_columns(),
                 "endpoint": {"path": "api/v1/environments", "params": {**paged, "detail": "false"}},
                 "processing_steps": [{"map": normalize_by_id}, {"filter": FirstSeen("id")}],
             },
@@ -107,7 +108,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "name": "environment",
                 "primary_key": "id",
                 "write_disposition": "replace",
-                "columns": ENVIRONMENT_COLUMNS,
+                "columns": environment_columns(),
                 "endpoint": {
                     "path": "api/v1/environments/{resources.environments.id}",
                     "data_selector": "$",
@@ -121,7 +122,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "name": "environment_nodes",
                 "primary_key": ["environment_id", "id"],
                 "write_disposition": "replace",
-                "columns": NODE_COLUMNS,
+                "columns": node_columns(),
                 "include_from_parent": ["id"],
                 "endpoint": {
                     "path": "api/v1/environments/{resources.environments.id}/nodes",
@@ -138,7 +139,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "name": "run_results",
                 "primary_key": ["run_id", "node_id"],
                 "write_disposition": "merge",
-                "columns": RUN_RESULT_COLUMNS,
+                "columns": run_result_columns(),
                 "include_from_parent": ["id"],
                 "endpoint": {
                     "path": "api/v1/runs/{resources.runs.id}/results",
@@ -154,7 +155,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "name": "run_status",
                 "primary_key": "run_id",
                 "write_disposition": "merge",
-                "columns": RUN_STATUS_COLUMNS,
+                "columns": run_status_columns(),
                 "include_from_parent": ["id"],
                 "endpoint": {
                     "path": "scheduler/runStatus",
@@ -169,6 +170,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "name": "projects",
                 "primary_key": "id",
                 "write_disposition": "replace",
+                "columns": id_columns(),
                 "endpoint": {
                     "path": "api/v1/projects",
                     "params": {"includeWorkspaces": "true", "includeJobs": "true"},
@@ -180,7 +182,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
 
 
 def users_resource(client: RESTClient, page_size: int) -> Any:
-    @dlt.resource(name="users", primary_key="id", write_disposition="replace")
+    @dlt.resource(name="users", primary_key="id", write_disposition="replace", columns=id_columns())
     def users() -> Iterator[list[dict[str, Any]]]:
         first_seen = FirstSeen("id")
         params = {"limit": page_size, "orderBy": "id", "orderByDirection": "asc"}

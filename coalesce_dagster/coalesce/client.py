@@ -1,0 +1,97 @@
+"""A small typed client for the calls the run-status sensor makes.
+
+It rides on dlt's `RESTClient` and request helper, so it shares the load path's retry policy (429
+with Retry-After, 5xx, connection errors; other 4xx fail at once) and its URL sanitising, with its
+own, shorter timeouts: a sensor tick has a deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.client import RESTClient
+
+from .. import __version__
+from .errors import raise_for_coalesce_status
+from .pagination import CoalescePaginator
+from .records import TERMINAL_RUN_STATUSES, normalize_run
+from .regions import normalize_base_url, run_link
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    status: str
+    run_type: Optional[str]
+    environment_id: Optional[str]
+    start_time: Optional[str]
+    link: str
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+
+class CoalesceClient:
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        request_timeout: float = 10.0,
+        max_attempts: int = 3,
+        backoff_factor: float = 0.5,
+        max_retry_delay: float = 10.0,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        session = Client(
+            request_timeout=request_timeout,
+            raise_for_status=False,
+            request_max_attempts=max_attempts,
+            request_backoff_factor=backoff_factor,
+            request_max_retry_delay=max_retry_delay,
+        ).session
+        self._rest = RESTClient(
+            base_url=self.base_url,
+            auth=BearerTokenAuth(token=access_token),
+            headers={"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"},
+            session=session,
+        )
+
+    def runs_newest_first(self, page_size: int = 100) -> Iterator[RunSummary]:
+        """Every run, newest first; stop iterating when you have seen enough."""
+        params = {"detail": "false", "orderBy": "id", "orderByDirection": "desc", "limit": page_size}
+        seen: set[int] = set()
+        for page in self._rest.paginate(
+            "api/v1/runs",
+            params=params,
+            paginator=CoalescePaginator(),
+            data_selector="data",
+            hooks={"response": [raise_for_coalesce_status]},
+        ):
+            for raw in page:
+                summary = self._summary(raw)
+                if summary.id not in seen:
+                    seen.add(summary.id)
+                    yield summary
+
+    def run_status(self, run_id: int) -> Optional[str]:
+        """The scheduler's status of a run, or None if Coalesce no longer knows the run."""
+        response = self._rest.get("scheduler/runStatus", params={"runCounter": run_id})
+        if response.status_code == 404:
+            return None
+        raise_for_coalesce_status(response)
+        return str(response.json().get("runStatus") or "")
+
+    def _summary(self, raw: dict[str, Any]) -> RunSummary:
+        run = normalize_run(raw, self.base_url)
+        return RunSummary(
+            id=run["id"],
+            status=str(run.get("runStatus") or ""),
+            run_type=run.get("runType"),
+            environment_id=run.get("environmentID"),
+            start_time=run.get("runStartTime"),
+            link=run.get("runLink") or run_link(self.base_url, run["id"]),
+        )
