@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
@@ -80,7 +81,7 @@ class _start_simulator:
 
         self.simulator = CoalesceSimulator(SimulatorConfig()).start()
         os.environ[BASE_URL_ENV] = self.simulator.base_url
-        os.environ[TOKEN_ENV] = self.simulator.state.config.token if hasattr(self.simulator.state, "config") else "sim-token"
+        os.environ[TOKEN_ENV] = self.simulator.config.token
         os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(DEMO_DUCKDB_PATH)
         if self.args.ui and self.args.demo_run_interval > 0:
             self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
@@ -103,9 +104,19 @@ def _materialize_all() -> bool:
 
     from .definitions import defs
 
-    job = defs.get_implicit_global_asset_job_def()
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys)
+    print(f"Materializing {len(keys)} assets: {', '.join(keys)} ...", flush=True)
+    started = time.monotonic()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+    if result.success:
+        print(f"Done in {time.monotonic() - started:.1f} s (Dagster run {result.run_id}).")
+    else:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data:
+                print(f"\nFAILED: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
     return result.success
 
 

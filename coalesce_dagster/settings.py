@@ -45,3 +45,13 @@ def duckdb_path() -> Path | None:
     if dlt.config.get("destination.duckdb.credentials"):
         return None
     return DEFAULT_DUCKDB_PATH
+
+
+def setting(key: str, default: str) -> str:
+    """A non-secret `[coalesce_dagster]` setting (e.g. `schedules.timezone`), as text.
+
+    Read from `.dlt/config.toml` or COALESCE_DAGSTER__<SECTION>__<KEY>; used for schedule and sensor
+    options, which Dagster needs when it loads definitions.
+    """
+    value = dlt.config.get(f"coalesce_dagster.{key}")
+    return default if value is None or str(value).strip() == "" else str(value).strip()

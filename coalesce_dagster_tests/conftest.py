@@ -106,6 +106,7 @@ def materialize(
     run_config: Optional[dict] = None,
     raise_on_error: bool = True,
     resources: Optional[dict] = None,
+    tags: Optional[dict] = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize Coalesce assets through real Dagster, as the UI or a schedule would."""
     from coalesce_dagster.defs.assets import coalesce_assets
@@ -123,4 +124,5 @@ def materialize(
         selection=asset_selection,
         run_config=run_config,
         raise_on_error=raise_on_error,
+        tags=tags,
     )

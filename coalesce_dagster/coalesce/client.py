@@ -60,8 +60,8 @@ class CoalesceClient:
             session=session,
         )
 
-    def runs_newest_first(self, page_size: int = 100) -> Iterator[RunSummary]:
-        """Every run, newest first; stop iterating when you have seen enough."""
+    def run_pages_newest_first(self, page_size: int = 100) -> Iterator[list[RunSummary]]:
+        """Pages of runs, newest first (summaries); stop iterating when you have seen enough."""
         params = {"detail": "false", "orderBy": "id", "orderByDirection": "desc", "limit": page_size}
         seen: set[int] = set()
         for page in self._rest.paginate(
@@ -71,11 +71,13 @@ class CoalesceClient:
             data_selector="data",
             hooks={"response": [raise_for_coalesce_status]},
         ):
-            for raw in page:
-                summary = self._summary(raw)
-                if summary.id not in seen:
-                    seen.add(summary.id)
-                    yield summary
+            summaries = [self._summary(raw) for raw in page]
+            fresh = [s for s in summaries if s.id not in seen]  # an inclusive cursor repeats one
+            seen.update(s.id for s in fresh)
+            yield fresh
+
+    def run_link(self, run_id: int) -> str:
+        return run_link(self.base_url, run_id)
 
     def run_status(self, run_id: int) -> Optional[str]:
         """The scheduler's status of a run, or None if Coalesce no longer knows the run."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import dagster as dg
+import dlt
 from dagster_dlt import DagsterDltResource
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from pydantic import Field
 
+from ..coalesce.client import CoalesceClient
 from ..coalesce.regions import normalize_base_url
 from ..coalesce.source import coalesce_source
 
@@ -62,6 +64,15 @@ class CoalesceResource(dg.ConfigurableResource):
             if "access_token" in missing.fields:
                 raise CoalesceConfigurationError(TOKEN_HELP) from None
             raise
+
+
+    def client(self) -> CoalesceClient:
+        """A client for the sensor's own calls, with settings resolved now (not at import)."""
+        base_url = self.base_url or dlt.config.get("sources.coalesce_source.base_url")
+        token = self.access_token or dlt.secrets.get("sources.coalesce_source.access_token")
+        if not token:
+            raise CoalesceConfigurationError(TOKEN_HELP)
+        return CoalesceClient(normalize_base_url(base_url), str(token))
 
 
 def resource_defs() -> dict[str, Any]:

@@ -1,0 +1,192 @@
+"""The run-status sensor, ticked against the simulator with real Dagster contexts."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import dagster as dg
+import pytest
+
+from coalesce_dagster.defs.assets import LOAD_OP_NAME
+from coalesce_dagster.defs.resources import CoalesceResource
+from coalesce_dagster.defs.sensors import SENSOR_NAME, coalesce_run_status_sensor
+from coalesce_dagster.definitions import defs
+from coalesce_dagster.simulator import SimulatorConfig
+from coalesce_dagster_tests.conftest import materialize
+
+SENSOR_JOB = defs.resolve_job_def(coalesce_run_status_sensor.job_name)
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(environments=3, nodes_per_environment=10, runs=30, results_per_run=4)
+
+
+@pytest.fixture
+def live(simulator):
+    """Runs started from here on carry real timestamps, as a live Coalesce's would."""
+    simulator.state.use_real_clock()
+    return simulator
+
+
+def tick(instance, cursor=None, resources=None):
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=resources or {"coalesce": CoalesceResource()}
+    ) as context:
+        return coalesce_run_status_sensor(context)
+
+
+def requested_run_ids(result) -> list[list[int]]:
+    return [r.run_config["ops"][LOAD_OP_NAME]["config"]["run_ids"] for r in result.run_requests or []]
+
+
+def finish(state, run_id, status="completed"):
+    state.set_run_status(run_id, "running")
+    state.set_run_status(run_id, status)
+
+
+def test_first_start_does_not_replay_history(live, instance):
+    result = tick(instance)
+    assert not result.run_requests
+    assert "No Coalesce run finished" in result.skip_reason.skip_message
+    cursor = json.loads(result.cursor)
+    assert cursor["version"] == 1 and cursor["high_water"] == max(live.state.runs)
+    assert live.request_count("/api/v1/runs") == 1  # newest page only: history is not walked
+
+
+def test_first_start_loads_runs_that_finished_within_the_lookback(live, instance):
+    recent = live.state.start_run("1")
+    finish(live.state, recent)
+    result = tick(instance)
+    assert requested_run_ids(result) == [[recent]]
+
+
+def test_a_run_is_followed_until_it_finishes_then_requested_once(live, instance):
+    cursor = tick(instance).cursor
+    run_id = live.state.start_run("2")
+
+    waiting = tick(instance, cursor)
+    assert not waiting.run_requests
+    assert json.loads(waiting.cursor)["in_flight"] == {str(run_id): "waitingToRun"}
+
+    live.state.set_run_status(run_id, "running")
+    running = tick(instance, waiting.cursor)
+    assert not running.run_requests
+
+    live.state.set_run_status(run_id, "failed", failure_reason="boom")
+    done = tick(instance, running.cursor)
+    assert requested_run_ids(done) == [[run_id]]
+    (request,) = done.run_requests
+    assert request.tags["coalesce/run_ids"] == str(run_id)
+    assert request.tags["coalesce/run_statuses"] == "failed"
+    assert dg.validate_run_config(SENSOR_JOB, request.run_config)
+    assert json.loads(done.cursor)["in_flight"] == {}
+
+    again = tick(instance, done.cursor)
+    assert not again.run_requests
+
+
+def test_runs_that_start_and_finish_between_ticks_in_every_environment(live, instance):
+    cursor = tick(instance).cursor
+    started = [live.state.start_run(env_id) for env_id in sorted(live.state.environments)]
+    for run_id in started:
+        finish(live.state, run_id, "canceled" if run_id == started[0] else "completed")
+    result = tick(instance, cursor)
+    assert requested_run_ids(result) == [sorted(started)]
+    # Same runs, same run_key: a repeated evaluation is deduplicated by Dagster itself.
+    assert result.run_requests[0].run_key == tick(instance, cursor).run_requests[0].run_key
+
+
+def test_coalesce_down_skips_the_tick_and_keeps_the_cursor(live, instance):
+    cursor = tick(instance).cursor
+    run_id = live.state.start_run("1")
+    finish(live.state, run_id)
+    live.faults.status_override = {"/api/v1/runs": 503}
+    down = tick(instance, cursor)
+    assert not down.run_requests
+    assert "Coalesce unavailable" in down.skip_reason.skip_message and "503" in down.skip_reason.skip_message
+    assert down.cursor == cursor
+
+    live.faults.status_override = None
+    assert requested_run_ids(tick(instance, down.cursor)) == [[run_id]]
+
+
+def test_a_rejected_token_skips_with_the_fix(live, instance):
+    result = tick(instance, resources={"coalesce": CoalesceResource(access_token="wrong")})
+    assert not result.run_requests
+    assert "401" in result.skip_reason.skip_message and "Generate Access Token" in result.skip_reason.skip_message
+    assert "wrong" not in result.skip_reason.skip_message
+
+
+def test_many_runs_cost_calls_per_new_or_in_flight_run_not_per_history(live, instance):
+    live.state.add_runs(400)
+    cursor = tick(instance).cursor
+    in_flight = [live.state.start_run(str(1 + i % 3)) for i in range(12)]
+    cursor = tick(instance, cursor).cursor  # discovers the 12
+    for run_id in in_flight[:5]:
+        finish(live.state, run_id)
+    live.reset_request_log()
+
+    result = tick(instance, cursor)
+
+    assert requested_run_ids(result) == [in_flight[:5]]
+    assert live.request_count("/api/v1/runs") == 1
+    assert live.request_count("/scheduler/runStatus") == len(in_flight)
+
+
+def test_time_budget_leaves_the_rest_for_the_next_tick(live, instance, monkeypatch):
+    cursor = tick(instance).cursor
+    run_id = live.state.start_run("1")
+    cursor = tick(instance, cursor).cursor
+    finish(live.state, run_id)
+    monkeypatch.setenv("COALESCE_DAGSTER__SENSOR__TIME_BUDGET_SECONDS", "0")
+    spent = tick(instance, cursor)
+    assert not spent.run_requests
+    assert json.loads(spent.cursor)["in_flight"] == {str(run_id): "waitingToRun"}
+    monkeypatch.delenv("COALESCE_DAGSTER__SENSOR__TIME_BUDGET_SECONDS")
+    assert requested_run_ids(tick(instance, spent.cursor)) == [[run_id]]
+
+
+@pytest.mark.parametrize("lost_cursor", [None, "not json {", json.dumps({"version": 99})])
+def test_a_lost_cursor_does_not_load_a_run_twice(live, instance, warehouse, lost_cursor, caplog):
+    run_id = live.state.start_run("3")
+    finish(live.state, run_id)
+    first = tick(instance)
+    (request,) = first.run_requests
+    # Launch it the way the daemon would: same selection, config and tags.
+    launched = materialize(
+        instance,
+        selection=["runs", "run_results", "run_status"],
+        run_config=request.run_config,
+        tags={**request.tags, "dagster/sensor_name": SENSOR_NAME},
+    )
+    assert launched.success
+
+    with caplog.at_level(logging.WARNING):
+        after_reset = tick(instance, lost_cursor)
+    assert not after_reset.run_requests
+    if lost_cursor:
+        assert "Unreadable Coalesce run-status cursor" in caplog.text
+    assert warehouse.count("runs", f"WHERE id = {run_id}") == 1
+
+
+def test_tick_to_rows_in_duckdb(live, instance, warehouse):
+    cursor = tick(instance).cursor
+    run_id = live.state.start_run("2")
+    finish(live.state, run_id)
+    (request,) = tick(instance, cursor).run_requests
+
+    result = materialize(instance, selection=["runs", "run_results", "run_status"], run_config=request.run_config,
+                         tags=request.tags)
+    assert result.success
+
+    assert warehouse.scalar("SELECT run_status FROM coalesce_data.runs WHERE id = ?", run_id) == "completed"
+    assert warehouse.count("run_results", f"WHERE run_id = {run_id}") == len(live.state.results[run_id]) > 0
+    assert warehouse.count("run_status", f"WHERE run_id = {run_id}") == 1
+    event = instance.get_latest_materialization_event(dg.AssetKey(["coalesce", "run_results"]))
+    metadata = event.asset_materialization.metadata
+    assert metadata["coalesce/run_ids"].value == [run_id]
+    assert metadata["coalesce/run_statuses"].value == {"completed": 1}
+    assert metadata["coalesce/run_link"].value == live.state.run_link(run_id)
+    assert f"[{run_id}]({live.state.run_link(run_id)})" in metadata["coalesce/runs"].value
