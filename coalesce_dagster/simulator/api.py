@@ -1,0 +1,300 @@
+"""The Coalesce REST endpoints (doc §3, §7).
+
+Handlers run with the state lock held by the caller and return :class:`Response` objects;
+validation failures raise :class:`ApiError`, which becomes the documented error envelope.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from . import render
+from .data import RUN_STATUSES, RUN_TYPES, TERMINAL_STATUSES, SimulatorState
+from .faults import Faults
+from .paging import paginate, parse_page_params
+from .responses import NO_BODY, UNAUTHORIZED_MESSAGE, ApiError, Response, error_response, json_response
+from .routing import Request, Router, parse_flag, parse_json_object
+from .timeutil import parse_iso
+
+_DIGITS = re.compile(r"[0-9]+")
+_AUTH_TYPES = ("Basic", "KeyPair", "OAuth")
+# v6.2 runs paging: which run field a date-time startingFrom is compared with, per orderBy.
+_RUN_DATE_FIELDS = {"id": "runStartTime", "runStartTime": "runStartTime", "runEndTime": "runEndTime"}
+
+
+def _run_time(run: Mapping[str, Any], field: str) -> datetime | None:
+    value = run.get(field)
+    return parse_iso(value) if value else None
+
+
+def _run_id_from_path(raw: str) -> int:
+    if not _DIGITS.fullmatch(raw):
+        # The real API rejects non-numeric run ids with a 400 (doc §8).
+        raise ApiError(400, f"Invalid runID {raw!r}: must be an integer")
+    return int(raw)
+
+
+def _run_id_from_body(value: Any, field: str) -> int:
+    if isinstance(value, bool) or value is None:
+        raise ApiError(400, f"{field} is required and must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value)
+    raise ApiError(400, f"{field} must be an integer, got {value!r}")
+
+
+def _optional(container: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``container[key]`` when present and of ``kind`` (a bool is not an int); None when absent."""
+    value = container.get(key)
+    if value is None:
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise ApiError(400, f"{where}.{key} must be of type {expected}, got {value!r}")
+    return value
+
+
+def _credentials(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    credentials = _optional(body, "userCredentials", dict, "body")
+    if credentials is not None:
+        auth_type = credentials.get("snowflakeAuthType", "Basic")
+        if auth_type not in _AUTH_TYPES:
+            raise ApiError(400, f"userCredentials.snowflakeAuthType must be one of {', '.join(_AUTH_TYPES)}")
+    return credentials
+
+
+class CoalesceApi:
+    """Routes and handlers for ``/api/v1/*`` and ``/scheduler/*``."""
+
+    def __init__(self, state: SimulatorState, faults: Faults) -> None:
+        self.state = state
+        self.faults = faults
+        router = self.router = Router()
+        router.add("GET", "/api/v1/environments", self.list_environments)
+        router.add("GET", "/api/v1/environments/{environment_id}", self.get_environment)
+        router.add("GET", "/api/v1/environments/{environment_id}/nodes", self.list_nodes)
+        router.add("GET", "/api/v1/environments/{environment_id}/nodes/{node_id}", self.get_node)
+        router.add("GET", "/api/v1/runs", self.list_runs)
+        router.add("GET", "/api/v1/runs/{run_id}", self.get_run)
+        router.add("GET", "/api/v1/runs/{run_id}/results", self.get_run_results)
+        router.add("GET", "/api/v1/projects", self.list_projects)
+        router.add("GET", "/api/v1/projects/{project_id}", self.get_project)
+        # The users path is disputed (doc §3.0 CONFLICT); serve both.
+        router.add("GET", "/api/v1/users", self.list_users)
+        router.add("GET", "/api/v1/organization/users", self.list_users)
+        router.add("GET", "/scheduler/runStatus", self.run_status)
+        router.add("POST", "/scheduler/startRun", self.start_run)
+        router.add("POST", "/scheduler/rerun", self.rerun)
+        router.add("POST", "/scheduler/cancelRun", self.cancel_run)
+
+    def handle(self, request: Request) -> Response:
+        """Authenticate, then route. Caller must hold ``state.lock``."""
+        if not self._authorised(request.headers.get("authorization")):
+            # Same documented body on every path, including unknown ones (doc §2.2).
+            return error_response(401, UNAUTHORIZED_MESSAGE)
+        try:
+            return self.router.dispatch(request)
+        except ApiError as error:
+            return error.to_response()
+
+    def _authorised(self, header: str | None) -> bool:
+        if not header:
+            return False
+        scheme, _, token = header.strip().partition(" ")
+        expected = self.state.config.token.encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
+
+    # -- environments and nodes ---------------------------------------------------------------
+
+    def list_environments(self, request: Request) -> Response:
+        detail = parse_flag(request.query, "detail")
+        params = parse_page_params(request.query, order_fields=("id",), default_direction="asc")
+        page, meta = paginate(list(self.state.environments.values()), params, self.faults, numeric_ids=True)
+        return json_response({"data": [render.environment(env, detail) for env in page], **meta})
+
+    def get_environment(self, request: Request, environment_id: str) -> Response:
+        return json_response(render.environment(self._environment(environment_id), detail=True))
+
+    def list_nodes(self, request: Request, environment_id: str) -> Response:
+        env = self._environment(environment_id)
+        detail = parse_flag(request.query, "detail")
+        params = parse_page_params(request.query, order_fields=("id",), default_direction="asc")
+        nodes = list(self.state.nodes[env["id"]].values())
+        page, meta = paginate(nodes, params, self.faults, numeric_ids=False)
+        return json_response({"data": [render.node(node, detail) for node in page], **meta})
+
+    def get_node(self, request: Request, environment_id: str, node_id: str) -> Response:
+        env = self._environment(environment_id)
+        node = self.state.nodes[env["id"]].get(node_id)
+        if node is None:
+            raise ApiError(404, f"Node {node_id} not found in environment {environment_id}")
+        return json_response(render.node(node, detail=True))
+
+    def _environment(self, environment_id: str) -> dict[str, Any]:
+        env = self.state.environments.get(environment_id)
+        if env is None:
+            raise ApiError(404, f"Environment {environment_id} not found")
+        return env
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def list_runs(self, request: Request) -> Response:
+        query = request.query
+        run_type = query.get("runType") or None
+        run_status = query.get("runStatus") or None
+        environment_id = query.get("environmentID") or None
+        if run_type is not None and run_type not in RUN_TYPES:
+            raise ApiError(400, f"runType must be one of {', '.join(RUN_TYPES)}, got {run_type!r}")
+        if run_status is not None and run_status not in RUN_STATUSES:
+            raise ApiError(400, f"runStatus must be one of {', '.join(RUN_STATUSES)}, got {run_status!r}")
+        detail = parse_flag(query, "detail")
+        params = parse_page_params(
+            query, order_fields=("id", "runStartTime", "runEndTime"), default_direction="desc"
+        )
+        runs = [
+            run
+            for run in self.state.runs.values()
+            if (run_type is None or run["runType"] == run_type)
+            and (run_status is None or run["runStatus"] == run_status)
+            and (environment_id is None or run["environmentID"] == environment_id)
+        ]
+        page, meta = paginate(
+            runs,
+            params,
+            self.faults,
+            numeric_ids=True,
+            sort_value=_run_time,
+            date_fields=_RUN_DATE_FIELDS,
+            v62=self.faults.runs_v62_paging,
+        )
+        view = render.run_info if detail else render.run_summary
+        data = [view(run, id_as_string=self.faults.run_ids_as_strings) for run in page]
+        return json_response({"data": data, **meta})
+
+    def get_run(self, request: Request, run_id: str) -> Response:
+        run = self._run(run_id)
+        return json_response(render.run_info(run, id_as_string=self.faults.run_ids_as_strings))
+
+    def get_run_results(self, request: Request, run_id: str) -> Response:
+        run = self._run(run_id)
+        results = self.state.results.get(run["id"], [])
+        return json_response(render.run_results(results, self.faults.results_envelope))
+
+    def _run(self, raw_id: str) -> dict[str, Any]:
+        run_id = _run_id_from_path(raw_id)
+        run = self.state.runs.get(run_id)
+        if run is None:
+            raise ApiError(404, f"Run {run_id} not found")
+        return run
+
+    # -- projects and users ---------------------------------------------------------------------
+
+    def list_projects(self, request: Request) -> Response:
+        workspaces = parse_flag(request.query, "includeWorkspaces")
+        jobs = parse_flag(request.query, "includeJobs")
+        projects = sorted(self.state.projects.values(), key=lambda project: int(project["id"]))
+        data = [render.project(p, include_workspaces=workspaces, include_jobs=jobs) for p in projects]
+        return json_response({"data": data})
+
+    def get_project(self, request: Request, project_id: str) -> Response:
+        project = self.state.projects.get(project_id)
+        if project is None:
+            raise ApiError(404, f"Project {project_id} not found")
+        workspaces = parse_flag(request.query, "includeWorkspaces")
+        jobs = parse_flag(request.query, "includeJobs")
+        return json_response(render.project(project, include_workspaces=workspaces, include_jobs=jobs))
+
+    def list_users(self, request: Request) -> Response:
+        params = parse_page_params(request.query, order_fields=("id",), default_direction="asc")
+        page, meta = paginate(list(self.state.users.values()), params, self.faults, numeric_ids=False)
+        return json_response({"data": [render.user(user) for user in page], **meta})
+
+    # -- scheduler --------------------------------------------------------------------------------
+
+    def run_status(self, request: Request) -> Response:
+        raw = request.query.get("runCounter")
+        if not raw:
+            raise ApiError(400, "runCounter is required")
+        if not _DIGITS.fullmatch(raw):
+            raise ApiError(400, f"runCounter must be an integer, got {raw!r}")
+        run = self.state.runs.get(int(raw))
+        if run is None:
+            raise ApiError(404, f"Run {raw} not found")
+        return json_response(render.run_status(run, self.state.run_link(run["id"])))
+
+    def start_run(self, request: Request) -> Response:
+        body = parse_json_object(request.body)
+        details = body.get("runDetails")
+        if not isinstance(details, dict):
+            raise ApiError(400, "runDetails is required")
+        if "jobId" in details:
+            # A known client bug (doc §7.1): silently running the whole environment instead of
+            # the job would hide it, so refuse.
+            raise ApiError(400, "Unknown field runDetails.jobId (the field is named jobID)")
+        environment_id = details.get("environmentID")
+        if isinstance(environment_id, bool) or not isinstance(environment_id, (str, int)) or environment_id == "":
+            raise ApiError(400, "runDetails.environmentID is required")
+        environment_id = str(environment_id)
+        if environment_id not in self.state.environments:
+            raise ApiError(400, f"Environment {environment_id} not found")
+        job_id = _optional(details, "jobID", (str, int), "runDetails")
+        parallelism = _optional(details, "parallelism", int, "runDetails")
+        if parallelism is not None and parallelism < 1:
+            raise ApiError(400, "runDetails.parallelism must be at least 1")
+        force = _optional(details, "forceIgnoreWorkspaceStatus", bool, "runDetails")
+        parameters = _optional(body, "parameters", dict, "body")
+        try:
+            run_id = self.state.start_run(
+                environment_id,
+                job_id=str(job_id) if job_id is not None else None,
+                include=_optional(details, "includeNodesSelector", str, "runDetails"),
+                exclude=_optional(details, "excludeNodesSelector", str, "runDetails"),
+                parallelism=parallelism or 16,
+                parameters=parameters,
+                credentials=_credentials(body),
+                force_ignore_environment_status=bool(force),
+            )
+        except (KeyError, ValueError) as error:
+            raise ApiError(400, str(error.args[0])) from None
+        return json_response({"runCounter": run_id})
+
+    def rerun(self, request: Request) -> Response:
+        body = parse_json_object(request.body)
+        details = body.get("runDetails")
+        if not isinstance(details, dict):
+            raise ApiError(400, "runDetails is required")
+        run_id = _run_id_from_body(details.get("runID"), "runDetails.runID")
+        if run_id not in self.state.runs:
+            raise ApiError(400, f"Run {run_id} not found")
+        force = _optional(details, "forceIgnoreWorkspaceStatus", bool, "runDetails")
+        try:
+            new_id = self.state.rerun(
+                run_id,
+                parameters=_optional(body, "parameters", dict, "body"),
+                credentials=_credentials(body),
+                force_ignore_environment_status=bool(force),
+            )
+        except (KeyError, ValueError) as error:
+            raise ApiError(400, str(error.args[0])) from None
+        return json_response({"runCounter": new_id})
+
+    def cancel_run(self, request: Request) -> Response:
+        body = parse_json_object(request.body)
+        run_id = _run_id_from_body(body.get("runID"), "runID")
+        run = self.state.runs.get(run_id)
+        if run is None:
+            raise ApiError(400, f"Run {run_id} not found")
+        environment_id = body.get("environmentID")
+        if environment_id not in (None, "") and str(environment_id) != run["environmentID"]:
+            raise ApiError(400, f"Run {run_id} does not belong to environment {environment_id}")
+        if run["runStatus"] in TERMINAL_STATUSES:
+            raise ApiError(400, f"Run {run_id} is already {run['runStatus']}")
+        # orgID is accepted and ignored: no researched endpoint exposes it (doc §7.3).
+        self.state.set_run_status(run_id, "canceled")
+        return Response(204, NO_BODY)

@@ -1,0 +1,174 @@
+"""Fault injection knobs.
+
+Tests flip these between calls (``sim.faults.rate_limit_burst = 2``), so the object is a plain
+mutable dataclass. Assignments are validated on the spot: a typo in a knob name or an
+impossible value should fail the test that made it, not silently disable the fault.
+Burst counters are consumed through :meth:`Faults.take`, which decrements under a lock so
+that concurrent requests never both claim the last unit of a burst.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+# Knobs whose value is one of a fixed set of strings.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "next_style": ("string", "number"),
+    "end_style": ("absent", "null", "empty"),
+    "results_envelope": ("data", "results", "bare"),
+}
+
+# Annotation base name -> accepted Python types (bool is rejected for numbers separately).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "dict": (dict,),
+}
+
+
+@dataclass
+class Faults:
+    """All faults are off by default. See the module docstring for the concurrency contract."""
+
+    latency_ms: float = 0.0  # sleep before answering every request
+    rate_limit_burst: int = 0  # next N requests: 429 + Retry-After
+    retry_after_seconds: int = 1
+    server_error_burst: int = 0  # next N requests: 503
+    # After this many successful requests every further request answers 503 (an outage in the
+    # middle of a load) until set back to None. Re-assigning restarts the count.
+    fail_after_requests: int | None = None
+    hang_burst: int = 0  # next N requests sleep hang_seconds first
+    hang_seconds: float = 0.0
+    reset_burst: int = 0  # next N requests: connection closed without an answer
+    garbage_burst: int = 0  # next N successful responses: 200 with a non-JSON body
+    truncated_burst: int = 0  # next N successful responses: JSON cut in half
+    fault_path_prefix: str | None = None  # bursts/outage only hit paths with this prefix
+    next_style: str = "string"  # "string" (opaque base64url) | "number"
+    end_style: str = "absent"  # last page: "absent" | "null" | "empty" next
+    total_null: bool = False
+    inclusive_cursor: bool = False  # page after a cursor repeats the item it names
+    run_ids_as_strings: bool = False
+    results_envelope: str = "data"  # "data" | "results" | "bare"
+    runs_v62_paging: bool = False  # /api/v1/runs without next/total (v6.2 style)
+    extra_fields: bool = False  # every object gains "simulatorExtra" (schema drift)
+    status_override: dict[str, int] | None = None  # path prefix -> forced HTTP status
+
+    # Internal bookkeeping, not knobs.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _outage_admitted: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            _validate(name, value)
+            if name == "fail_after_requests":
+                # A fresh outage threshold counts from the moment it is set.
+                object.__setattr__(self, "_outage_admitted", 0)
+        object.__setattr__(self, name, value)
+
+    # -- public helpers ---------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Put every knob back to its default (and forget outage progress)."""
+        for f in _knob_fields():
+            setattr(self, f.name, f.default_factory() if f.default is MISSING else f.default)  # type: ignore[misc]
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        """Set several knobs at once; validates all of them before changing any."""
+        for name, value in values.items():
+            _validate(name, value)
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in _knob_fields()}
+
+    # -- used by the server -----------------------------------------------------------------
+
+    def take(self, burst_name: str) -> bool:
+        """Consume one unit of a burst counter; True if this request is hit by the fault."""
+        with self._lock:
+            remaining = getattr(self, burst_name)
+            if remaining > 0:
+                object.__setattr__(self, burst_name, remaining - 1)
+                return True
+            return False
+
+    def applies_to(self, path: str) -> bool:
+        prefix = self.fault_path_prefix
+        return prefix is None or path.startswith(prefix)
+
+    def override_for(self, path: str) -> int | None:
+        """HTTP status forced for ``path`` by ``status_override`` (longest prefix wins)."""
+        overrides = self.status_override
+        if not overrides:
+            return None
+        matches = [prefix for prefix in overrides if path.startswith(prefix)]
+        return overrides[max(matches, key=len)] if matches else None
+
+    def admit_under_outage(self) -> tuple[bool, bool]:
+        """Pass the outage gate: (admitted, counted).
+
+        ``counted`` means a "successful request" slot was reserved; the caller gives it back
+        with :meth:`release_outage_slot` if the request does not succeed after all.
+        """
+        with self._lock:
+            limit = self.fail_after_requests
+            if limit is None:
+                return True, False
+            if self._outage_admitted >= limit:
+                return False, False
+            object.__setattr__(self, "_outage_admitted", self._outage_admitted + 1)
+            return True, True
+
+    def release_outage_slot(self) -> None:
+        """Give back a slot whose request did not succeed (only successes count)."""
+        with self._lock:
+            if self.fail_after_requests is not None and self._outage_admitted > 0:
+                object.__setattr__(self, "_outage_admitted", self._outage_admitted - 1)
+
+
+def _knob_fields() -> list[Any]:
+    return [f for f in fields(Faults) if f.init]
+
+
+def _validate(name: str, value: Any) -> None:
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise AttributeError(f"Faults has no knob named {name!r}")
+    accepted, nullable = spec
+    if value is None:
+        if not nullable:
+            raise ValueError(f"Faults.{name} may not be None")
+        return
+    if isinstance(value, bool) and bool not in accepted:
+        raise ValueError(f"Faults.{name} expects {accepted[0].__name__}, got a bool")
+    if not isinstance(value, accepted):
+        raise ValueError(f"Faults.{name} expects {accepted[0].__name__}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"Faults.{name} must not be negative, got {value!r}")
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise ValueError(f"Faults.{name} must be one of {_CHOICES[name]}, got {value!r}")
+    if name == "status_override":
+        for prefix, status in value.items():
+            if not isinstance(prefix, str) or isinstance(status, bool) or not isinstance(status, int):
+                raise ValueError("Faults.status_override must map path prefixes to int statuses")
+            if not 100 <= status <= 599:
+                raise ValueError(f"Faults.status_override status out of range: {status}")
+
+
+def _build_specs() -> dict[str, tuple[tuple[type, ...], bool]]:
+    # Annotations are strings (PEP 563); "int | None" -> ((int,), nullable=True).
+    specs: dict[str, tuple[tuple[type, ...], bool]] = {}
+    for f in _knob_fields():
+        annotation = str(f.type)
+        base = annotation.split("|")[0].split("[")[0].strip()
+        specs[f.name] = (_TYPES[base], "None" in annotation)
+    return specs
+
+
+_SPECS = _build_specs()

@@ -1,0 +1,81 @@
+"""API views of the state's records (doc §3).
+
+Records are stored in their fullest form; these functions pick the fields each endpoint
+shows. They return new top-level dicts but may share nested objects with the state, so
+callers serialise while still holding the state lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ENVIRONMENT_SUMMARY_FIELDS = ("createdAt", "createdBy", "id", "name", "project", "status")
+NODE_SUMMARY_FIELDS = ("id", "name", "nodeType", "database", "schema", "locationName")
+_RUN_SUMMARY_FIELDS = ("id", "runType", "runStatus", "reRunID", "runStartTime", "runEndTime",
+                       "environmentID", "runFailureReason")  # fmt: skip
+_RUN_INFO_FIELDS = ("id", "version", "reRunID", "runDetails", "runStartTime", "runEndTime", "runHistory",
+                    "runStatus", "runTimeParameters", "runType", "userCredentials", "userID",
+                    "runFailureReason")  # fmt: skip
+
+
+def _pick(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    # Optional fields are left out rather than sent as null (e.g. runEndTime of a live run).
+    return {key: record[key] for key in keys if record.get(key) is not None}
+
+
+def environment(env: Mapping[str, Any], detail: bool) -> dict[str, Any]:
+    return dict(env) if detail else _pick(env, ENVIRONMENT_SUMMARY_FIELDS)
+
+
+def node(node: Mapping[str, Any], detail: bool) -> dict[str, Any]:
+    return dict(node) if detail else _pick(node, NODE_SUMMARY_FIELDS)
+
+
+def _run_id(run: Mapping[str, Any], as_string: bool) -> int | str:
+    return str(run["id"]) if as_string else int(run["id"])
+
+
+def run_summary(run: Mapping[str, Any], *, id_as_string: bool = False) -> dict[str, Any]:
+    """RunSummary: environmentID is top-level."""
+    view = _pick(run, _RUN_SUMMARY_FIELDS)
+    view["id"] = _run_id(run, id_as_string)
+    return view
+
+
+def run_info(run: Mapping[str, Any], *, id_as_string: bool = False) -> dict[str, Any]:
+    """RunInfo: environmentID sits inside runDetails.
+
+    ``runFailureReason`` is not in the v6.2 RunInfo schema; it is added for failed runs
+    because a client polling ``/runs/{id}`` has no other way to learn why a run failed.
+    """
+    view = _pick(run, _RUN_INFO_FIELDS)
+    view["id"] = _run_id(run, id_as_string)
+    details = {key: value for key, value in run["runDetails"].items() if value is not None}
+    view["runDetails"] = {"environmentID": run["environmentID"], **details}
+    return view
+
+
+def run_status(run: Mapping[str, Any], run_link: str) -> dict[str, Any]:
+    """``/scheduler/runStatus`` body."""
+    return {"runStatus": run["runStatus"], "runType": run["runType"], "runLink": run_link}
+
+
+def user(record: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(record)
+
+
+def project(record: Mapping[str, Any], *, include_workspaces: bool, include_jobs: bool) -> dict[str, Any]:
+    view = {key: value for key, value in record.items() if key not in ("workspaces", "jobs")}
+    if include_workspaces:
+        view["workspaces"] = record["workspaces"]
+    if include_jobs:
+        view["jobs"] = record["jobs"]
+    return view
+
+
+def run_results(results: list[dict[str, Any]], envelope: str) -> Any:
+    """``/runs/{id}/results`` body in the envelope Faults.results_envelope asks for."""
+    if envelope == "bare":
+        return results
+    return {envelope: results}

@@ -1,0 +1,70 @@
+"""Thread-safe record of the requests a simulator has seen, for assertions in tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+CONTROL_PREFIX = "/_simulator"
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int = 0  # final HTTP status; 0 while in flight or when the connection was reset
+
+
+class RequestLog:
+    """Arrival-ordered request records plus an in-flight gauge.
+
+    Control-plane requests (``/_simulator/...``) are recorded but neither counted by
+    :meth:`count` nor included in the concurrency gauge, so out-of-process tests can poll
+    stats without disturbing what they measure.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._in_flight = 0
+        self._max_concurrency = 0
+
+    def begin(self, method: str, path: str, query: Mapping[str, str]) -> RequestRecord:
+        record = RequestRecord(method, path, dict(query))
+        with self._lock:
+            self._records.append(record)
+            if not _is_control(path):
+                self._in_flight += 1
+                self._max_concurrency = max(self._max_concurrency, self._in_flight)
+        return record
+
+    def end(self, record: RequestRecord, status: int) -> None:
+        with self._lock:
+            record.status = status
+            if not _is_control(record.path):
+                self._in_flight -= 1
+
+    def snapshot(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def count(self, path_prefix: str = "") -> int:
+        with self._lock:
+            return sum(1 for r in self._records if r.path.startswith(path_prefix) and not _is_control(r.path))
+
+    @property
+    def max_concurrency(self) -> int:
+        with self._lock:
+            return self._max_concurrency
+
+    def reset(self) -> None:
+        with self._lock:
+            self._records.clear()
+            # Requests still in flight keep counting; the high-water mark restarts from them.
+            self._max_concurrency = self._in_flight
+
+
+def _is_control(path: str) -> bool:
+    return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
