@@ -47,8 +47,20 @@ def test_assets_are_grouped_described_and_kinded():
         assert node.description, key
 
 
-def test_resources_are_pinned():
+def test_resources_jobs_schedules_and_sensors_are_pinned():
+    repo = defs.get_repository_def()
     assert set(defs.resources) == {"dagster_dlt", "coalesce"}
+    assert {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")} == {
+        "coalesce_environments_job",
+        "coalesce_organisation_job",
+        "coalesce_runs_job",
+    }
+    assert {s.name for s in repo.schedule_defs} == {
+        "coalesce_daily_environments",
+        "coalesce_daily_organisation",
+        "coalesce_daily_runs",
+    }
+    assert {s.name for s in repo.sensor_defs} == {"coalesce_run_status_sensor"}
 
 
 def test_definitions_validate_without_credentials(tmp_path):

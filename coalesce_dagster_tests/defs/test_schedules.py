@@ -1,0 +1,62 @@
+"""Schedules: each daily tick requests a run of its asset selection; together they cover the group."""
+
+import importlib
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from coalesce_dagster.definitions import defs
+
+EXPECTED = {
+    "coalesce_daily_environments": {"coalesce/environments", "coalesce/environment", "coalesce/environment_nodes"},
+    "coalesce_daily_organisation": {"coalesce/projects", "coalesce/users"},
+    "coalesce_daily_runs": {"coalesce/runs", "coalesce/run_results", "coalesce/run_status"},
+}
+
+
+def _selected_keys(schedule: dg.ScheduleDefinition) -> set[str]:
+    job = defs.resolve_job_def(schedule.job_name)
+    return {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_schedule_requests_its_selection(name, instance):
+    schedule = defs.resolve_schedule_def(name)
+    assert schedule.cron_schedule.count(" ") == 4 and schedule.execution_timezone == "UTC"
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
+    )
+    result = schedule.evaluate_tick(context)
+    assert len(result.run_requests) == 1
+    assert _selected_keys(schedule) == EXPECTED[name]
+
+
+def test_schedules_together_cover_every_asset_once():
+    every_asset = {key.to_user_string() for key in defs.get_repository_def().asset_graph.get_all_asset_keys()}
+    covered = [key for name in EXPECTED for key in _selected_keys(defs.resolve_schedule_def(name))]
+    assert sorted(covered) == sorted(every_asset)
+
+
+def test_cron_and_timezone_come_from_config(monkeypatch):
+    monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__RUNS_CRON", "*/30 * * * *")
+    monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__DEFAULT_STATUS", "stopped")
+    import coalesce_dagster.defs.schedules as schedules
+
+    reloaded = importlib.reload(schedules)
+    try:
+        runs = next(s for s in reloaded.SCHEDULES if s.name == "coalesce_daily_runs")
+        assert runs.cron_schedule == "*/30 * * * *"
+        assert runs.execution_timezone == "Europe/Berlin"
+        assert runs.default_status == dg.DefaultScheduleStatus.STOPPED
+    finally:
+        monkeypatch.undo()
+        importlib.reload(schedules)
+
+
+def test_the_sensor_ships_stopped_and_targets_the_run_family():
+    sensor = defs.resolve_sensor_def("coalesce_run_status_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    job = defs.resolve_job_def(sensor.job_name)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == EXPECTED["coalesce_daily_runs"]
