@@ -6,6 +6,8 @@
 
 With no access token configured it starts the bundled Coalesce simulator on 127.0.0.1 and loads into
 `coalesce_demo.duckdb`, so demo data never mixes with a real account's data in `coalesce.duckdb`.
+The simulator regenerates its data on each start, so the demo file and the demo's Dagster home
+(`.dagster_home/demo`) are recreated each time; a real account uses `.dagster_home`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,15 +29,16 @@ from . import settings
 
 DEMO_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.duckdb"
 DAGSTER_HOME = settings.PROJECT_ROOT / ".dagster_home"
+DEMO_DAGSTER_HOME = DAGSTER_HOME / "demo"
 TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"
 BASE_URL_ENV = "SOURCES__COALESCE_SOURCE__BASE_URL"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parse_args(argv)
-    _prepare_dagster_home()
+    use_simulator = args.simulator or not _token_configured()
+    _prepare_dagster_home(use_simulator)
     with ExitStack() as stack:
-        use_simulator = args.simulator or not _token_configured()
         if use_simulator:
             simulator = stack.enter_context(_start_simulator(args))
             print(f"No Coalesce access token configured: using the bundled simulator at {simulator.base_url}")
@@ -46,7 +50,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 1
         _print_summary(use_simulator)
         if args.ui:
-            return _serve_ui(args.port)
+            return _serve_ui(args.port, use_simulator)
     return 0
 
 
@@ -91,8 +95,14 @@ class _start_simulator:
         self.simulator.stop()
 
 
-def _prepare_dagster_home() -> None:
-    os.environ.setdefault("DAGSTER_HOME", str(DAGSTER_HOME))
+def _prepare_dagster_home(use_simulator: bool) -> None:
+    if use_simulator:
+        # The simulator regenerates its organisation on every start, so the demo's Dagster history,
+        # sensor cursor and DuckDB file start fresh too (they would describe another organisation).
+        shutil.rmtree(DEMO_DAGSTER_HOME, ignore_errors=True)
+        for leftover in (DEMO_DUCKDB_PATH, DEMO_DUCKDB_PATH.with_suffix(".duckdb.wal")):
+            leftover.unlink(missing_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(DEMO_DAGSTER_HOME if use_simulator else DAGSTER_HOME))
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
@@ -136,11 +146,28 @@ def _print_summary(use_simulator: bool) -> None:
     location = _duckdb_location(pipeline)
     if location:
         print(f"\nDuckDB file: {location}")
-        print(f'Query it:    python -c "import duckdb; print(duckdb.connect(\'{location}\', read_only=True)'
+        print(f'Query it:    {_python()} -c "import duckdb; print(duckdb.connect(\'{location}\', read_only=True)'
               f'.sql(\'select run_status, count(*) from {dataset}.runs group by 1\'))"')
-    print(f"Pipeline:    dlt pipeline --pipelines-dir {pipeline.pipelines_dir} {pipeline.pipeline_name} info")
+    print(f"Pipeline:    {Path(_python()).parent / 'dlt'} pipeline --pipelines-dir {pipeline.pipelines_dir} {pipeline.pipeline_name} info")
     ui = "./scripts/demo.sh --ui" if use_simulator else "dagster dev -w workspace.yaml"
     print(f"Dagster UI:  {ui}   (then open http://127.0.0.1:3000)")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _default_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _python() -> str:
+    """How to name this interpreter in printed commands: relative to the project when it is its venv."""
+    try:
+        return str(Path(sys.executable).relative_to(settings.PROJECT_ROOT))
+    except ValueError:
+        return sys.executable
 
 
 def _duckdb_location(pipeline: dlt.Pipeline) -> Optional[str]:
@@ -149,12 +176,30 @@ def _duckdb_location(pipeline: dlt.Pipeline) -> Optional[str]:
     return str(pipeline.destination_client().config.credentials.database)
 
 
-def _serve_ui(port: int) -> int:
+def _serve_ui(port: int, use_simulator: bool) -> int:
     print(f"\nStarting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop) ...", flush=True)
+    env = os.environ.copy()
+    if use_simulator:
+        # Show the sensor at work: on from the start, ticking often, against the simulator's runs.
+        env.setdefault("COALESCE_DAGSTER__SENSOR__DEFAULT_STATUS", "running")
+        env.setdefault("COALESCE_DAGSTER__SENSOR__MINIMUM_INTERVAL_SECONDS", "15")
+        print("The run-status sensor is on; the simulator starts a Coalesce run now and then. Watch Runs.")
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    # Ctrl-C and SIGTERM stop the UI with its daemon and code servers, even when this process was
+    # started with those signals ignored (as background jobs of a script are).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    ui = subprocess.Popen(command, cwd=settings.PROJECT_ROOT, env=env, preexec_fn=_default_signals)
     try:
-        return subprocess.call(command, cwd=settings.PROJECT_ROOT, env=os.environ.copy())
+        return ui.wait()
     except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches dagster dev too; a signal sent to this process alone must
+        # still stop the UI, its daemon and code servers.
+        ui.terminate()
+        try:
+            ui.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            ui.kill()
         return 0
 
 

@@ -27,7 +27,7 @@ from ..coalesce.errors import explain
 from ..coalesce.run_tracker import TrackerCursor, track_runs
 from .assets import LOAD_OP_NAME
 from .resources import CoalesceConfigurationError, CoalesceResource
-from .selections import RUN_FAMILY
+from .schedules import runs_job
 
 SENSOR_NAME = "coalesce_run_status_sensor"
 RUN_IDS_TAG = "coalesce/run_ids"
@@ -74,7 +74,7 @@ def _batches(runs: list[RunSummary], size: int) -> Iterable[list[RunSummary]]:
 
 @dg.sensor(
     name=SENSOR_NAME,
-    target=RUN_FAMILY,
+    job=runs_job,
     minimum_interval_seconds=_int_setting("minimum_interval_seconds", 60),
     default_status=(
         dg.DefaultSensorStatus.RUNNING
