@@ -38,6 +38,9 @@ def tick(instance, cursor=None, resources=None):
 
 
 def requested_run_ids(result) -> list[list[int]]:
+    """The Coalesce run ids of each RunRequest, after checking its run config against the job."""
+    for request in result.run_requests or []:
+        assert dg.validate_run_config(SENSOR_JOB, request.run_config)
     return [r.run_config["ops"][LOAD_OP_NAME]["config"]["run_ids"] for r in result.run_requests or []]
 
 
