@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
+import dlt
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 
 from .. import __version__
-from .errors import raise_for_coalesce_status
+from .errors import UnexpectedResponseError, raise_for_coalesce_status
 from .pagination import CoalescePaginator
 from .records import TERMINAL_RUN_STATUSES, normalize_run
 from .regions import normalize_base_url, run_link
@@ -35,23 +36,28 @@ class RunSummary:
         return self.status in TERMINAL_RUN_STATUSES
 
 
+# A sensor tick must finish inside Dagster's 60 s evaluation timeout, so the shared retry policy is
+# capped here: no single wait or request may eat the whole tick.
+SENSOR_MAX_TIMEOUT = 15.0
+SENSOR_MAX_RETRY_DELAY = 10.0
+
+
+def _runtime(key: str, default: float) -> float:
+    value = dlt.config.get(f"runtime.{key}")
+    return default if value is None else float(value)
+
+
 class CoalesceClient:
-    def __init__(
-        self,
-        base_url: str,
-        access_token: str,
-        request_timeout: float = 10.0,
-        max_attempts: int = 3,
-        backoff_factor: float = 0.5,
-        max_retry_delay: float = 10.0,
-    ) -> None:
+    """Coalesce calls outside the dlt load, with the same `[runtime]` retry policy (capped)."""
+
+    def __init__(self, base_url: str, access_token: str) -> None:
         self.base_url = normalize_base_url(base_url)
         session = Client(
-            request_timeout=request_timeout,
             raise_for_status=False,
-            request_max_attempts=max_attempts,
-            request_backoff_factor=backoff_factor,
-            request_max_retry_delay=max_retry_delay,
+            request_timeout=min(_runtime("request_timeout", 60), SENSOR_MAX_TIMEOUT),
+            request_max_attempts=int(_runtime("request_max_attempts", 5)),
+            request_backoff_factor=_runtime("request_backoff_factor", 1),
+            request_max_retry_delay=min(_runtime("request_max_retry_delay", 60), SENSOR_MAX_RETRY_DELAY),
         ).session
         self._rest = RESTClient(
             base_url=self.base_url,
@@ -85,7 +91,10 @@ class CoalesceClient:
         if response.status_code == 404:
             return None
         raise_for_coalesce_status(response)
-        return str(response.json().get("runStatus") or "")
+        body = response.json()
+        if not isinstance(body, dict) or not body.get("runStatus"):
+            raise UnexpectedResponseError(f"the status of run {run_id}", "no runStatus")
+        return str(body["runStatus"])
 
     def _summary(self, raw: dict[str, Any]) -> RunSummary:
         run = normalize_run(raw, self.base_url)

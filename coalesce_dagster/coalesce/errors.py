@@ -30,6 +30,18 @@ class CoalesceApiError(requests.HTTPError):
     """An HTTP error from Coalesce, with its status and `errorString`."""
 
 
+class UnexpectedResponseError(ValueError):
+    """Coalesce answered 200 with a body of the wrong shape. Loading it could wipe good data (an empty
+    list would replace a table), so the load stops instead."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(
+            f"Coalesce's answer for {what} is not what its API documents ({detail}). The load stopped "
+            "and nothing partial was written. If base_url points at a proxy or an older Coalesce "
+            "version, fix that; otherwise report the response shape."
+        )
+
+
 def raise_for_coalesce_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     """A requests response hook / check: raise `CoalesceApiError` with Coalesce's message."""
     if response.status_code >= 400:
@@ -56,6 +68,8 @@ def error_string(response: Optional[requests.Response]) -> Optional[str]:
 def explain(exc: BaseException) -> Optional[str]:
     """A one-paragraph explanation of a Coalesce failure, or None if the cause is not Coalesce."""
     for cause in _causes(exc):
+        if isinstance(cause, UnexpectedResponseError):
+            return str(cause)
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             return _http_message(cause.response)
         if isinstance(cause, requests.Timeout):

@@ -20,6 +20,8 @@ from typing import Any, List, Optional
 from dlt.sources.helpers.requests import Request, Response
 from dlt.sources.helpers.rest_client.paginators import BaseReferencePaginator
 
+from .errors import UnexpectedResponseError
+
 logger = logging.getLogger(__name__)
 
 CURSOR_PARAM = "startingFrom"
@@ -45,6 +47,7 @@ class CoalescePaginator(BaseReferencePaginator):
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         body = response.json()
+        _check_list_envelope(body, response)
         if not isinstance(body, dict) or not data:
             # A bare list is one page by definition; an empty page cannot advance a cursor.
             self._next_reference = None
@@ -71,6 +74,19 @@ class CoalescePaginator(BaseReferencePaginator):
 
     def _is_full_page(self, data: List[Any]) -> bool:
         return self._limit is not None and len(data) >= self._limit
+
+
+def _check_list_envelope(body: Any, response: Response) -> None:
+    """A list answer must carry its items under `data`; anything else stops the load.
+
+    Read before the page is handed on (dlt yields a page only after `update_state`), so a body of the
+    wrong shape never reaches the destination, where an empty page would replace a table with nothing.
+    """
+    if isinstance(body, dict) and isinstance(body.get("data"), list):
+        return
+    what = response.request.path_url.split("?")[0] if response.request is not None else response.url
+    shape = f"keys {sorted(body)[:8]}" if isinstance(body, dict) else type(body).__name__
+    raise UnexpectedResponseError(what, f"expected an object with a `data` list, got {shape}")
 
 
 def _as_cursor(value: Any) -> Optional[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .errors import UnexpectedResponseError
 from .regions import run_link
 
 TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "canceled"})
@@ -63,6 +64,15 @@ def id_columns() -> dict[str, Any]:
     return _columns(id="text!")
 
 
+def _require(record: Any, fields: tuple[str, ...], what: str) -> Mapping[str, Any]:
+    if not isinstance(record, Mapping):
+        raise UnexpectedResponseError(what, f"expected an object, got {type(record).__name__}")
+    missing = [field for field in fields if record.get(field) in (None, "")]
+    if missing:
+        raise UnexpectedResponseError(what, f"an item has no {', '.join(missing)}")
+    return record
+
+
 def run_id_of(value: Any) -> int:
     """A run id as int, whether Coalesce sent 17 or "17"."""
     if isinstance(value, bool):
@@ -71,6 +81,7 @@ def run_id_of(value: Any) -> int:
 
 
 def normalize_run(raw: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    _require(raw, ("id",), "a run")
     run = {k: v for k, v in raw.items() if k != "userCredentials"}
     run["id"] = run_id_of(raw["id"])
     details = raw.get("runDetails") if isinstance(raw.get("runDetails"), Mapping) else {}
@@ -84,6 +95,7 @@ def normalize_run(raw: Mapping[str, Any], base_url: str) -> dict[str, Any]:
 
 
 def normalize_environment(raw: Mapping[str, Any]) -> dict[str, Any]:
+    _require(raw, ("id",), "an environment")
     env = dict(raw)
     env["id"] = str(raw["id"])
     return env
@@ -91,6 +103,7 @@ def normalize_environment(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
     """One node; its column list becomes the child table `environment_nodes__columns`."""
+    _require(raw, ("id",), "a node")
     node = {k: v for k, v in raw.items() if not k.startswith("_environments_")}
     node["environment_id"] = str(raw.get("_environments_id", raw.get("environmentID", "")))
     node["id"] = str(raw["id"])
@@ -107,18 +120,21 @@ def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize_run_result(raw: Mapping[str, Any]) -> dict[str, Any]:
+    _require(raw, ("nodeID",), "a run result")
     result = {k: v for k, v in raw.items() if k != "_runs_id"}
     result["run_id"] = run_id_of(raw["_runs_id"])
     return result
 
 
 def normalize_run_status(raw: Mapping[str, Any]) -> dict[str, Any]:
+    _require(raw, ("runStatus",), "a run status")
     status = {k: v for k, v in raw.items() if k != "_runs_id"}
     status["run_id"] = run_id_of(raw["_runs_id"])
     return status
 
 
 def normalize_by_id(raw: Mapping[str, Any]) -> dict[str, Any]:
+    _require(raw, ("id",), "an item")
     record = dict(raw)
     record["id"] = str(raw["id"])
     return record

@@ -57,6 +57,8 @@ class Faults:
     runs_v62_paging: bool = False  # /api/v1/runs without next/total (v6.2 style)
     extra_fields: bool = False  # every object gains "simulatorExtra" (schema drift)
     status_override: dict[str, int] | None = None  # path prefix -> forced HTTP status
+    # path prefix -> JSON body answered with 200 instead of the real one (a body of the wrong shape)
+    body_override: dict[str, Any] | None = None
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -110,6 +112,14 @@ class Faults:
         matches = [prefix for prefix in overrides if path.startswith(prefix)]
         return overrides[max(matches, key=len)] if matches else None
 
+    def body_for(self, path: str) -> Any:
+        """The JSON body forced for ``path`` by ``body_override`` (longest prefix wins), or None."""
+        overrides = self.body_override
+        if not overrides:
+            return None
+        matches = [prefix for prefix in overrides if path.startswith(prefix)]
+        return overrides[max(matches, key=len)] if matches else None
+
     def admit_under_outage(self) -> tuple[bool, bool]:
         """Pass the outage gate: (admitted, counted).
 
@@ -153,6 +163,8 @@ def _validate(name: str, value: Any) -> None:
         raise ValueError(f"Faults.{name} must not be negative, got {value!r}")
     if name in _CHOICES and value not in _CHOICES[name]:
         raise ValueError(f"Faults.{name} must be one of {_CHOICES[name]}, got {value!r}")
+    if name == "body_override" and not all(isinstance(prefix, str) for prefix in value):
+        raise ValueError("Faults.body_override must map path prefixes to JSON bodies")
     if name == "status_override":
         for prefix, status in value.items():
             if not isinstance(prefix, str) or isinstance(status, bool) or not isinstance(status, int):

@@ -15,6 +15,7 @@ class RequestRecord:
     path: str
     query: dict[str, str]
     status: int = 0  # final HTTP status; 0 while in flight or when the connection was reset
+    user_agent: str = ""
 
 
 class RequestLog:
@@ -31,8 +32,8 @@ class RequestLog:
         self._in_flight = 0
         self._max_concurrency = 0
 
-    def begin(self, method: str, path: str, query: Mapping[str, str]) -> RequestRecord:
-        record = RequestRecord(method, path, dict(query))
+    def begin(self, method: str, path: str, query: Mapping[str, str], user_agent: str = "") -> RequestRecord:
+        record = RequestRecord(method, path, dict(query), user_agent=user_agent)
         with self._lock:
             self._records.append(record)
             if not _is_control(path):

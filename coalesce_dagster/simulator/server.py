@@ -25,7 +25,7 @@ from .data import SimulatorState
 from .demo import DemoDriver
 from .faults import Faults
 from .requestlog import CONTROL_PREFIX, RequestLog, RequestRecord
-from .responses import ApiError, Response, error_response
+from .responses import ApiError, Response, error_response, json_response
 from .routing import Request
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             path = path.rstrip("/") or "/"
         query = {key: values[0] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
         simulator = self.server.simulator
-        record = simulator._log.begin(self.command, path, query)
+        record = simulator._log.begin(self.command, path, query, self.headers.get("User-Agent", ""))
         logged = False
         try:
             try:
@@ -316,6 +316,11 @@ class CoalesceSimulator:
         if forced is not None:
             headers = (("Retry-After", str(faults.retry_after_seconds)),) if forced == 429 else ()
             response = error_response(forced, f"{_phrase(forced)} (simulated)", headers)
+            return response, response.encode()
+
+        forced_body = faults.body_for(request.path)
+        if forced_body is not None:
+            response = json_response(forced_body)
             return response, response.encode()
 
         hit = faults.applies_to(request.path)
