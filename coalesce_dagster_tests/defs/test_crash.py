@@ -1,0 +1,82 @@
+"""A load killed with SIGKILL leaves the destination consistent; the next run completes it exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coalesce_dagster.simulator import SimulatorConfig
+from coalesce_dagster_tests.conftest import materialize
+from coalesce_dagster_tests.expectations import assert_matches_simulator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(environments=3, nodes_per_environment=10, runs=20, results_per_run=4)
+
+
+def start_load(mode: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "coalesce_dagster_tests.crash_load", mode],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_hung_request(simulator, prefix: str, load: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the load is blocked inside a request the simulator is holding open (status 0)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert load.poll() is None, "the load ended before reaching the hung request"
+        if any(r.path.startswith(prefix) and r.status == 0 for r in simulator.requests):
+            return
+        time.sleep(0.05)  # polling another process's progress
+    raise AssertionError("the load never reached the hung request")
+
+
+def change_coalesce(sim) -> None:
+    sim.state.add_runs(4)
+    env_id = next(iter(sim.state.nodes))
+    sim.state.delete_node(env_id, next(iter(sim.state.nodes[env_id])))
+
+
+def test_sigkill_during_extract(simulator, instance, warehouse):
+    assert materialize(instance).success
+    change_coalesce(simulator)
+    before = {table: warehouse.count(table) for table in ("runs", "run_results", "environment_nodes")}
+    # The second new run's results never come back: the load is stuck mid-extract, then killed.
+    hung = f"/api/v1/runs/{max(simulator.state.runs) - 1}/results"
+    simulator.faults.update({"hang_burst": 1, "hang_seconds": 120, "fault_path_prefix": hung})
+    load = start_load("dagster")
+    wait_for_hung_request(simulator, hung, load)
+    load.send_signal(signal.SIGKILL)
+    load.wait(timeout=30)
+
+    assert {table: warehouse.count(table) for table in before} == before  # nothing half-written
+    simulator.faults.reset()
+    assert materialize(instance).success
+    assert_matches_simulator(warehouse, simulator)
+
+
+@pytest.mark.parametrize("mode", ["after-extract", "after-normalize"])
+def test_sigkill_between_steps(simulator, instance, warehouse, mode):
+    assert materialize(instance).success
+    change_coalesce(simulator)
+    before = {table: warehouse.count(table) for table in ("runs", "run_results", "environment_nodes")}
+    load = start_load(mode)
+    assert load.wait(timeout=120) == -signal.SIGKILL
+
+    assert {table: warehouse.count(table) for table in before} == before
+    assert materialize(instance).success
+    # ...including the new runs: the killed load's frontier was never committed.
+    assert_matches_simulator(warehouse, simulator)
