@@ -32,7 +32,7 @@ TARGETS = {
 }
 
 TRANSIENT = {
-    "429_burst_with_retry_after": {"rate_limit_burst": 2, "retry_after_seconds": 1},
+    "429_burst_with_retry_after": {"rate_limit_burst": 1, "retry_after_seconds": 1},
     "503_burst": {"server_error_burst": 2},
     "hang_longer_than_timeout": {"hang_burst": 1, "hang_seconds": 2.5},
     "connection_reset": {"reset_burst": 2},

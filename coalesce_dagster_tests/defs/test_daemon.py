@@ -1,7 +1,9 @@
-"""Sensor-launched runs under the real Dagster daemon, with the committed dagster.yaml.
+"""Sensor-launched and manually launched runs under the real Dagster daemon, with the committed
+dagster.yaml.
 
-The daemon ticks the sensor, which launches one Dagster run per finished Coalesce run; the runs
-must queue behind each other (they write the same DuckDB file) and all succeed.
+The daemon ticks the sensor, which launches one Dagster run per finished Coalesce run, while a run is
+also launched by hand; the runs must queue behind each other (they write the same DuckDB file) and
+all succeed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest
 from coalesce_dagster.simulator import SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-LAUNCHED = 3
+SENSOR_RUNS = 3
+LAUNCHED = SENSOR_RUNS + 1  # plus one launched by hand, as from the UI
 DEADLINE_SECONDS = 300
 
 
@@ -70,6 +73,12 @@ def test_sensor_launched_runs_queue_and_all_succeed(simulator, tmp_path, warehou
         start_new_session=True,
     )
     try:
+        # A manual launch (what the UI's Materialize does) goes through the same queue.
+        subprocess.run(
+            [sys.executable, "-m", "dagster", "job", "launch", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+             "-j", "coalesce_organisation_job"],
+            cwd=PROJECT_ROOT, env=env, check=True, capture_output=True, timeout=120,
+        )
         with dg.DagsterInstance.from_config(str(home)) as instance:
             runs = _wait_for_runs(instance, daemon, LAUNCHED)
             stats = {run.run_id: instance.get_run_stats(run.run_id) for run in runs}
@@ -79,10 +88,12 @@ def test_sensor_launched_runs_queue_and_all_succeed(simulator, tmp_path, warehou
 
     assert len(runs) == LAUNCHED
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [run.status for run in runs]
-    assert sorted(int(run.tags["coalesce/run_ids"]) for run in runs) == sorted(coalesce_runs)
-    assert all(run.tags["dagster/sensor_name"] == "coalesce_run_status_sensor" for run in runs)
+    sensor_runs = [run for run in runs if run.tags.get("dagster/sensor_name") == "coalesce_run_status_sensor"]
+    assert sorted(int(run.tags["coalesce/run_ids"]) for run in sensor_runs) == sorted(coalesce_runs)
+    assert [run.job_name for run in runs if run not in sensor_runs] == ["coalesce_organisation_job"]
     # Queued one behind the other: no two runs were executing at the same time.
     spans = sorted((stats[run.run_id].start_time, stats[run.run_id].end_time) for run in runs)
     for (_, earlier_end), (later_start, _) in zip(spans, spans[1:]):
         assert later_start >= earlier_end
     assert sorted(r for (r,) in warehouse.keys("runs", "id")) == sorted(coalesce_runs)
+    assert warehouse.count("users") == len(simulator.state.users)
