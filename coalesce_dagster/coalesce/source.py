@@ -1,7 +1,9 @@
 """`coalesce_source`: every Coalesce metadata resource as one dlt source.
 
 Built on dlt's `rest_api` (declarative endpoints, parent/child resources, response actions) with
-Coalesce's cursor pagination (`pagination.CoalescePaginator`). `runs` and `users` are plain dlt
+Coalesce's cursor pagination (`pagination.CoalescePaginator`). Child resources (one request per
+environment or run) are `parallelized`: dlt runs them on its extract thread pool, whose size,
+`[extract] workers`, bounds how many requests are in flight against Coalesce at once. `runs` and `users` are plain dlt
 resources on the same `RESTClient`, because they need logic a declaration cannot express: the
 incremental run frontier (`runs.py`) and the users path the docs disagree on.
 
@@ -51,7 +53,8 @@ RESOURCE_NAMES = (
     "projects",
     "users",
 )
-DEFAULT_PAGE_SIZE = 250  # the largest page the docs show clients using (§4.2)
+DEFAULT_PAGE_SIZE = 250  # the largest page the docs show clients using for lists (§4.2)
+RUNS_PAGE_SIZE = 1000  # the documented maximum for /api/v1/runs (§4.1)
 # The docs disagree on where the users collection lives (§3.0 CONFLICT): try both, in this order.
 USERS_PATHS = ("api/v1/users", "api/v1/organization/users")
 IGNORE_404 = [{"status_code": 404, "action": "ignore"}]
@@ -62,6 +65,7 @@ def coalesce_source(
     base_url: str = DEFAULT_BASE_URL,
     access_token: str = dlt.secrets.value,
     page_size: int = DEFAULT_PAGE_SIZE,
+    runs_page_size: int = RUNS_PAGE_SIZE,
     run_ids: Optional[Sequence[int]] = None,
     advance_run_frontier: Optional[bool] = None,
 ) -> Any:
@@ -70,7 +74,8 @@ def coalesce_source(
     Args:
         base_url: the Coalesce app URL you log in with, or a region alias (`eu`, `us-east-1`, ...).
         access_token: a Coalesce API token (Deploy tab -> Generate Access Token).
-        page_size: items per page for the paginated lists.
+        page_size: items per page for environments, nodes and users.
+        runs_page_size: items per page for runs (Coalesce documents 1000 as the maximum).
         run_ids: load exactly these runs (and their results/status) instead of syncing new runs.
         advance_run_frontier: see `runs.runs_resource`; leave None outside tests.
     """
@@ -78,7 +83,7 @@ def coalesce_source(
     auth = BearerTokenAuth(token=access_token)
     client = RESTClient(base_url=root, auth=auth, headers=_headers())
 
-    runs = runs_resource(client, root, page_size, run_ids=run_ids, advance_frontier=advance_run_frontier)
+    runs = runs_resource(client, root, runs_page_size, run_ids=run_ids, advance_frontier=advance_run_frontier)
     declared = rest_api_resources(_rest_api_config(root, auth, page_size, runs))
     by_name = {resource.name: resource for resource in declared}
     by_name["environment_nodes"].apply_hints(
@@ -106,6 +111,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
             },
             {
                 "name": "environment",
+                "parallelized": True,
                 "primary_key": "id",
                 "write_disposition": "replace",
                 "columns": environment_columns(),
@@ -120,6 +126,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
             },
             {
                 "name": "environment_nodes",
+                "parallelized": True,
                 "primary_key": ["environment_id", "id"],
                 "write_disposition": "replace",
                 "columns": node_columns(),
@@ -137,6 +144,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
             runs,
             {
                 "name": "run_results",
+                "parallelized": True,
                 "primary_key": ["run_id", "node_id"],
                 "write_disposition": "merge",
                 "columns": run_result_columns(),
@@ -153,6 +161,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
             },
             {
                 "name": "run_status",
+                "parallelized": True,
                 "primary_key": "run_id",
                 "write_disposition": "merge",
                 "columns": run_status_columns(),

@@ -15,7 +15,7 @@ from .. import settings
 from ..coalesce.errors import explain
 from ..coalesce.runs import RUN_TABLES
 from ..coalesce.source import coalesce_source
-from ..pipeline import make_pipeline
+from ..pipeline import make_pipeline, preferred_file_format
 from .resources import CoalesceResource
 from .translator import CoalesceTranslator
 
@@ -56,7 +56,12 @@ def coalesce_assets(
     working_dir = Path(tempfile.mkdtemp(prefix=f"run-{context.run_id[:8]}-", dir=_ensure_pipelines_dir()))
     pipeline = make_pipeline(working_dir)
     try:
-        events = dagster_dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline).fetch_row_count()
+        events = dagster_dlt.run(
+            context=context,
+            dlt_source=source,
+            dlt_pipeline=pipeline,
+            loader_file_format=preferred_file_format(pipeline),
+        ).fetch_row_count()
         yield from _with_coalesce_run_metadata(context, events, pipeline, config.run_ids)
     except Exception as error:
         explanation = explain(error)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
-from coalesce_dagster.pipeline import make_pipeline
+from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 
@@ -33,8 +33,7 @@ def simulator_config() -> SimulatorConfig:
 
 def load(sim, page_size: int = 5, **kwargs):
     pipeline = make_pipeline()
-    info = pipeline.run(coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs))
-    info.raise_on_failed_jobs()
+    run_load(pipeline, coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs))
     return pipeline
 
 

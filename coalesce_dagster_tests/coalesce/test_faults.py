@@ -14,7 +14,7 @@ import pytest
 
 from coalesce_dagster.coalesce.errors import explain
 from coalesce_dagster.coalesce.source import coalesce_source
-from coalesce_dagster.pipeline import make_pipeline
+from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simulator
 
@@ -58,7 +58,7 @@ def _short_timeouts(monkeypatch):
 def load(sim, page_size: int = 4):
     pipeline = make_pipeline()
     source = coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size)
-    pipeline.run(source).raise_on_failed_jobs()
+    run_load(pipeline, source)
 
 
 def failed_load(sim) -> Exception:
@@ -147,7 +147,7 @@ def test_client_errors_are_not_retried(simulator, warehouse, status):
 def test_a_wrong_token_quotes_coalesce_and_says_where_to_get_one(simulator, warehouse):
     pipeline = make_pipeline()
     with pytest.raises(Exception) as failure:
-        pipeline.run(coalesce_source(base_url=simulator.base_url, access_token="not-the-token"))
+        run_load(pipeline, coalesce_source(base_url=simulator.base_url, access_token="not-the-token"))
     explanation = explain(failure.value)
     assert 'Coalesce said: "401: Unable to authenticate, please ensure your token is valid."' in explanation
     assert "Generate Access Token" in explanation
@@ -157,7 +157,7 @@ def test_unreachable_host_names_the_regions(warehouse, monkeypatch):
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")
     pipeline = make_pipeline()
     with pytest.raises(Exception) as failure:
-        pipeline.run(coalesce_source(base_url="http://127.0.0.1:9", access_token="t"))
+        run_load(pipeline, coalesce_source(base_url="http://127.0.0.1:9", access_token="t"))
     explanation = explain(failure.value)
     assert "Could not connect to Coalesce" in explanation and "app.eu.coalescesoftware.io" in explanation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
-from coalesce_dagster.pipeline import make_pipeline
+from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 
@@ -16,7 +16,7 @@ def simulator_config() -> SimulatorConfig:
 
 
 def load(sim):
-    make_pipeline().run(coalesce_source(base_url=sim.base_url, access_token=sim.config.token)).raise_on_failed_jobs()
+    run_load(make_pipeline(), coalesce_source(base_url=sim.base_url, access_token=sim.config.token))
 
 
 def columns(warehouse, table: str) -> dict[str, str]:

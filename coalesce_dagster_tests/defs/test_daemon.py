@@ -56,6 +56,8 @@ def test_sensor_launched_runs_queue_and_all_succeed(simulator, tmp_path, warehou
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # the committed settings
+    # Create the instance's SQLite storage once, before the daemon and the CLI both try to.
+    dg.DagsterInstance.from_config(str(home)).dispose()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -74,11 +76,12 @@ def test_sensor_launched_runs_queue_and_all_succeed(simulator, tmp_path, warehou
     )
     try:
         # A manual launch (what the UI's Materialize does) goes through the same queue.
-        subprocess.run(
+        launch = subprocess.run(
             [sys.executable, "-m", "dagster", "job", "launch", "-w", str(PROJECT_ROOT / "workspace.yaml"),
              "-j", "coalesce_organisation_job"],
-            cwd=PROJECT_ROOT, env=env, check=True, capture_output=True, timeout=120,
+            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
         )
+        assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             runs = _wait_for_runs(instance, daemon, LAUNCHED)
             stats = {run.run_id: instance.get_run_stats(run.run_id) for run in runs}
