@@ -95,10 +95,7 @@ def normalize_run(raw: Mapping[str, Any], base_url: str) -> dict[str, Any]:
 
 
 def normalize_environment(raw: Mapping[str, Any]) -> dict[str, Any]:
-    _require(raw, ("id",), "an environment")
-    env = dict(raw)
-    env["id"] = str(raw["id"])
-    return env
+    return normalize_by_id(raw, "an environment")
 
 
 def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,21 +117,23 @@ def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize_run_result(raw: Mapping[str, Any]) -> dict[str, Any]:
-    _require(raw, ("nodeID",), "a run result")
-    result = {k: v for k, v in raw.items() if k != "_runs_id"}
-    result["run_id"] = run_id_of(raw["_runs_id"])
-    return result
+    return _of_run(raw, "nodeID", "a run result")
 
 
 def normalize_run_status(raw: Mapping[str, Any]) -> dict[str, Any]:
-    _require(raw, ("runStatus",), "a run status")
-    status = {k: v for k, v in raw.items() if k != "_runs_id"}
-    status["run_id"] = run_id_of(raw["_runs_id"])
-    return status
+    return _of_run(raw, "runStatus", "a run status")
 
 
-def normalize_by_id(raw: Mapping[str, Any]) -> dict[str, Any]:
-    _require(raw, ("id",), "an item")
+def _of_run(raw: Mapping[str, Any], required: str, what: str) -> dict[str, Any]:
+    """A row of a per-run endpoint, keyed by `run_id` (rest_api passes the parent's id as `_runs_id`)."""
+    _require(raw, (required,), what)
+    record = {k: v for k, v in raw.items() if k != "_runs_id"}
+    record["run_id"] = run_id_of(raw["_runs_id"])
+    return record
+
+
+def normalize_by_id(raw: Mapping[str, Any], what: str = "an item") -> dict[str, Any]:
+    _require(raw, ("id",), what)
     record = dict(raw)
     record["id"] = str(raw["id"])
     return record
