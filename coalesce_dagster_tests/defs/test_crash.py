@@ -23,11 +23,11 @@ def simulator_config() -> SimulatorConfig:
     return SimulatorConfig(environments=3, nodes_per_environment=10, runs=20, results_per_run=4)
 
 
-def start_load(mode: str) -> subprocess.Popen:
+def start_load(mode: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "coalesce_dagster_tests.crash_load", mode],
         cwd=PROJECT_ROOT,
-        env=dict(os.environ),
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -79,4 +79,45 @@ def test_sigkill_between_steps(simulator, instance, warehouse, mode):
     assert {table: warehouse.count(table) for table in before} == before
     assert materialize(instance).success
     # ...including the new runs: the killed load's frontier was never committed.
+    assert_matches_simulator(warehouse, simulator)
+
+
+def _jobs(pipelines_dir: Path, state: str) -> list[Path]:
+    return list(pipelines_dir.glob(f"*/coalesce_pipeline/load/normalized/*/{state}/*"))
+
+
+def _kill_mid_load(pipelines_dir: Path, load: subprocess.Popen, fraction: float, timeout: float = 120) -> bool:
+    """Freeze the loader once `fraction` of its load jobs (at least one) completed, then kill it.
+
+    True when jobs were still waiting at that moment, i.e. the kill really landed mid-load."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and load.poll() is None:
+        done = len(_jobs(pipelines_dir, "completed_jobs"))
+        waiting = len(_jobs(pipelines_dir, "new_jobs") + _jobs(pipelines_dir, "started_jobs"))
+        if done and done >= fraction * (done + waiting):
+            load.send_signal(signal.SIGSTOP)
+            pending = _jobs(pipelines_dir, "new_jobs") + _jobs(pipelines_dir, "started_jobs")
+            load.send_signal(signal.SIGKILL)
+            load.wait(timeout=30)
+            return bool(pending)
+        time.sleep(0.001)  # polling another process's progress
+    load.kill()
+    load.wait(timeout=30)
+    return False
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.6], ids=["first_job_done", "most_jobs_done"])
+def test_sigkill_during_load(simulator, instance, warehouse, tmp_path, fraction):
+    """Killed between load jobs (some tables written, others not), the next run repairs everything."""
+    assert materialize(instance).success
+    for _attempt in range(5):  # the load is fast; retry until the kill lands between its jobs
+        change_coalesce(simulator)
+        # One load worker: jobs run one after another, so there is a "between" to land in.
+        load = start_load("dagster", LOAD__WORKERS="1")
+        if _kill_mid_load(tmp_path / "pipelines", load, fraction):
+            break
+    else:
+        pytest.fail("could not kill the load between its jobs in 5 attempts")
+
+    assert materialize(instance).success
     assert_matches_simulator(warehouse, simulator)
