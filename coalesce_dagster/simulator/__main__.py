@@ -1,6 +1,9 @@
 """Command line entry point: ``python -m coalesce_dagster.simulator``.
 
-Prints one line with the base URL and token, then serves until Ctrl-C or SIGTERM.
+Once it accepts connections it prints one line, the first on stdout and flushed,
+``Coalesce API simulator listening on <base URL> (token: <token>)``, so a parent process can read
+the URL (with ``--port 0`` the port is picked freely); then it serves until Ctrl-C or SIGTERM.
+Logs go to stderr. ``--latency-ms`` delays every API response (``Faults.latency_ms``).
 """
 
 from __future__ import annotations

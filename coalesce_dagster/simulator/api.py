@@ -157,13 +157,16 @@ class CoalesceApi:
         params = parse_page_params(
             query, order_fields=("id", "runStartTime", "runEndTime"), default_direction="desc"
         )
-        runs = [
-            run
-            for run in self.state.runs.values()
-            if (run_type is None or run["runType"] == run_type)
-            and (run_status is None or run["runStatus"] == run_status)
-            and (environment_id is None or run["environmentID"] == environment_id)
-        ]
+        if run_type is None and run_status is None and environment_id is None:
+            runs = list(self.state.runs.values())
+        else:
+            runs = [
+                run
+                for run in self.state.runs.values()
+                if (run_type is None or run["runType"] == run_type)
+                and (run_status is None or run["runStatus"] == run_status)
+                and (environment_id is None or run["environmentID"] == environment_id)
+            ]
         page, meta = paginate(
             runs,
             params,
@@ -172,6 +175,7 @@ class CoalesceApi:
             sort_value=_run_time,
             date_fields=_RUN_DATE_FIELDS,
             v62=self.faults.runs_v62_paging,
+            presorted=True,  # run ids only grow and runs are never deleted: the dict is in id order
         )
         view = render.run_info if detail else render.run_summary
         data = [view(run, id_as_string=self.faults.run_ids_as_strings) for run in page]

@@ -15,6 +15,9 @@ from .requestlog import RequestLog
 from .responses import NO_BODY, ApiError, Response, json_response
 from .routing import Request, Router, parse_json_object
 
+#: Most runs one ``POST /_simulator/runs/add`` may create.
+MAX_ADDED_RUNS = 100_000
+
 
 def is_loopback(host: str) -> bool:
     try:
@@ -34,6 +37,8 @@ class ControlApi:
         router.add("GET", "/_simulator/faults", self.get_faults)
         router.add("POST", "/_simulator/faults", self.set_faults)
         router.add("POST", "/_simulator/faults/reset", self.reset_faults)
+        router.add("GET", "/_simulator/sizes", self.sizes)
+        router.add("POST", "/_simulator/runs/add", self.add_runs)
         router.add("POST", "/_simulator/runs/{run_id}/status", self.set_run_status)
 
     def handle(self, request: Request) -> Response:
@@ -46,6 +51,28 @@ class ControlApi:
 
     def stats(self, request: Request) -> Response:
         return json_response({"requests": self.log.count(), "max_concurrency": self.log.max_concurrency})
+
+    def sizes(self, request: Request) -> Response:
+        """How many rows of each kind the organisation holds (for checking what a load brought in)."""
+        return json_response(self.state.sizes())
+
+    def add_runs(self, request: Request) -> Response:
+        """``{"count": N, "status": "completed", "environmentID": "<optional>"}`` -> ``{"run_ids": [...]}``."""
+        body = parse_json_object(request.body)
+        count = body.get("count")
+        status = body.get("status", "completed")
+        environment_id = body.get("environmentID")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_ADDED_RUNS:
+            raise ApiError(400, f"count must be an integer between 0 and {MAX_ADDED_RUNS}, got {count!r}")
+        if not isinstance(status, str) or (environment_id is not None and not isinstance(environment_id, str)):
+            raise ApiError(400, 'Body must be {"count": N, "status": "<run status>", "environmentID": "<optional>"}')
+        try:
+            run_ids = self.state.add_runs(count, environment_id, status=status)
+        except KeyError as error:
+            raise ApiError(404, str(error.args[0])) from None
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        return json_response({"run_ids": run_ids})
 
     def reset_log(self, request: Request) -> Response:
         self.log.reset()

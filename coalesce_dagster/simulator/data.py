@@ -9,6 +9,13 @@ environments, nodes and historical runs in a fixed order. Run lifecycle code dra
 per-run RNG seeded with ``(seed, run id, phase)``, so a run's results do not depend on what
 else happened in between. Timestamps come from :class:`SimClock`, which is deterministic until
 demo mode switches it to real time.
+
+Scale: a large organisation (20 environments x 2,000 nodes, 20,000 runs x 50 results) must start in
+seconds and fit in a few hundred MB. So the results of runs that finished in the generated history
+are never stored: ``results`` (a :class:`~.results.RunResults` mapping) rebuilds them on access from
+the seed and the run record, which the per-run RNG makes exact; historical runs share one node
+snapshot per node; lineage is built with an incremental index; and per-environment run lists keep
+status bookkeeping from scanning every run.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any, TypeVar, cast
 
 from .config import SimulatorConfig
 from .generation import (
+    LineageIndex,
     error_text,
     make_environment,
     make_job,
@@ -35,6 +43,7 @@ from .generation import (
     new_hex,
     run_node_snapshot,
 )
+from .results import RunResults
 from .selectors import select_nodes
 from .timeutil import BASE_TIME, RUN_SPACING, UTC, SimClock, parse_iso, to_iso
 
@@ -74,7 +83,8 @@ class SimulatorState:
 
     Public collections (read them under ``lock`` if other threads may be mutating):
     ``environments`` env id -> Environment; ``nodes`` env id -> node id -> Node;
-    ``runs`` run id -> run record; ``results`` run id -> RunResult list;
+    ``runs`` run id -> run record; ``results`` run id -> RunResult list (a mapping that rebuilds
+    the results of historical runs on access, see :class:`~.results.RunResults`);
     ``users`` user id -> User; ``projects`` project id -> Project (with workspaces and jobs).
 
     A run record carries the RunSummary/RunInfo fields (``environmentID`` top-level) plus
@@ -90,7 +100,8 @@ class SimulatorState:
         self.environments: dict[str, dict[str, Any]] = {}
         self.nodes: dict[str, dict[str, dict[str, Any]]] = {}
         self.runs: dict[int, dict[str, Any]] = {}
-        self.results: dict[int, list[dict[str, Any]]] = {}
+        self.results = RunResults(self._historical_results)
+        self._runs_by_env: dict[str, list[dict[str, Any]]] = {}  # env id -> its runs, oldest first
         self.users: dict[str, dict[str, Any]] = {}
         self.projects: dict[str, dict[str, Any]] = {}
         # Demo mode: when set, runs started through the API are driven to completion over
@@ -194,8 +205,11 @@ class SimulatorState:
         sources = max(1, count // 5) if count else 0
         built: list[dict[str, Any]] = []
         taken: set[str] = set()
+        lineage = LineageIndex()
         for index in range(count):
-            built.append(make_node(self._rng, env, built, taken, as_source=index < sources))
+            node = make_node(self._rng, env, built, taken, as_source=index < sources, lineage=lineage)
+            built.append(node)
+            lineage.add(node)
         return {node["id"]: node for node in built}
 
     def _generate_runs(self) -> None:
@@ -204,6 +218,10 @@ class SimulatorState:
         if not env_ids:
             return
         in_flight = min(cfg.in_flight_runs, cfg.runs)
+        # One snapshot per node, shared by every historical run that executed it (snapshots are
+        # never mutated; a later rename changes the node, not what old runs remember).
+        snapshots = {env_id: [run_node_snapshot(n) for n in self.nodes[env_id].values()] for env_id in env_ids}
+        user_ids = list(self.users)
         for run_id in range(1, cfg.runs + 1):
             env_id = rng.choice(env_ids)
             run_type = "deploy" if rng.random() < _DEPLOY_SHARE else "refresh"
@@ -222,9 +240,9 @@ class SimulatorState:
                 env_id,
                 run_type,
                 start,
-                self._sample_nodes(rng, env_id),
+                self._sample_nodes(rng, env_id, snapshots[env_id]),
                 details=details,
-                user_id=rng.choice(list(self.users)) if self.users else None,
+                user_id=rng.choice(user_ids) if user_ids else None,
             )
             newest_rank = cfg.runs - run_id  # 0 for the newest run
             if newest_rank < in_flight:
@@ -232,15 +250,36 @@ class SimulatorState:
                 if newest_rank > 0:
                     self._begin_running(run, start, already_done=len(run["_nodes"]) // 2)
             else:
-                # Straight to the end: _finish() writes every result from the start time.
+                # Straight to the end, as if _finish() had written every result from the start
+                # time; the results themselves are rebuilt on access (_historical_results).
                 run["_runningSince"] = run["runStartTime"]
-                self._finish(run, outcome, start + duration)
+                self._finish(run, outcome, start + duration, lazy=True)
 
-    def _sample_nodes(self, rng: random.Random, env_id: str) -> list[dict[str, Any]]:
-        ordered = list(self.nodes[env_id].values())
-        count = min(self.config.results_per_run, len(ordered))
-        picked = sorted(rng.sample(range(len(ordered)), count))
-        return [run_node_snapshot(ordered[i]) for i in picked]
+    def _sample_nodes(
+        self, rng: random.Random, env_id: str, snapshots: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Snapshots of ``results_per_run`` of the environment's nodes, in execution order.
+
+        ``snapshots``: ready-made snapshots of every node of the environment, in order, to share.
+        """
+        if snapshots is None:
+            ordered = list(self.nodes[env_id].values())
+            count = min(self.config.results_per_run, len(ordered))
+            picked = sorted(rng.sample(range(len(ordered)), count))
+            return [run_node_snapshot(ordered[i]) for i in picked]
+        count = min(self.config.results_per_run, len(snapshots))
+        return [snapshots[i] for i in sorted(rng.sample(range(len(snapshots)), count))]
+
+    def _historical_results(self, run_id: int) -> list[dict[str, Any]]:
+        """The results _finish() would have written for a run that finished in the generated history.
+
+        Pure function of the seed and the run record (both fixed once the run is terminal), so it
+        can be called again whenever the results are needed instead of keeping them.
+        """
+        run = self.runs[run_id]
+        status = run["runStatus"]
+        rng, fail_index = self._finish_plan(run, status, {})
+        return self._final_results(run, status, parse_iso(run["runEndTime"]), {}, rng, fail_index)
 
     # ---------------------------------------------------------------------------------------
     # run lifecycle internals
@@ -295,6 +334,7 @@ class SimulatorState:
             "_runningSince": None,
         }
         self.runs[run_id] = record
+        self._runs_by_env.setdefault(env_id, []).append(record)
         self.results[run_id] = []
         return record
 
@@ -312,23 +352,71 @@ class SimulatorState:
             results.append(make_result(rng, node, run["runType"], state, start, start + step))
         self.results[run["id"]] = results
 
-    def _finish(self, run: dict[str, Any], status: str, at: datetime, failure_reason: str | None = None) -> None:
+    def _finish(
+        self,
+        run: dict[str, Any],
+        status: str,
+        at: datetime,
+        failure_reason: str | None = None,
+        *,
+        lazy: bool = False,
+    ) -> None:
+        """End ``run`` in ``status`` at ``at`` and finalise its results.
+
+        ``lazy``: only for a run that never had results (generated history): leave its results to
+        be rebuilt on access by :meth:`_historical_results`, which gives the very same list.
+        """
+        previous = {} if lazy else {result["nodeID"]: result for result in self.results.get(run["id"], [])}
+        rng, fail_index = self._finish_plan(run, status, previous)
+        run["runEndTime"] = to_iso(at)
+        if lazy:
+            self.results.mark_lazy(run["id"])
+        else:
+            self.results[run["id"]] = self._final_results(run, status, at, previous, rng, fail_index)
+        run["runStatus"] = status
+        if status == "canceled":
+            run["runDetails"]["canceled"] = True
+        if status == "failed" and failure_reason is None:
+            if fail_index is not None:
+                node = run["_nodes"][fail_index]
+                failure_reason = f"Error executing node {node['name']}: {error_text(node)}"
+            else:
+                failure_reason = "Run failed"
+        run["runFailureReason"] = failure_reason
+
+    @staticmethod
+    def _done(previous: Mapping[str, Mapping[str, Any]], node: Mapping[str, Any]) -> bool:
+        return previous.get(node["id"], {}).get("runState") == "complete"
+
+    def _finish_plan(
+        self, run: Mapping[str, Any], status: str, previous: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[random.Random, int | None]:
+        """The run's finishing RNG and, for a failed run, the index of the node that fails."""
+        rng = self._run_rng(run["id"], status)
+        if status != "failed":
+            return rng, None
+        if previous:
+            pending = [index for index, node in enumerate(run["_nodes"]) if not self._done(previous, node)]
+        else:
+            pending = list(range(len(run["_nodes"])))
+        return rng, rng.choice(pending) if pending else None
+
+    def _final_results(
+        self,
+        run: Mapping[str, Any],
+        status: str,
+        at: datetime,
+        previous: Mapping[str, dict[str, Any]],
+        rng: random.Random,
+        fail_index: int | None,
+    ) -> list[dict[str, Any]]:
         nodes: list[dict[str, Any]] = run["_nodes"]
-        previous = {result["nodeID"]: result for result in self.results.get(run["id"], [])}
         started = run["_runningSince"] is not None
         begin = parse_iso(run["_runningSince"]) if started else at
         slot = max(at - begin, timedelta(0)) / max(len(nodes), 1)
-        rng = self._run_rng(run["id"], status)
-
-        def done(node: Mapping[str, Any]) -> bool:
-            return previous.get(node["id"], {}).get("runState") == "complete"
-
-        pending = [index for index, node in enumerate(nodes) if not done(node)]
-        fail_index = rng.choice(pending) if status == "failed" and pending else None
-
         results = []
         for index, node in enumerate(nodes):
-            if done(node):
+            if self._done(previous, node):
                 results.append(previous[node["id"]])  # finished work stays finished
                 continue
             if status == "canceled":
@@ -341,19 +429,7 @@ class SimulatorState:
                 state = "error" if index == fail_index else "skipped"
             start = begin + slot * index
             results.append(make_result(rng, node, run["runType"], state, start, start + slot))
-
-        self.results[run["id"]] = results
-        run["runStatus"] = status
-        run["runEndTime"] = to_iso(at)
-        if status == "canceled":
-            run["runDetails"]["canceled"] = True
-        if status == "failed" and failure_reason is None:
-            if fail_index is not None:
-                node = nodes[fail_index]
-                failure_reason = f"Error executing node {node['name']}: {error_text(node)}"
-            else:
-                failure_reason = "Run failed"
-        run["runFailureReason"] = failure_reason
+        return results
 
     def _transition(self, run: dict[str, Any], status: str, failure_reason: str | None = None) -> None:
         if status not in RUN_STATUSES:
@@ -380,7 +456,7 @@ class SimulatorState:
         env = self.environments.get(env_id)
         if env is None:
             return
-        runs = [run for run in self.runs.values() if run["environmentID"] == env_id]
+        runs = self._runs_by_env.get(env_id, [])
         running = [run for run in runs if run["runStatus"] == "running"]
         env["currentlyRunningJobs"] = sorted(run["id"] for run in running)
         if any(run["runType"] == "deploy" for run in running):
@@ -634,6 +710,30 @@ class SimulatorState:
 
     # ---------------------------------------------------------------------------------------
     # snapshots
+
+    @_locked
+    def sizes(self) -> dict[str, int]:
+        """Row counts of what a complete load of this organisation brings in, per table.
+
+        Counted without rebuilding any historical results (a historical run has one result per
+        node it executed).
+        """
+        results = 0
+        for run_id, run in self.runs.items():
+            if self.results.is_lazy(run_id):
+                results += len(run["_nodes"])
+            elif run_id in self.results:
+                results += len(self.results[run_id])
+        return {
+            "environments": len(self.environments),
+            "environment": len(self.environments),
+            "environment_nodes": sum(len(nodes) for nodes in self.nodes.values()),
+            "runs": len(self.runs),
+            "run_results": results,
+            "run_status": len(self.runs),
+            "projects": len(self.projects),
+            "users": len(self.users),
+        }
 
     @_locked
     def snapshot(self) -> dict[str, Any]:

@@ -198,22 +198,43 @@ def _unique_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def _pick_upstreams(
-    rng: random.Random, layer: Layer, existing: Sequence[Mapping[str, Any]]
-) -> list[Mapping[str, Any]]:
-    if not existing:
+class LineageIndex:
+    """What :func:`_pick_upstreams` needs to know about an environment's nodes so far.
+
+    Kept up to date node by node (:meth:`add`), so building an environment of N nodes costs
+    O(N) rather than rescanning every earlier node for each new one (O(N^2)).
+    """
+
+    def __init__(self, nodes: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.sources: list[Mapping[str, Any]] = []
+        self.derived: list[Mapping[str, Any]] = []
+        self._position: dict[int, int] = {}  # id(node) -> execution order
+        for node in nodes:
+            self.add(node)
+
+    def __len__(self) -> int:
+        return len(self._position)
+
+    def add(self, node: Mapping[str, Any]) -> None:
+        self._position[id(node)] = len(self._position)
+        (self.sources if node["nodeType"] == "Source" else self.derived).append(node)
+
+    def position(self, node: Mapping[str, Any]) -> int:
+        return self._position[id(node)]
+
+
+def _pick_upstreams(rng: random.Random, layer: Layer, index: LineageIndex) -> list[Mapping[str, Any]]:
+    if not len(index):
         return []
-    sources = [n for n in existing if n["nodeType"] == "Source"]
-    derived = [n for n in existing if n["nodeType"] != "Source"]
+    sources, derived = index.sources, index.derived
     # Staging reads sources; marts read staging or other marts when there are any.
     if layer.location == "STAGE":
         pool = sources or derived
     else:
         pool = derived or sources
     count = 2 if len(pool) > 1 and rng.random() < (0.6 if layer.node_type == "Fact" else 0.25) else 1
-    chosen = rng.sample(list(pool), count)
-    order = {id(n): i for i, n in enumerate(existing)}
-    return sorted(chosen, key=lambda n: order[id(n)])  # keep execution order stable
+    chosen = rng.sample(pool, count)
+    return sorted(chosen, key=index.position)  # keep execution order stable
 
 
 def make_node(
@@ -223,10 +244,18 @@ def make_node(
     taken_names: set[str],
     *,
     as_source: bool,
+    lineage: LineageIndex | None = None,
 ) -> dict[str, Any]:
-    """Build one full node; ``existing`` are the env's nodes so far (lineage only points back)."""
+    """Build one full node; ``existing`` are the env's nodes so far (lineage only points back).
+
+    ``lineage``: a :class:`LineageIndex` of ``existing`` kept by a caller that builds many nodes
+    in a row (the caller adds the new node to it); built from ``existing`` when omitted.
+    """
     layer = SOURCE if as_source or not existing else rng.choices(_DERIVED_LAYERS, _DERIVED_WEIGHTS)[0]
-    upstreams = [] if layer is SOURCE else _pick_upstreams(rng, layer, existing)
+    if layer is SOURCE:
+        upstreams: list[Mapping[str, Any]] = []
+    else:
+        upstreams = _pick_upstreams(rng, layer, lineage if lineage is not None else LineageIndex(existing))
     entity = entity_of(upstreams[0]["name"]) if upstreams else rng.choice(_ENTITIES)
     name = _unique_name(f"{layer.prefix}_{entity}", taken_names)
     taken_names.add(name)

@@ -1,0 +1,555 @@
+"""Benchmark this project's Coalesce load against the plain pipeline, on the bundled simulator.
+
+    python -m benchmarks.run [--size small|large] [--latency-ms 20] [--output benchmarks/results/<name>.json]
+                             [--scenarios baseline,full,incremental,one_percent,sensor_tick,definitions]
+                             [--baseline-timeout SECONDS]
+
+The simulator runs in its own process (its CPU and memory do not count), at the chosen size and
+per-request latency. Each scenario runs in a fresh subprocess (`python -m benchmarks.scenario`);
+this process measures it from outside: wall time, peak RSS (`os.wait4` rusage of that child), and
+the HTTP requests the simulator answered while it ran (`/_simulator/stats`, log reset before each).
+
+Scenarios, each into its own new DuckDB file and pipelines dir unless noted:
+  baseline     the plain `rest_api_source` pipeline of `benchmarks/baseline.py`
+  full         this project: `coalesce_source` through `make_pipeline()`, project settings
+  incremental  `full` again on the same files, nothing changed in Coalesce
+  one_percent  1% new (completed) runs added, then `full` again on the same files
+  sensor_tick  the run-status sensor's tracking with 100 runs in flight (see `benchmarks.scenario`)
+  definitions  `python -c "import coalesce_dagster.definitions"`, best of 3
+
+Correctness: the main tables of each load are counted in DuckDB and compared with what the
+simulator holds, and baseline with full; any mismatch is printed loudly and the exit code is 1.
+Results: a plain-text table on stdout and JSON in `--output` (default
+`benchmarks/results/<size>-<timestamp>.json`; the folder is git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import requests
+
+from .scenario import RESULT_MARKER
+from .sizes import SIZES, Size
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+TOKEN = "bench-token"
+DATASET = "coalesce_data"
+MAIN_TABLES = ("environments", "environment", "environment_nodes", "runs", "run_results", "run_status",
+               "projects", "users")  # fmt: skip
+PIPELINE_SCENARIOS = ("baseline", "full", "incremental", "one_percent")
+ALL_SCENARIOS = (*PIPELINE_SCENARIOS, "sensor_tick", "definitions")
+SIMULATOR_START_TIMEOUT = 300.0
+PACKAGES = ("dlt", "dagster", "dagster-dlt", "duckdb", "requests")
+
+
+def log(message: str) -> None:
+    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
+
+
+# -- measuring a child process -----------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    wall_seconds: float
+    peak_rss_mb: float
+    returncode: Optional[int]
+    timed_out: bool
+    stdout: str
+    stderr: str
+
+    def result(self) -> Optional[dict[str, Any]]:
+        """The child's `BENCHMARK_RESULT` JSON, if it printed one."""
+        lines = [line for line in self.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+        return json.loads(lines[-1][len(RESULT_MARKER) :]) if lines else None
+
+
+def measure(command: list[str], env: dict[str, str], timeout: Optional[float] = None) -> Measured:
+    """Run `command`, reaping it with `os.wait4` to read its own rusage (ru_maxrss: KB on Linux)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
+        timed_out = False
+        if timeout is None:
+            _, status, usage = os.wait4(process.pid, 0)
+        else:
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() - started >= timeout:
+                    process.kill()  # only this child, which we started
+                    _, status, usage = os.wait4(process.pid, 0)
+                    timed_out = True
+                    break
+                time.sleep(0.01)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        maxrss_kb = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
+        return Measured(
+            wall_seconds=wall,
+            peak_rss_mb=maxrss_kb / 1024,
+            returncode=process.returncode,
+            timed_out=timed_out,
+            stdout=out.read().decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
+        )
+
+
+# -- the simulator process -----------------------------------------------------------------------
+
+
+class Simulator:
+    """`python -m coalesce_dagster.simulator` in its own process; reads the base URL from its first line."""
+
+    def __init__(self, size: Size, latency_ms: float, log_path: Path) -> None:
+        self.size = size
+        self.latency_ms = latency_ms
+        self.log_path = log_path
+        self.process: Optional[subprocess.Popen[str]] = None
+        self.base_url = ""
+        self.startup_seconds = 0.0
+        self.rss_after_start_mb = 0.0
+
+    def start(self) -> "Simulator":
+        command = [sys.executable, "-m", "coalesce_dagster.simulator", "--port", "0", "--token", TOKEN,
+                   *self.size.simulator_args(self.latency_ms)]  # fmt: skip
+        started = time.perf_counter()
+        with open(self.log_path, "wb") as stderr:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT, text=True)
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], SIMULATOR_START_TIMEOUT)
+        line = self.process.stdout.readline() if ready else ""
+        match = re.search(r"listening on (http://\S+)", line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"the simulator did not start: {line!r}; see {self.log_path}")
+        self.startup_seconds = time.perf_counter() - started
+        self.base_url = match.group(1)
+        self.rss_after_start_mb = self.memory().get("VmRSS", 0.0)
+        # Keep draining stdout so the simulator can never block on a full pipe.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        return self
+
+    def memory(self) -> dict[str, float]:
+        """VmRSS / VmHWM (peak) of the simulator process in MB (Linux), else {}."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()  # type: ignore[union-attr]
+        except OSError:
+            return {}
+        return {key: int(kb) / 1024 for key, kb in re.findall(r"(VmRSS|VmHWM):\s+(\d+) kB", status)}
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    # control API
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/_simulator/{path}"
+
+    def reset_log(self) -> None:
+        requests.post(self._url("reset-log"), timeout=30).raise_for_status()
+
+    def stats(self) -> dict[str, int]:
+        response = requests.get(self._url("stats"), timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def sizes(self) -> dict[str, int]:
+        response = requests.get(self._url("sizes"), timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def add_runs(self, count: int, status: str = "completed") -> list[int]:
+        response = requests.post(self._url("runs/add"), json={"count": count, "status": status}, timeout=600)
+        response.raise_for_status()
+        return response.json()["run_ids"]
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    env.update(extra)
+    return env
+
+
+def table_counts(duckdb_path: Path) -> dict[str, Optional[int]]:
+    import duckdb
+
+    counts: dict[str, Optional[int]] = {}
+    with duckdb.connect(str(duckdb_path), read_only=True) as connection:
+        present = {
+            name
+            for (name,) in connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [DATASET]
+            ).fetchall()
+        }
+        for table in MAIN_TABLES:
+            counts[table] = (
+                connection.execute(f'SELECT count(*) FROM {DATASET}."{table}"').fetchone()[0]  # type: ignore[index]
+                if table in present
+                else None
+            )
+    return counts
+
+
+class Benchmark:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.size: Size = SIZES[args.size]
+        self.latency_ms: float = args.latency_ms if args.latency_ms is not None else self.size.latency_ms
+        self.scenarios: list[str] = args.scenarios
+        self.work = Path(tempfile.mkdtemp(prefix="coalesce-bench-"))
+        self.simulator = Simulator(self.size, self.latency_ms, self.work / "simulator.log")
+        self.results: dict[str, dict[str, Any]] = {}
+        self.checks: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+        self.extra: dict[str, Any] = {}
+
+    # one pipeline scenario in a child, measured
+    def run_pipeline(self, name: str) -> None:
+        sim = self.simulator
+        if name in ("incremental", "one_percent"):
+            folder = self.work / "full"  # the same DuckDB file and pipelines dir as `full`
+            if self.results.get("full", {}).get("ok") is not True:
+                self.results[name] = {"ok": False, "skipped": "full did not complete"}
+                self.failures.append(f"{name}: skipped, full did not complete")
+                return
+        else:
+            folder = self.work / name
+        folder.mkdir(exist_ok=True)
+        duckdb_path, pipelines_dir = folder / "coalesce.duckdb", folder / "pipelines"
+
+        added: list[int] = []
+        if name == "one_percent":
+            added = sim.add_runs(max(1, self.size.runs // 100), "completed")
+            log(f"one_percent: added {len(added)} completed runs")
+        expected = sim.sizes()
+
+        command = [sys.executable, "-m", "benchmarks.scenario", "baseline" if name == "baseline" else "full",
+                   "--base-url", sim.base_url, "--token", TOKEN,
+                   "--duckdb", str(duckdb_path), "--pipelines-dir", str(pipelines_dir)]  # fmt: skip
+        if name == "baseline":
+            empty = self.work / "no-dlt-config"  # dlt defaults: the project's .dlt/ does not apply
+            empty.mkdir(exist_ok=True)
+            env = child_env(DLT_PROJECT_DIR=str(empty))
+        else:
+            command += ["--label", name]
+            env = child_env(DESTINATION__DUCKDB__CREDENTIALS=str(duckdb_path),
+                            COALESCE_DAGSTER_PIPELINES_DIR=str(pipelines_dir))  # fmt: skip
+        timeout = self.args.baseline_timeout if name == "baseline" else None
+
+        log(f"{name}: running ...")
+        sim.reset_log()
+        measured = measure(command, env, timeout)
+        stats = sim.stats()
+        child = measured.result()
+        entry: dict[str, Any] = {
+            "ok": measured.returncode == 0 and child is not None,
+            "wall_seconds": round(measured.wall_seconds, 3),
+            "timed_out": measured.timed_out,
+            "requests": stats["requests"],
+            "max_concurrency": stats["max_concurrency"],
+            "peak_rss_mb": round(measured.peak_rss_mb, 1),
+        }
+        if added:
+            entry["runs_added"] = len(added)
+        if child is not None:
+            entry.update(rows=child["rows"], total_rows=child["total_rows"],
+                         main_rows=sum(child["rows"].get(t, 0) for t in MAIN_TABLES))  # fmt: skip
+            entry["rows_per_second"] = round(child["total_rows"] / measured.wall_seconds, 1)
+        self.results[name] = entry
+        if measured.timed_out:
+            log(f"{name}: killed after {measured.wall_seconds:.0f} s (--baseline-timeout), "
+                f"{stats['requests']} requests so far")  # fmt: skip
+            return
+        if not entry["ok"]:
+            entry["stderr_tail"] = measured.stderr[-4000:]
+            self.failures.append(f"{name}: exit code {measured.returncode}")
+            log(f"{name}: FAILED (exit code {measured.returncode}):\n{measured.stderr[-4000:]}")
+            return
+        log(f"{name}: {measured.wall_seconds:.2f} s, {stats['requests']} requests")
+        entry["table_counts"] = counts = table_counts(duckdb_path)
+        self.check(f"{name} vs simulator", counts, expected)
+
+    def check(self, label: str, got: dict[str, Any], expected: dict[str, Any]) -> None:
+        mismatches = {t: {"got": got.get(t), "expected": expected.get(t)} for t in MAIN_TABLES
+                      if got.get(t) != expected.get(t)}  # fmt: skip
+        self.checks.append({"check": label, "ok": not mismatches, "mismatches": mismatches})
+        if mismatches:
+            self.failures.append(f"row-count mismatch: {label}: {mismatches}")
+            print(f"\n!!! ROW COUNT MISMATCH ({label}) !!!", file=sys.stderr)
+            for table, values in mismatches.items():
+                print(f"!!!   {table}: got {values['got']}, expected {values['expected']}", file=sys.stderr)
+            print("", file=sys.stderr, flush=True)
+
+    def run_sensor_tick(self) -> None:
+        log("sensor_tick: running ...")
+        command = [sys.executable, "-m", "benchmarks.scenario", "sensor_tick",
+                   "--base-url", self.simulator.base_url, "--token", TOKEN]  # fmt: skip
+        measured = measure(command, child_env())
+        child = measured.result()
+        if measured.returncode != 0 or child is None:
+            self.failures.append(f"sensor_tick: exit code {measured.returncode}")
+            self.results["sensor_tick"] = {"ok": False, "stderr_tail": measured.stderr[-4000:]}
+            log(f"sensor_tick: FAILED:\n{measured.stderr[-4000:]}")
+            return
+        self.results["sensor_tick"] = {"ok": True, "wall_seconds": round(measured.wall_seconds, 3),
+                                       "peak_rss_mb": round(measured.peak_rss_mb, 1), **child}  # fmt: skip
+
+    def run_definitions(self) -> None:
+        log("definitions: timing `import coalesce_dagster.definitions`, best of 3 ...")
+        runs = []
+        for _ in range(3):
+            measured = measure([sys.executable, "-c", "import coalesce_dagster.definitions"], child_env())
+            if measured.returncode != 0:
+                self.failures.append("definitions: import failed")
+                self.results["definitions"] = {"ok": False, "stderr_tail": measured.stderr[-4000:]}
+                return
+            runs.append(measured)
+        best = min(runs, key=lambda m: m.wall_seconds)
+        self.results["definitions"] = {"ok": True, "wall_seconds": round(best.wall_seconds, 3),
+                                       "all_seconds": [round(m.wall_seconds, 3) for m in runs],
+                                       "peak_rss_mb": round(best.peak_rss_mb, 1)}  # fmt: skip
+
+    def run(self) -> int:
+        log(f"size {self.args.size}: {self.size.to_dict()}, latency {self.latency_ms} ms; work dir {self.work}")
+        self.simulator.start()
+        try:
+            log(f"simulator ready in {self.simulator.startup_seconds:.1f} s at {self.simulator.base_url}, "
+                f"RSS {self.simulator.rss_after_start_mb:.0f} MB")  # fmt: skip
+            self.extra["initial_sizes"] = self.simulator.sizes()
+            for name in self.scenarios:
+                if name in PIPELINE_SCENARIOS:
+                    self.run_pipeline(name)
+                    if name == "full" and "baseline" in self.results:
+                        self.compare_baseline_full()
+                elif name == "sensor_tick":
+                    self.run_sensor_tick()
+                elif name == "definitions":
+                    self.run_definitions()
+            self.extra["simulator_memory_end"] = self.simulator.memory()
+        finally:
+            self.simulator.stop()
+        self.report()
+        if not self.args.keep_files:
+            shutil.rmtree(self.work, ignore_errors=True)
+        if self.failures:
+            print("\nFAILED:\n  " + "\n  ".join(self.failures), file=sys.stderr)
+            return 1
+        return 0
+
+    def compare_baseline_full(self) -> None:
+        baseline, full = self.results["baseline"], self.results["full"]
+        if "table_counts" in baseline and "table_counts" in full:
+            self.check("baseline vs full", full["table_counts"], baseline["table_counts"])
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def report(self) -> None:
+        document = {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+            "machine": machine_info(),
+            "size": self.args.size,
+            "sizes": self.size.to_dict(),
+            "latency_ms": self.latency_ms,
+            "simulator": {
+                "startup_seconds": round(self.simulator.startup_seconds, 2),
+                "rss_after_start_mb": round(self.simulator.rss_after_start_mb, 1),
+                "peak_rss_mb": round(self.extra.get("simulator_memory_end", {}).get("VmHWM", 0.0), 1),
+                "initial_sizes": self.extra.get("initial_sizes"),
+            },
+            "scenarios": self.results,
+            "comparisons": self.comparisons(),
+            "checks": self.checks,
+            "ok": not self.failures,
+            "failures": self.failures,
+        }
+        output = Path(self.args.output) if self.args.output else (
+            RESULTS_DIR / f"{self.args.size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+        )  # fmt: skip
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        print(render_table(document))
+        print(f"\nJSON: {output}")
+
+    def comparisons(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        baseline = self.results.get("baseline", {})
+        full = self.results.get("full", {})
+        for name in PIPELINE_SCENARIOS:
+            entry = self.results.get(name)
+            if not entry or "wall_seconds" not in entry:
+                continue
+            row: dict[str, Any] = {}
+            if "wall_seconds" in baseline and (baseline.get("ok") or baseline.get("timed_out")):
+                row["speedup_vs_baseline"] = round(baseline["wall_seconds"] / entry["wall_seconds"], 2)
+                row["speedup_is_lower_bound"] = bool(baseline.get("timed_out")) and name != "baseline"
+            if name in ("incremental", "one_percent") and full.get("requests"):
+                row["requests_vs_full"] = round(entry["requests"] / full["requests"], 4)
+            out[name] = row
+        return out
+
+
+def machine_info() -> dict[str, Any]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None  # fmt: skip
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
+                                    text=True, timeout=10).stdout.strip())  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_table(document: dict[str, Any]) -> str:
+    scenarios, comparisons = document["scenarios"], document["comparisons"]
+    # rows: every table loaded, nested ones included; main rows: the eight resource tables only.
+    header = ("scenario", "wall s", "requests", "max conc", "peak RSS MB", "rows", "main rows", "rows/s",
+              "x baseline", "req vs full")  # fmt: skip
+    rows = []
+    for name in PIPELINE_SCENARIOS:
+        entry = scenarios.get(name)
+        if entry is None:
+            continue
+        if "wall_seconds" not in entry:
+            rows.append((name, entry.get("skipped", "failed"), *[""] * (len(header) - 2)))
+            continue
+        comparison = comparisons.get(name, {})
+        killed = entry.get("timed_out")
+        speedup = comparison.get("speedup_vs_baseline")
+        speedup_text = "-" if speedup is None else (
+            (">= " if comparison.get("speedup_is_lower_bound") else "") + f"{speedup:,.2f}"
+        )  # fmt: skip
+        requests_vs_full = comparison.get("requests_vs_full")
+        rows.append((
+            name + ("" if entry.get("ok") or killed else " (FAILED)"),
+            (">= " if killed else "") + _fmt(entry["wall_seconds"]),
+            _fmt(entry["requests"]) + (" (partial)" if killed else ""),
+            _fmt(entry["max_concurrency"]),
+            _fmt(entry["peak_rss_mb"], 0),
+            _fmt(entry.get("total_rows")),
+            _fmt(entry.get("main_rows")),
+            _fmt(entry.get("rows_per_second"), 0),
+            speedup_text,
+            "-" if requests_vs_full is None else f"{requests_vs_full:.2%}",
+        ))  # fmt: skip
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[Any, ...]) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    sizes, sim = document["sizes"], document["simulator"]
+    out = [
+        f"Coalesce load benchmark, size {document['size']}: {sizes['environments']} environments x "
+        f"{sizes['nodes_per_environment']:,} nodes, {sizes['runs']:,} runs x {sizes['results_per_run']} results, "
+        f"latency {document['latency_ms']:g} ms; {document['machine']['cpu_count']} CPUs, "
+        f"Python {document['machine']['python']}, dlt {document['machine']['packages']['dlt']}",
+        "",
+        line(header),
+        line(tuple("-" * w for w in widths)),
+        *[line(row) for row in rows],
+    ]
+    tick = scenarios.get("sensor_tick")
+    if tick and tick.get("ok"):
+        discover, poll = tick["ticks"]["discover"], tick["ticks"]["poll"]
+        out += ["", f"sensor tick, {tick['runs_in_flight']} runs in flight: "
+                    f"discovering them {discover['requests']} requests in {discover['seconds']:.3f} s; "
+                    f"polling them {poll['requests']} requests in {poll['seconds']:.3f} s"]  # fmt: skip
+    definitions = scenarios.get("definitions")
+    if definitions and definitions.get("ok"):
+        out.append(f"definitions load (import coalesce_dagster.definitions, fresh process, best of 3): "
+                   f"{definitions['wall_seconds']:.2f} s")  # fmt: skip
+    out.append(f"simulator (own process): ready in {sim['startup_seconds']:.1f} s, "
+               f"RSS {sim['rss_after_start_mb']:.0f} MB after start, peak {sim['peak_rss_mb']:.0f} MB")  # fmt: skip
+    failed_checks = [c["check"] for c in document["checks"] if not c["ok"]]
+    passed = len(document["checks"]) - len(failed_checks)
+    failed_text = f", FAILED: {', '.join(failed_checks)}" if failed_checks else ""
+    out.append(f"row-count checks: {passed} passed{failed_text}")
+    return "\n".join(out)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--latency-ms", type=float, default=None,
+                        help="simulator latency per request (default: the size's, small 2, large 20)")  # fmt: skip
+    parser.add_argument("--output", help="JSON file (default: benchmarks/results/<size>-<timestamp>.json)")
+    parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                        help=f"comma-separated subset of {','.join(ALL_SCENARIOS)} (default: all)")  # fmt: skip
+    parser.add_argument("--baseline-timeout", type=float, default=None, metavar="SECONDS",
+                        help="kill the baseline after this long; reported as >= SECONDS (default: none)")  # fmt: skip
+    parser.add_argument("--keep-files", action="store_true", help="keep the temporary DuckDB files and logs")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(ALL_SCENARIOS))
+    if unknown or not chosen:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(ALL_SCENARIOS)}")
+    if {"incremental", "one_percent"} & set(chosen) and "full" not in chosen:
+        parser.error("incremental and one_percent run on full's files: include full")
+    if args.latency_ms is not None and args.latency_ms < 0:
+        parser.error("--latency-ms must be >= 0")
+    args.scenarios = [name for name in ALL_SCENARIOS if name in chosen]  # always in dependency order
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    return Benchmark(parse_args(argv)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""One benchmark scenario, run in a fresh process by `benchmarks.run` (which measures it from outside).
+
+    python -m benchmarks.scenario baseline --base-url URL --token T --duckdb FILE --pipelines-dir DIR
+    python -m benchmarks.scenario full     --base-url URL --token T --duckdb FILE --pipelines-dir DIR
+    python -m benchmarks.scenario sensor_tick --base-url URL --token T
+
+`full` is this project's load: `coalesce_source` through `make_pipeline()` (and the project's
+`run_load` where it exists), with the project's own settings; `benchmarks.run` runs it again on the
+same files for `incremental` and `one_percent`. `sensor_tick` times the run-status sensor's logic
+(`run_tracker.track_runs`) with 100 runs in flight.
+
+The last stdout line is `BENCHMARK_RESULT <json>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+RESULT_MARKER = "BENCHMARK_RESULT "
+SENSOR_RUNS_IN_FLIGHT = 100
+
+
+def _emit(result: dict[str, Any]) -> None:
+    print(RESULT_MARKER + json.dumps(result, sort_keys=True), flush=True)
+
+
+def _rows_loaded(pipeline: Any) -> dict[str, int]:
+    info = pipeline.last_trace.last_normalize_info
+    return {table: int(count) for table, count in sorted(info.row_counts.items()) if not table.startswith("_dlt")}
+
+
+def _load_result(name: str, pipeline: Any, started: float) -> dict[str, Any]:
+    rows = _rows_loaded(pipeline)
+    return {
+        "scenario": name,
+        "rows": rows,
+        "total_rows": sum(rows.values()),
+        "inner_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    from .baseline import baseline_pipeline, baseline_source
+
+    started = time.perf_counter()
+    pipeline = baseline_pipeline(args.duckdb, args.pipelines_dir)
+    pipeline.run(baseline_source(args.base_url, args.token))
+    return _load_result("baseline", pipeline, started)
+
+
+def run_full(args: argparse.Namespace) -> dict[str, Any]:
+    # Before coalesce_dagster is imported: where the pipeline keeps its files and loads to.
+    os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = args.duckdb
+    os.environ["COALESCE_DAGSTER_PIPELINES_DIR"] = args.pipelines_dir
+    started = time.perf_counter()
+    from coalesce_dagster import pipeline as project_pipeline
+    from coalesce_dagster.coalesce.source import coalesce_source
+
+    pipeline = project_pipeline.make_pipeline()
+    source = coalesce_source(base_url=args.base_url, access_token=args.token)
+    # The project's own way of running a load when it has one (file format and all), else dlt's.
+    run_load = getattr(project_pipeline, "run_load", None)
+    if run_load is not None:
+        run_load(pipeline, source)
+    else:
+        pipeline.run(source)
+    result = _load_result(args.label or "full", pipeline, started)
+    result["runner"] = "coalesce_dagster.pipeline.run_load" if run_load is not None else "pipeline.run"
+    return result
+
+
+def run_sensor_tick(args: argparse.Namespace) -> dict[str, Any]:
+    """Two measured ticks of the sensor's run tracking with 100 runs in flight.
+
+    A first tick establishes the cursor (its look-back window is set so that no existing run
+    counts: the cursor ends at the newest run, with nothing in flight). Then 100 runs start and stay
+    `running`. `discover` is the next tick: the 100 are above the cursor's high-water mark, so it finds
+    them by paging /api/v1/runs. `poll` is the tick after: the 100 are now in the cursor's in-flight
+    set, and each is asked about through /scheduler/runStatus, as every tick does until they finish.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    import requests
+
+    from coalesce_dagster.coalesce.client import CoalesceClient
+    from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
+
+    control = args.base_url.rstrip("/") + "/_simulator"
+    client = CoalesceClient(args.base_url, args.token)
+    far_future = datetime(9999, 1, 1, tzinfo=timezone.utc)
+    first = track_runs(client, TrackerCursor(), lookback=timedelta(0), time_budget_seconds=40, now=far_future)
+    response = requests.post(
+        control + "/runs/add", json={"count": SENSOR_RUNS_IN_FLIGHT, "status": "running"}, timeout=60
+    )
+    response.raise_for_status()
+    added = response.json()["run_ids"]
+
+    ticks: dict[str, Any] = {}
+    cursor = first.cursor
+    for tick in ("discover", "poll"):
+        requests.post(control + "/reset-log", timeout=10).raise_for_status()
+        started = time.perf_counter()
+        result = track_runs(client, cursor, lookback=timedelta(hours=6), time_budget_seconds=40)
+        seconds = time.perf_counter() - started
+        stats = requests.get(control + "/stats", timeout=10).json()
+        ticks[tick] = {
+            "seconds": round(seconds, 3),
+            "requests": stats["requests"],
+            "max_concurrency": stats["max_concurrency"],
+            "discovered": result.discovered,
+            "polled": result.polled,
+            "in_flight": result.in_flight,
+            "budget_exhausted": result.budget_exhausted,
+        }
+        cursor = result.cursor
+    return {
+        "scenario": "sensor_tick",
+        "runs_in_flight": len(added),
+        "high_water_before": first.cursor.high_water,
+        "ticks": ticks,
+    }
+
+
+SCENARIOS = {"baseline": run_baseline, "full": run_full, "sensor_tick": run_sensor_tick}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scenario")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--duckdb", help="DuckDB file to load into (baseline, full)")
+    parser.add_argument("--pipelines-dir", help="dlt pipelines dir (baseline, full)")
+    parser.add_argument("--label", help="name to report (full: incremental, one_percent)")
+    args = parser.parse_args(argv)
+    if args.scenario in ("baseline", "full") and not (args.duckdb and args.pipelines_dir):
+        parser.error(f"{args.scenario} needs --duckdb and --pipelines-dir")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    _emit(SCENARIOS[args.scenario](args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
