@@ -7,17 +7,24 @@ from typing import Any, Optional
 
 import dlt
 from dlt.common.destination.reference import Destination
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from . import settings
 
 
 def make_destination() -> Destination:
     name = settings.destination_name()
-    if name == "duckdb":
-        path = settings.duckdb_path()
-        # With no credentials given, dlt resolves `destination.duckdb.credentials` when it loads.
-        return dlt.destinations.duckdb(credentials=str(path)) if path else dlt.destinations.duckdb()
-    return Destination.from_reference(name)
+    if name != "duckdb":
+        return Destination.from_reference(name)
+    configured = dlt.config.get("destination.duckdb.credentials")
+    if configured is not None and not isinstance(configured, str):
+        return dlt.destinations.duckdb()  # a full credentials section: dlt resolves it as given
+    credentials = DuckDbCredentials(str(configured or settings.DEFAULT_DUCKDB_PATH))
+    # DuckDB's default memory limit is 80% of RAM; merging a million run results then holds a
+    # large part of it. A limit makes DuckDB spill to disk instead (`[coalesce_dagster]
+    # duckdb_memory_limit`).
+    credentials.global_config = {"memory_limit": settings.setting("duckdb_memory_limit", "256MB")}
+    return dlt.destinations.duckdb(credentials=credentials)
 
 
 def make_pipeline(working_dir: Optional[Path] = None) -> dlt.Pipeline:

@@ -40,13 +40,6 @@ def pipelines_dir() -> Path:
     return Path(configured) if configured else PROJECT_ROOT / ".dlt_pipelines"
 
 
-def duckdb_path() -> Path | None:
-    """The DuckDB file, unless the user configured dlt's own `destination.duckdb.credentials`."""
-    if dlt.config.get("destination.duckdb.credentials"):
-        return None
-    return DEFAULT_DUCKDB_PATH
-
-
 def setting(key: str, default: str) -> str:
     """A non-secret `[coalesce_dagster]` setting (e.g. `schedules.timezone`), as text.
 

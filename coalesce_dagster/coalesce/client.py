@@ -17,7 +17,7 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 
 from .. import __version__
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
-from .pagination import CoalescePaginator
+from .pagination import DATA_SELECTOR, CoalescePaginator
 from .records import TERMINAL_RUN_STATUSES, normalize_run
 from .regions import normalize_base_url, run_link
 
@@ -74,7 +74,7 @@ class CoalesceClient:
             "api/v1/runs",
             params=params,
             paginator=CoalescePaginator(),
-            data_selector="data",
+            data_selector=DATA_SELECTOR,
             hooks={"response": [raise_for_coalesce_status]},
         ):
             summaries = [self._summary(raw) for raw in page]

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import dlt
 from dlt.sources.helpers.rest_client.client import RESTClient
 
-from .pagination import CoalescePaginator
+from .pagination import DATA_SELECTOR, CoalescePaginator
 from .records import TERMINAL_RUN_STATUSES, normalize_run, run_columns
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def runs_resource(
 
 def _pages_newest_first(client: RESTClient, page_size: int) -> Iterator[list[dict[str, Any]]]:
     params = {"detail": "true", "orderBy": "id", "orderByDirection": "desc", "limit": page_size}
-    yield from client.paginate(RUNS_PATH, params=params, paginator=CoalescePaginator(), data_selector="data")
+    yield from client.paginate(RUNS_PATH, params=params, paginator=CoalescePaginator(), data_selector=DATA_SELECTOR)
 
 
 def _runs_by_id(client: RESTClient, base_url: str, run_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:

@@ -24,7 +24,7 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.rest_api import rest_api_resources
 from requests import HTTPError
 
-from .pagination import CoalescePaginator
+from .pagination import DATA_SELECTOR, ROOT_SELECTOR, CoalescePaginator, data_envelope
 from .records import (
     FirstSeen,
     environment_columns,
@@ -98,7 +98,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
     return {
         "client": {"base_url": root, "auth": auth, "headers": _headers()},
         "resource_defaults": {
-            "endpoint": {"data_selector": "data", "paginator": CoalescePaginator()},
+            "endpoint": {"data_selector": DATA_SELECTOR, "paginator": CoalescePaginator()},
         },
         "resources": [
             {
@@ -117,7 +117,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "columns": environment_columns(),
                 "endpoint": {
                     "path": "api/v1/environments/{resources.environments.id}",
-                    "data_selector": "$",
+                    "data_selector": ROOT_SELECTOR,
                     "paginator": "single_page",
                     # The environment may be deleted between the list and this call.
                     "response_actions": IGNORE_404,
@@ -151,11 +151,11 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "include_from_parent": ["id"],
                 "endpoint": {
                     "path": "api/v1/runs/{resources.runs.id}/results",
-                    # The docs use {"data": [...]}; some clients also see {"results": [...]} or a
-                    # bare list (§3.4 CONFLICT): let dlt find the list in whichever arrives.
-                    "data_selector": None,
+                    # `data_envelope` brings {"results": [...]} and bare lists to the documented
+                    # {"data": [...]} shape without parsing the documented one twice.
+                    "data_selector": DATA_SELECTOR,
                     "paginator": "single_page",
-                    "response_actions": IGNORE_404,
+                    "response_actions": [data_envelope, *IGNORE_404],
                 },
                 "processing_steps": [{"map": normalize_run_result}],
             },
@@ -169,7 +169,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any
                 "endpoint": {
                     "path": "scheduler/runStatus",
                     "params": {"runCounter": "{resources.runs.id}"},
-                    "data_selector": "$",
+                    "data_selector": ROOT_SELECTOR,
                     "paginator": "single_page",
                     "response_actions": IGNORE_404,
                 },
@@ -199,7 +199,7 @@ def users_resource(client: RESTClient, page_size: int) -> Any:
             started = False
             try:
                 for page in client.paginate(
-                    path, params=params, paginator=CoalescePaginator(), data_selector="data"
+                    path, params=params, paginator=CoalescePaginator(), data_selector=DATA_SELECTOR
                 ):
                     started = True
                     yield [user for user in map(normalize_by_id, page) if first_seen(user)]
