@@ -6,7 +6,6 @@ real Dagster; only the Coalesce side is simulated.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 
 from coalesce_dagster.definitions import defs
 
