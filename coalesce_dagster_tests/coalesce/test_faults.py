@@ -20,14 +20,11 @@ from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simu
 
 # One path prefix per resource family (a prefix also covers the paths below it).
 TARGETS = {
-    "environments": "/api/v1/environments",
-    "environment_detail": "/api/v1/environments/2",
+    "environments": "/api/v1/environments",  # list, detail and nodes
     "environment_nodes": "/api/v1/environments/1/nodes",
-    "runs": "/api/v1/runs",
-    "run_by_id": "/api/v1/runs/3",
+    "runs": "/api/v1/runs",  # list, runs by id and results
     "run_results": "/api/v1/runs/5/results",
     "run_status": "/scheduler/runStatus",
-    "projects": "/api/v1/projects",
     "users": "/api/v1/users",
 }
 

@@ -44,7 +44,7 @@ def _check(sim: CoalesceSimulator, faults: dict, page_size: int) -> None:
     assert sorted(runs) == sorted(sim.state.runs)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(faults=variants, page_size=page_sizes)
 def test_every_item_exactly_once(faults, page_size):
     with CoalesceSimulator(SIM) as sim:
