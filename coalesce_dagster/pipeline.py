@@ -23,7 +23,7 @@ def make_destination() -> Destination:
     # DuckDB's default memory limit is 80% of RAM; merging a million run results then holds a
     # large part of it. A limit makes DuckDB spill to disk instead (`[coalesce_dagster]
     # duckdb_memory_limit`).
-    credentials.global_config = {"memory_limit": settings.setting("duckdb_memory_limit", "256MB")}
+    credentials.global_config = {"memory_limit": settings.setting("duckdb_memory_limit", "128MB")}
     return dlt.destinations.duckdb(credentials=credentials)
 
 
