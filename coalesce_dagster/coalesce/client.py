@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 import dlt
-from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 
 from .. import __version__
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
+from .http import coalesce_session
 from .pagination import DATA_SELECTOR, CoalescePaginator
 from .records import TERMINAL_RUN_STATUSES, normalize_run
 from .regions import normalize_base_url, run_link
@@ -52,13 +52,13 @@ class CoalesceClient:
 
     def __init__(self, base_url: str, access_token: str) -> None:
         self.base_url = normalize_base_url(base_url)
-        session = Client(
-            raise_for_status=False,
+        session = coalesce_session(
+            self.base_url,
             request_timeout=min(_runtime("request_timeout", 60), SENSOR_MAX_TIMEOUT),
             request_max_attempts=int(_runtime("request_max_attempts", 5)),
             request_backoff_factor=_runtime("request_backoff_factor", 1),
             request_max_retry_delay=min(_runtime("request_max_retry_delay", 60), SENSOR_MAX_RETRY_DELAY),
-        ).session
+        )
         self._rest = RESTClient(
             base_url=self.base_url,
             auth=BearerTokenAuth(token=access_token),

@@ -53,7 +53,7 @@ class CoalescePaginator(BaseReferencePaginator):
         self._limit = int(limit) if limit is not None and str(limit).isdigit() else None
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
-        body = orjson.loads(response.content)
+        body = response.json()  # parsed once, shared with dlt's data selector (`http.JsonResponse`)
         _check_list_envelope(body, response)
         if not isinstance(body, dict) or not data:
             # A bare list is one page by definition; an empty page cannot advance a cursor.

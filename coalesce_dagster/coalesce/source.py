@@ -19,11 +19,13 @@ from __future__ import annotations
 from typing import Any, Iterator, Optional, Sequence
 
 import dlt
+from dlt.sources.helpers.requests import Session
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.rest_api import rest_api_resources
 from requests import HTTPError
 
+from .http import coalesce_session
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, CoalescePaginator, data_envelope
 from .records import (
     FirstSeen,
@@ -81,10 +83,11 @@ def coalesce_source(
     """
     root = normalize_base_url(base_url)
     auth = BearerTokenAuth(token=access_token)
-    client = RESTClient(base_url=root, auth=auth, headers=_headers())
+    session = coalesce_session(root)
+    client = RESTClient(base_url=root, auth=auth, headers=_headers(), session=session)
 
     runs = runs_resource(client, root, runs_page_size, run_ids=run_ids, advance_frontier=advance_run_frontier)
-    declared = rest_api_resources(_rest_api_config(root, auth, page_size, runs))
+    declared = rest_api_resources(_rest_api_config(root, auth, session, page_size, runs))
     by_name = {resource.name: resource for resource in declared}
     by_name["environment_nodes"].apply_hints(
         nested_hints={"columns": {"columns": node_column_columns()}}
@@ -93,10 +96,12 @@ def coalesce_source(
     return [by_name[name] for name in RESOURCE_NAMES]
 
 
-def _rest_api_config(root: str, auth: BearerTokenAuth, page_size: int, runs: Any) -> dict[str, Any]:
+def _rest_api_config(
+    root: str, auth: BearerTokenAuth, session: Session, page_size: int, runs: Any
+) -> dict[str, Any]:
     paged = {"limit": page_size, "orderBy": "id", "orderByDirection": "asc"}
     return {
-        "client": {"base_url": root, "auth": auth, "headers": _headers()},
+        "client": {"base_url": root, "auth": auth, "headers": _headers(), "session": session},
         "resource_defaults": {
             "endpoint": {"data_selector": DATA_SELECTOR, "paginator": CoalescePaginator()},
         },

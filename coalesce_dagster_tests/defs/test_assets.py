@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import dagster as dg
+import dlt
 import pytest
 
 from coalesce_dagster.simulator import SimulatorConfig
@@ -45,6 +46,22 @@ def test_full_load_matches_the_simulator(simulator, instance, warehouse):
     nodes_event = instance.get_latest_materialization_event(dg.AssetKey(["coalesce", "environment_nodes"]))
     schema = nodes_event.asset_materialization.metadata["dagster/column_schema"].value
     assert {"id", "environment_id", "name", "node_type", "source_mapping"} <= {c.name for c in schema.columns}
+
+
+def test_parallel_normalize_loads_exactly_once(simulator, instance, warehouse, monkeypatch):
+    """`[normalize] workers = 2`, the documented knob for large first syncs: two worker processes
+    (spawned, as dlt does under Dagster) share extracted files small enough that both get results."""
+    monkeypatch.setenv("NORMALIZE__WORKERS", "2")
+    monkeypatch.setenv("SOURCES__DATA_WRITER__FILE_MAX_ITEMS", "40")
+    assert dlt.config.get("normalize.workers", int) == 2
+
+    assert materialize(instance).success
+    assert materialize(instance).success
+
+    assert_matches_simulator(warehouse, simulator)
+    assert warehouse.count("run_results__query_results") == sum(
+        len(result["queryResults"]) for results in simulator.state.results.values() for result in results
+    )
 
 
 def test_lineage_and_json_fields_are_queryable(simulator, instance, warehouse):

@@ -1,0 +1,71 @@
+"""The HTTP session every Coalesce call goes through: dlt's retrying session, cheaper per request.
+
+A full sync makes tens of thousands of small requests, and on a two-core machine the client's CPU per
+request, not Coalesce's latency, set the pace. Two costs of plain `requests` showed up in profiles
+(`benchmarks/`), and this module takes both away without changing what is sent or how it is retried:
+
+* `requests` re-reads proxy and CA-bundle variables from the environment on every request
+  (`trust_env`), walking all of `os.environ` each time. Here they are resolved once, for the Coalesce
+  host, when the session is made: the same proxies, `no_proxy` rules and CA bundle, read once.
+* `Response.json()` parses with `simplejson` when it is installed (dlt installs it), and the
+  paginator and dlt's data selector both parse a list page. Responses here parse with `orjson`
+  and keep the result, so each body is parsed once. Anything orjson refuses (a body that is not
+  UTF-8 JSON) falls back to `requests`' own parser and its own error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from dlt.sources.helpers.requests import Client, Response, Session
+from requests.adapters import HTTPAdapter
+
+# Connections kept open per host: above the largest `[extract] workers` anyone should need.
+MAX_CONNECTIONS = 64
+
+
+class JsonResponse(Response):
+    """A `requests.Response` whose `json()` uses orjson and parses each body once."""
+
+    def json(self, **kwargs: Any) -> Any:
+        if kwargs:  # parser options only the standard parser understands
+            return super().json(**kwargs)
+        content = self.content
+        parsed = self.__dict__.get("_parsed_json")
+        # Keyed on the body object itself: a response hook that rewrites `_content` gets a new parse.
+        if parsed is not None and parsed[0] is content:
+            return parsed[1]
+        try:
+            value = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return super().json()  # requests' own decoding and its JSONDecodeError
+        self._parsed_json = (content, value)
+        return value
+
+
+class _JsonResponseAdapter(HTTPAdapter):
+    def build_response(self, req: Any, resp: Any) -> Response:
+        response = super().build_response(req, resp)
+        response.__class__ = JsonResponse
+        return response
+
+
+def coalesce_session(base_url: str, **client_settings: Any) -> Session:
+    """dlt's retrying session (429 with Retry-After, 5xx, connection errors; `[runtime]` settings)
+    for calls to `base_url`, with the environment read once and orjson responses.
+
+    client_settings: overrides for `dlt.sources.helpers.requests.Client` (timeouts, attempts, ...).
+    """
+    session = Client(raise_for_status=False, max_connections=MAX_CONNECTIONS, **client_settings).session
+    adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    environment = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies = dict(environment["proxies"] or {})
+    session.verify = environment["verify"]
+    session.cert = environment["cert"]
+    # What the environment says is now on the session; stop requests reading it again per request.
+    # (This also skips ~/.netrc, which never applied: every request carries the bearer token.)
+    session.trust_env = False
+    return session

@@ -1,0 +1,81 @@
+"""The shared HTTP session (`coalesce/http.py`), against the simulator over real HTTP.
+
+It reads proxy settings from the environment once instead of per request and parses bodies with
+orjson once. These tests pin that neither changes behaviour: proxies and `no_proxy` still apply,
+malformed bodies still raise requests' own error, and a rewritten body is parsed again.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+
+from coalesce_dagster.coalesce.http import JsonResponse, coalesce_session
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(simulator, path: str) -> requests.Response:
+    session = coalesce_session(simulator.base_url)
+    headers = {"Authorization": f"Bearer {simulator.config.token}"}
+    return session.get(simulator.base_url + path, headers=headers, timeout=10)
+
+
+def test_json_is_parsed_once_and_matches_the_standard_parser(simulator):
+    response = _get(simulator, "/api/v1/environments")
+
+    assert isinstance(response, JsonResponse)
+    first = response.json()
+    assert response.json() is first  # the paginator and dlt's selector share one parse
+    assert first == requests.models.complexjson.loads(response.content)
+    assert len(first["data"]) == len(simulator.state.environments)
+
+
+def test_a_rewritten_body_is_parsed_again(simulator):
+    response = _get(simulator, "/api/v1/environments")
+    response.json()
+
+    response._content = b'{"data": []}'  # what a response hook such as `data_envelope` does
+
+    assert response.json() == {"data": []}
+
+
+def test_a_malformed_body_raises_the_requests_error(simulator):
+    simulator.faults.update({"garbage_burst": 1, "fault_path_prefix": "/api/v1/projects"})
+
+    response = _get(simulator, "/api/v1/projects")
+
+    with pytest.raises(requests.JSONDecodeError):
+        response.json()
+
+
+def test_proxy_variables_still_apply(simulator, monkeypatch):
+    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    monkeypatch.setenv("http_proxy", dead_proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    session = coalesce_session(simulator.base_url)
+
+    assert session.proxies.get("http") == dead_proxy
+    with pytest.raises(requests.exceptions.ProxyError):
+        session.get(simulator.base_url + "/api/v1/environments", timeout=5)
+
+
+def test_no_proxy_still_applies(simulator, monkeypatch):
+    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    monkeypatch.setenv("http_proxy", dead_proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+
+    response = _get(simulator, "/api/v1/environments")
+
+    assert response.status_code == 200
