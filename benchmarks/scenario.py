@@ -4,8 +4,8 @@
     python -m benchmarks.scenario full     --base-url URL --token T --duckdb FILE --pipelines-dir DIR
     python -m benchmarks.scenario sensor_tick --base-url URL --token T
 
-`full` is this project's load: `coalesce_source` through `make_pipeline()` (and the project's
-`run_load` where it exists), with the project's own settings; `benchmarks.run` runs it again on the
+`full` is this project's load: `coalesce_source` through `make_pipeline()` and `run_load`, with
+the project's own settings; `benchmarks.run` runs it again on the
 same files for `incremental` and `one_percent`. `sensor_tick` times the run-status sensor's logic
 (`run_tracker.track_runs`) with 100 runs in flight.
 
@@ -58,19 +58,13 @@ def run_full(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = args.duckdb
     os.environ["COALESCE_DAGSTER_PIPELINES_DIR"] = args.pipelines_dir
     started = time.perf_counter()
-    from coalesce_dagster import pipeline as project_pipeline
     from coalesce_dagster.coalesce.source import coalesce_source
+    from coalesce_dagster.pipeline import make_pipeline, run_load
 
-    pipeline = project_pipeline.make_pipeline()
-    source = coalesce_source(base_url=args.base_url, access_token=args.token)
-    # The project's own way of running a load when it has one (file format and all), else dlt's.
-    run_load = getattr(project_pipeline, "run_load", None)
-    if run_load is not None:
-        run_load(pipeline, source)
-    else:
-        pipeline.run(source)
+    pipeline = make_pipeline()
+    run_load(pipeline, coalesce_source(base_url=args.base_url, access_token=args.token))
     result = _load_result(args.label or "full", pipeline, started)
-    result["runner"] = "coalesce_dagster.pipeline.run_load" if run_load is not None else "pipeline.run"
+    result["runner"] = "coalesce_dagster.pipeline.run_load"
     return result
 
 

@@ -54,7 +54,8 @@ def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
 
 
 def run_load(pipeline: dlt.Pipeline, source: Any) -> Any:
-    """`pipeline.run(source)` with the preferred file format: how every load in this project runs."""
+    """`pipeline.run(source)` with the preferred file format, as the Dagster asset runs it (through
+    dagster-dlt): for loads outside Dagster, such as the tests and the benchmark."""
     load_info = pipeline.run(source, loader_file_format=preferred_file_format(pipeline))
     load_info.raise_on_failed_jobs()
     return load_info

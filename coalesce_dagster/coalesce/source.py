@@ -3,9 +3,10 @@
 Built on dlt's `rest_api` (declarative endpoints, parent/child resources, response actions) with
 Coalesce's cursor pagination (`pagination.CoalescePaginator`). Child resources (one request per
 environment or run) are `parallelized`: dlt runs them on its extract thread pool, whose size,
-`[extract] workers`, bounds how many requests are in flight against Coalesce at once. `runs` and `users` are plain dlt
-resources on the same `RESTClient`, because they need logic a declaration cannot express: the
-incremental run frontier (`runs.py`) and the users path the docs disagree on.
+`[extract] workers`, bounds how many requests are in flight against Coalesce at once. `runs` and
+`users` are plain dlt resources on the same `RESTClient` and session (`http.coalesce_session`),
+because they need logic a declaration cannot express: the incremental run frontier (`runs.py`) and
+the users path the docs disagree on.
 
 Configuration, resolved by dlt when the source is *called* (never at import):
     [sources.coalesce_source]
