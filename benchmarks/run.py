@@ -349,6 +349,8 @@ class Benchmark:
             entry.update(rows=child["rows"], total_rows=child["total_rows"],
                          main_rows=sum(child["rows"].get(t, 0) for t in MAIN_TABLES))  # fmt: skip
             entry["rows_per_second"] = round(child["total_rows"] / measured.wall_seconds, 1)
+            if child.get("step_seconds"):
+                entry["step_seconds"] = child["step_seconds"]
         self.results[name] = entry
         if measured.timed_out:
             log(f"{name}: killed after {measured.wall_seconds:.0f} s (--baseline-timeout), "

@@ -34,6 +34,15 @@ def _rows_loaded(pipeline: Any) -> dict[str, int]:
     return {table: int(count) for table, count in sorted(info.row_counts.items()) if not table.startswith("_dlt")}
 
 
+def _step_seconds(pipeline: Any) -> dict[str, float]:
+    """Wall seconds of each dlt step (extract, normalize, load) of the last run."""
+    return {
+        step.step: round((step.finished_at - step.started_at).total_seconds(), 3)
+        for step in pipeline.last_trace.steps
+        if step.finished_at is not None
+    }
+
+
 def _load_result(name: str, pipeline: Any, started: float) -> dict[str, Any]:
     rows = _rows_loaded(pipeline)
     return {
@@ -41,6 +50,7 @@ def _load_result(name: str, pipeline: Any, started: float) -> dict[str, Any]:
         "rows": rows,
         "total_rows": sum(rows.values()),
         "inner_seconds": round(time.perf_counter() - started, 3),
+        "step_seconds": _step_seconds(pipeline),
     }
 
 

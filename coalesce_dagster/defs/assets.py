@@ -1,6 +1,7 @@
 """One Dagster asset per Coalesce resource, all produced by one dlt pipeline run."""
 
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from .. import settings
 from ..coalesce.errors import explain
 from ..coalesce.runs import RUN_TABLES
 from ..coalesce.source import coalesce_source
-from ..pipeline import make_pipeline, preferred_file_format
+from ..pipeline import in_process_normalize, make_pipeline, preferred_file_format
 from .resources import CoalesceResource
 from .translator import CoalesceTranslator
 
@@ -55,14 +56,17 @@ def coalesce_assets(
     # A private working dir per run: dlt state and schema are restored from the destination.
     working_dir = Path(tempfile.mkdtemp(prefix=f"run-{context.run_id[:8]}-", dir=_ensure_pipelines_dir()))
     pipeline = make_pipeline(working_dir)
+    # A load of given runs (the sensor's) is small: normalize it without worker processes.
+    normalize_scope = in_process_normalize() if config.run_ids else contextlib.nullcontext()
     try:
-        events = dagster_dlt.run(
-            context=context,
-            dlt_source=source,
-            dlt_pipeline=pipeline,
-            loader_file_format=preferred_file_format(pipeline),
-        ).fetch_row_count()
-        yield from _with_coalesce_run_metadata(context, events, pipeline, config.run_ids)
+        with normalize_scope:  # spans the iteration: dagster-dlt runs the pipeline lazily
+            events = dagster_dlt.run(
+                context=context,
+                dlt_source=source,
+                dlt_pipeline=pipeline,
+                loader_file_format=preferred_file_format(pipeline),
+            ).fetch_row_count()
+            yield from _with_coalesce_run_metadata(context, events, pipeline, config.run_ids)
     except Exception as error:
         explanation = explain(error)
         if explanation is None:

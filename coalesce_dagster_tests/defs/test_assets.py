@@ -49,11 +49,12 @@ def test_full_load_matches_the_simulator(simulator, instance, warehouse):
 
 
 def test_parallel_normalize_loads_exactly_once(simulator, instance, warehouse, monkeypatch):
-    """`[normalize] workers = 2`, the documented knob for large first syncs: two worker processes
-    (spawned, as dlt does under Dagster) share extracted files small enough that both get results."""
-    monkeypatch.setenv("NORMALIZE__WORKERS", "2")
+    """The shipped `[normalize] workers = 2`: two spawned worker processes share extracted files
+    small enough that both get results, and every row lands once."""
+    monkeypatch.delenv("NORMALIZE__WORKERS")  # the suite's in-process override (conftest)
     monkeypatch.setenv("SOURCES__DATA_WRITER__FILE_MAX_ITEMS", "40")
     assert dlt.config.get("normalize.workers", int) == 2
+    assert dlt.config.get("normalize.start_method", str) == "spawn"
 
     assert materialize(instance).success
     assert materialize(instance).success
@@ -187,6 +188,30 @@ def test_run_ids_config_loads_exactly_those_runs(simulator, instance, warehouse)
         rid for rid in wanted if simulator.state.results[rid]
     }
     assert [rid for (rid,) in warehouse.keys("run_status", "run_id")] == wanted
+
+
+def test_a_load_of_given_runs_normalizes_without_worker_processes(simulator, instance, warehouse, monkeypatch):
+    """Under the shipped `[normalize] workers = 2`, a full sync gets two normalize workers and a
+    sensor-sized load of given runs gets none (`pipeline.in_process_normalize`)."""
+    import concurrent.futures
+
+    monkeypatch.delenv("NORMALIZE__WORKERS")  # the suite's in-process override (conftest)
+    pool_sizes: list[int] = []
+
+    class RecordingPool(concurrent.futures.ProcessPoolExecutor):  # dlt's pool, with its size noted
+        def __init__(self, max_workers=None, *args, **kwargs):
+            pool_sizes.append(max_workers)
+            super().__init__(max_workers, *args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", RecordingPool)
+
+    assert materialize(instance).success
+    assert pool_sizes == [2]
+    wanted = sorted(simulator.state.runs)[:2]
+    run_config = {"ops": {"coalesce_load": {"config": {"run_ids": wanted}}}}
+    assert materialize(instance, selection=["runs", "run_results", "run_status"], run_config=run_config).success
+    assert pool_sizes == [2]  # no process pool at all: dlt normalized in this process
+    assert_matches_simulator(warehouse, simulator)
 
 
 def test_a_missing_token_fails_with_an_actionable_message(simulator, instance, monkeypatch):

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from coalesce_dagster.definitions import defs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

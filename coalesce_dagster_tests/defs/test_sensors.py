@@ -8,10 +8,10 @@ import logging
 import dagster as dg
 import pytest
 
+from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.resources import CoalesceResource
 from coalesce_dagster.defs.sensors import SENSOR_NAME, coalesce_run_status_sensor
-from coalesce_dagster.definitions import defs
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
 

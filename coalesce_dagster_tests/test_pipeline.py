@@ -1,0 +1,21 @@
+"""`coalesce_dagster.pipeline`: how loads are configured."""
+
+import dlt
+
+from coalesce_dagster.pipeline import in_process_normalize
+
+
+def test_in_process_normalize_overrides_workers_only_inside_the_block(monkeypatch):
+    monkeypatch.delenv("NORMALIZE__WORKERS")  # the suite's override (conftest): see the shipped value
+    assert dlt.config.get("normalize.workers", int) == 2
+
+    with in_process_normalize():
+        assert dlt.config.get("normalize.workers", int) == 1
+    assert dlt.config.get("normalize.workers", int) == 2
+
+
+def test_in_process_normalize_restores_a_users_own_setting(monkeypatch):
+    monkeypatch.setenv("NORMALIZE__WORKERS", "4")
+    with in_process_normalize():
+        assert dlt.config.get("normalize.workers", int) == 1
+    assert dlt.config.get("normalize.workers", int) == 4
