@@ -74,6 +74,9 @@ def in_process_normalize() -> Iterator[None]:
     Dagster they added about 1.7 s to every load. A load of a few given runs, such as the run-status
     sensor's, has a few thousand rows to normalize and is faster without them. dlt resolves the
     setting when its normalize step starts, so the block must span the whole `pipeline.run`.
+
+    It does so through dlt's own environment variable, which is process-wide: fine for a Dagster
+    step, which has its process to itself, but not for loads run concurrently on threads.
     """
     previous = os.environ.get(_NORMALIZE_WORKERS_VAR)
     os.environ[_NORMALIZE_WORKERS_VAR] = "1"
