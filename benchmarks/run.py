@@ -87,8 +87,11 @@ class Measured:
         return json.loads(lines[-1][len(RESULT_MARKER) :]) if lines else None
 
 
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
+
+
 class TreeRssSampler(threading.Thread):
-    """Samples the summed VmRSS of a process and all its descendants (Linux /proc; elsewhere a no-op)."""
+    """Samples the summed memory (Pss) of a process and all its descendants (Linux /proc; elsewhere a no-op)."""
 
     INTERVAL = 0.1
 
@@ -137,8 +140,6 @@ def _process_memory_kb(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * PAGE_KB
 
-
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 
 def measure(command: list[str], env: dict[str, str], timeout: Optional[float] = None) -> Measured:

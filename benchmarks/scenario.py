@@ -4,10 +4,10 @@
     python -m benchmarks.scenario full     --base-url URL --token T --duckdb FILE --pipelines-dir DIR
     python -m benchmarks.scenario sensor_tick --base-url URL --token T
 
-`full` is this project's load: `coalesce_source` through `make_pipeline()` and `run_load`, with
-the project's own settings; `benchmarks.run` runs it again on the
-same files for `incremental` and `one_percent`. `sensor_tick` times the run-status sensor's logic
-(`run_tracker.track_runs`) with 100 runs in flight.
+`full` is this project's load: `coalesce_source` through `make_pipeline()` and `run_load`, with the
+project's own settings; `benchmarks.run` runs it again on the same files for `incremental` and
+`one_percent`. `sensor_tick` times the run-status sensor's logic (`run_tracker.track_runs`) with 100
+runs in flight.
 
 The last stdout line is `BENCHMARK_RESULT <json>`.
 """
