@@ -15,7 +15,7 @@ from typing import Any
 from . import render
 from .data import RUN_STATUSES, RUN_TYPES, TERMINAL_STATUSES, SimulatorState
 from .faults import Faults
-from .paging import paginate, parse_page_params
+from .paging import PageParams, paginate, parse_page_params
 from .responses import NO_BODY, UNAUTHORIZED_MESSAGE, ApiError, Response, error_response, json_response
 from .routing import Request, Router, parse_flag, parse_json_object
 from .timeutil import parse_iso
@@ -103,6 +103,13 @@ class CoalesceApi:
         except ApiError as error:
             return error.to_response()
 
+    def _page_params(
+        self, query: Mapping[str, str], *, order_fields: tuple[str, ...], default_direction: str
+    ) -> PageParams:
+        """Paging parameters of any list, under the page-size cap of the ``max_page_size`` fault."""
+        cap = self.faults.max_page_size
+        return parse_page_params(query, order_fields=order_fields, default_direction=default_direction, max_limit=cap)
+
     def _authorised(self, header: str | None) -> bool:
         if not header:
             return False
@@ -114,7 +121,7 @@ class CoalesceApi:
 
     def list_environments(self, request: Request) -> Response:
         detail = parse_flag(request.query, "detail")
-        params = parse_page_params(request.query, order_fields=("id",), default_direction="asc")
+        params = self._page_params(request.query, order_fields=("id",), default_direction="asc")
         page, meta = paginate(list(self.state.environments.values()), params, self.faults, numeric_ids=True)
         return json_response({"data": [render.environment(env, detail) for env in page], **meta})
 
@@ -124,7 +131,7 @@ class CoalesceApi:
     def list_nodes(self, request: Request, environment_id: str) -> Response:
         env = self._environment(environment_id)
         detail = parse_flag(request.query, "detail")
-        params = parse_page_params(request.query, order_fields=("id",), default_direction="asc")
+        params = self._page_params(request.query, order_fields=("id",), default_direction="asc")
         nodes = list(self.state.nodes[env["id"]].values())
         page, meta = paginate(nodes, params, self.faults, numeric_ids=False)
         return json_response({"data": [render.node(node, detail) for node in page], **meta})
@@ -154,9 +161,8 @@ class CoalesceApi:
         if run_status is not None and run_status not in RUN_STATUSES:
             raise ApiError(400, f"runStatus must be one of {', '.join(RUN_STATUSES)}, got {run_status!r}")
         detail = parse_flag(query, "detail")
-        params = parse_page_params(
-            query, order_fields=("id", "runStartTime", "runEndTime"), default_direction="desc"
-        )
+        run_orders = ("id", "runStartTime", "runEndTime")
+        params = self._page_params(query, order_fields=run_orders, default_direction="desc")
         if run_type is None and run_status is None and environment_id is None:
             runs = list(self.state.runs.values())
         else:
@@ -215,7 +221,7 @@ class CoalesceApi:
         return json_response(render.project(project, include_workspaces=workspaces, include_jobs=jobs))
 
     def list_users(self, request: Request) -> Response:
-        params = parse_page_params(request.query, order_fields=("id",), default_direction="asc")
+        params = self._page_params(request.query, order_fields=("id",), default_direction="asc")
         page, meta = paginate(list(self.state.users.values()), params, self.faults, numeric_ids=False)
         return json_response({"data": [render.user(user) for user in page], **meta})
 

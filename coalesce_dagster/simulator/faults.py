@@ -5,6 +5,10 @@ mutable dataclass. Assignments are validated on the spot: a typo in a knob name 
 impossible value should fail the test that made it, not silently disable the fault.
 Burst counters are consumed through :meth:`Faults.take`, which decrements under a lock so
 that concurrent requests never both claim the last unit of a burst.
+
+Besides transient faults, some knobs reproduce what clients running against *real* Coalesce
+accounts show where it differs from the documentation (doc §10). Each is off by default, so the
+simulator serves the documented behaviour unless a test asks otherwise.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ class Faults:
     status_override: dict[str, int] | None = None  # path prefix -> forced HTTP status
     # path prefix -> JSON body answered with 200 instead of the real one (a body of the wrong shape)
     body_override: dict[str, Any] | None = None
+
+    # Behaviours of real accounts that differ from the documentation (doc §10).
+    # Every paged list answers 400 "limit must be between 1 and N" to a limit outside 1..N
+    # (real accounts: 1..500) instead of the documented 0..1000.
+    max_page_size: int | None = None
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -163,6 +172,8 @@ def _validate(name: str, value: Any) -> None:
         raise ValueError(f"Faults.{name} must not be negative, got {value!r}")
     if name in _CHOICES and value not in _CHOICES[name]:
         raise ValueError(f"Faults.{name} must be one of {_CHOICES[name]}, got {value!r}")
+    if name == "max_page_size" and value < 1:
+        raise ValueError(f"Faults.max_page_size must be at least 1, got {value!r}")
     if name == "body_override" and not all(isinstance(prefix, str) for prefix in value):
         raise ValueError("Faults.body_override must map path prefixes to JSON bodies")
     if name == "status_override":

@@ -48,13 +48,27 @@ class PageParams:
 
 
 def parse_page_params(
-    query: Mapping[str, str], *, order_fields: Sequence[str], default_direction: str
+    query: Mapping[str, str],
+    *,
+    order_fields: Sequence[str],
+    default_direction: str,
+    max_limit: int | None = None,
 ) -> PageParams:
-    """Validate the paging query parameters; 400 on anything malformed."""
+    """Validate the paging query parameters; 400 on anything malformed.
+
+    ``max_limit`` (the ``max_page_size`` fault): accept only ``1..max_limit``, in the words real
+    accounts use, instead of the documented ``0..MAX_LIMIT``.
+    """
     raw_limit = query.get("limit")
+    numeric = raw_limit is not None and _DIGITS.fullmatch(raw_limit.strip()) is not None
     if raw_limit is None:
-        limit = DEFAULT_LIMIT
-    elif _DIGITS.fullmatch(raw_limit.strip()) and int(raw_limit) <= MAX_LIMIT:
+        # A request without a limit is never refused, so the default fits under any cap.
+        limit = DEFAULT_LIMIT if max_limit is None else min(DEFAULT_LIMIT, max_limit)
+    elif max_limit is not None:
+        if not (numeric and 1 <= int(raw_limit) <= max_limit):
+            raise ApiError(400, f"limit must be between 1 and {max_limit}")
+        limit = int(raw_limit)
+    elif numeric and int(raw_limit) <= MAX_LIMIT:
         limit = int(raw_limit)
     else:
         raise ApiError(400, f"limit must be an integer between 0 and {MAX_LIMIT}, got {raw_limit!r}")
