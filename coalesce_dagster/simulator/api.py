@@ -21,6 +21,7 @@ from .routing import Request, Router, parse_flag, parse_json_object
 from .timeutil import parse_iso
 
 _DIGITS = re.compile(r"[0-9]+")
+_NODE_LIST = re.compile(r"/api/v1/environments/[^/]+/nodes")
 _AUTH_TYPES = ("Basic", "KeyPair", "OAuth")
 # v6.2 runs paging: which run field a date-time startingFrom is compared with, per orderBy.
 _RUN_DATE_FIELDS = {"id": "runStartTime", "runStartTime": "runStartTime", "runEndTime": "runEndTime"}
@@ -102,6 +103,26 @@ class CoalesceApi:
             return self.router.dispatch(request)
         except ApiError as error:
             return error.to_response()
+
+    def detail_page_delay(self, request: Request) -> float:
+        """Seconds to wait before serving ``request`` under the ``detail_page_hang_*`` faults.
+
+        Only a well-formed, authenticated ``detail=true`` node page larger than the threshold
+        waits; one the handler will refuse answers at once. Reads nothing but the request, the
+        faults and the (fixed) token, so the server calls it without the state lock.
+        """
+        faults = self.faults
+        threshold, seconds = faults.detail_page_hang_above, faults.detail_page_hang_seconds
+        if threshold is None or seconds <= 0 or request.method != "GET" or not _NODE_LIST.fullmatch(request.path):
+            return 0.0
+        if not self._authorised(request.headers.get("authorization")):
+            return 0.0
+        try:
+            detail = parse_flag(request.query, "detail")
+            limit = self._page_params(request.query, order_fields=("id",), default_direction="asc").limit
+        except ApiError:
+            return 0.0
+        return seconds if detail and limit > threshold else 0.0
 
     def _page_params(
         self, query: Mapping[str, str], *, order_fields: tuple[str, ...], default_direction: str

@@ -68,6 +68,11 @@ class Faults:
     # Every paged list answers 400 "limit must be between 1 and N" to a limit outside 1..N
     # (real accounts: 1..500) instead of the documented 0..1000.
     max_page_size: int | None = None
+    # GET /api/v1/environments/{id}/nodes?detail=true with a limit above this threshold waits
+    # detail_page_hang_seconds before answering (real detail pages get slower as they grow).
+    # The wait holds no lock and ends when the simulator stops.
+    detail_page_hang_above: int | None = None
+    detail_page_hang_seconds: float = 0.0
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

@@ -345,6 +345,11 @@ class CoalesceSimulator:
                 response = error_response(503, "Service unavailable (simulated outage)")
                 return response, response.encode()
 
+        delay = self._api.detail_page_delay(request)
+        if delay > 0:
+            # Outside the state lock, so other requests go on meanwhile; stop() cuts it short.
+            self._stopping.wait(delay)
+
         try:
             with self.state.lock:  # render and serialise under the lock: payloads share state objects
                 response = self._api.handle(request)

@@ -5,9 +5,12 @@ Each switch is checked over real HTTP both off (the documented behaviour) and on
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import requests
 
 from coalesce_dagster.simulator import CoalesceSimulator, Faults, SimulatorConfig
 
@@ -65,3 +68,77 @@ def test_max_page_size_validation() -> None:
         Faults(max_page_size=0)
     with pytest.raises(ValueError):
         Faults().max_page_size = True  # type: ignore[assignment]
+
+
+# -- slow detail pages ---------------------------------------------------------------------------
+
+NODES = "/api/v1/environments/1/nodes"
+
+
+class _SignallingEvent(threading.Event):
+    """The simulator's stop event, also telling the test when a request starts and ends waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+        self.woken = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        try:
+            return super().wait(timeout)
+        finally:
+            self.woken.set()
+
+
+def test_detail_page_hang_off_serves_big_detail_pages_at_once(client: Client, sim: CoalesceSimulator) -> None:
+    sim.faults.detail_page_hang_seconds = 30  # no threshold: off
+    response = client.session.get(client.base_url + NODES, params={"detail": "true", "limit": 25}, timeout=5)
+    assert response.status_code == 200 and len(response.json()["data"]) == 25
+
+
+def test_detail_page_hang_only_slows_detail_pages_above_the_threshold(client: Client, sim: CoalesceSimulator) -> None:
+    sim.faults.detail_page_hang_above = 10
+    sim.faults.detail_page_hang_seconds = 30  # far beyond the short timeout; stop() ends it
+
+    def get(timeout: float, **params: Any) -> requests.Response:
+        return client.session.get(client.base_url + NODES, params=params, timeout=timeout)
+
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        get(0.2, detail="true", limit=11)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        get(0.2, detail="true")  # the default page (25) is above the threshold too
+    assert len(get(5, detail="true", limit=10).json()["data"]) == 10
+    assert len(get(5, limit=25).json()["data"]) == 25  # summaries are not slow
+    assert_error(get(5, detail="true", limit="x"), 400)  # refused requests answer at once
+    node_id = next(iter(sim.state.nodes["1"]))
+    assert client.get(f"{NODES}/{node_id}").status_code == 200
+
+
+def test_detail_page_hang_holds_no_lock_and_ends_on_stop() -> None:
+    faults = Faults(detail_page_hang_above=0, detail_page_hang_seconds=60)
+    sim = CoalesceSimulator(SimulatorConfig(seed=7), faults).start()
+    try:
+        stopping = sim._stopping = _SignallingEvent()
+        client = Client(sim)
+        outcome: list[Any] = []
+
+        def slow() -> None:
+            try:
+                outcome.append(client.session.get(client.base_url + NODES, params={"detail": "true"}, timeout=60))
+            except requests.exceptions.RequestException as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        assert stopping.waiting.wait(5), "the detail page never started waiting"
+        # While the page waits, the state lock is free and other requests are served.
+        assert sim.state.lock.acquire(blocking=False)
+        sim.state.lock.release()
+        assert Client(sim).get("/api/v1/environments").status_code == 200
+        assert thread.is_alive() and not outcome and not stopping.woken.is_set()
+    finally:
+        sim.stop()
+    assert stopping.woken.wait(10), "stop() did not cut the 60 s wait short"
+    thread.join(timeout=10)
+    assert not thread.is_alive()
