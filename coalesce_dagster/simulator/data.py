@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from .config import SimulatorConfig
+from .faults import Faults
 from .generation import (
     LineageIndex,
     error_text,
@@ -89,10 +92,15 @@ class SimulatorState:
 
     A run record carries the RunSummary/RunInfo fields (``environmentID`` top-level) plus
     ``_nodes`` (snapshots of the nodes it executes, in order) and ``_runningSince``.
+
+    ``faults`` are the knobs of the server presenting this state (:class:`CoalesceSimulator`
+    shares its own); the state reads only those that shape values it hands out, such as
+    ``run_link_style`` in :meth:`run_link`.
     """
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(self, config: SimulatorConfig | None = None, faults: Faults | None = None) -> None:
         self.config = config or SimulatorConfig()
+        self.faults = faults or Faults()
         self.lock = threading.RLock()
         # New runs start after the generated history.
         self.clock = SimClock(BASE_TIME + RUN_SPACING * (self.config.runs + 1))
@@ -124,7 +132,19 @@ class SimulatorState:
         self.clock.use_real_time()
 
     def run_link(self, run_id: int) -> str:
+        """The ``runLink`` /scheduler/runStatus gives for ``run_id``, in the active ``run_link_style``."""
+        if self.faults.run_link_style == "uuid":
+            return f"{self.public_base_url}/runs/{self.run_uuid(run_id)}"
         return f"{self.public_base_url}/runs/{run_id}"
+
+    def run_uuid(self, run_id: int) -> str:
+        """The UUID standing for ``run_id`` in a "uuid"-style run link.
+
+        Real run URLs carry a UUID that no other field of the API reveals, so a client cannot
+        rebuild them from the run counter. Hashing (seed, run id) keeps it stable per run.
+        """
+        digest = hashlib.sha256(f"{self.config.seed}/run-link/{int(run_id)}".encode()).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
 
     @_locked
     def environment_nodes(self, environment_id: str) -> list[dict[str, Any]]:

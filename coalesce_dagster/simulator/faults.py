@@ -23,6 +23,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "next_style": ("string", "number"),
     "end_style": ("absent", "null", "empty"),
     "results_envelope": ("data", "results", "bare"),
+    "run_link_style": ("counter", "uuid"),
 }
 
 # Annotation base name -> accepted Python types (bool is rejected for numbers separately).
@@ -73,6 +74,9 @@ class Faults:
     # The wait holds no lock and ends when the simulator stops.
     detail_page_hang_above: int | None = None
     detail_page_hang_seconds: float = 0.0
+    # /scheduler/runStatus runLink: "counter" <base>/runs/<run id> as documented, or "uuid"
+    # <base>/runs/<UUID stable per seed and run>, as the real UI's run URLs carry a UUID.
+    run_link_style: str = "counter"
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

@@ -199,9 +199,9 @@ class CoalesceSimulator:
         self.host = host
         self.port = port
         self.verbose = verbose
-        self.state = SimulatorState(self.config)
-        self._log = RequestLog()
         self._faults = faults or Faults()
+        self.state = SimulatorState(self.config, self._faults)
+        self._log = RequestLog()
         self._api = CoalesceApi(self.state, self._faults)
         self._control = ControlApi(self.state, self._faults, self._log)
         self._server: _Server | None = None
@@ -217,7 +217,7 @@ class CoalesceSimulator:
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        self._faults = self._api.faults = self._control.faults = faults
+        self._faults = self._api.faults = self._control.faults = self.state.faults = faults
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Each switch is checked over real HTTP both off (the documented behaviour) and on
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from coalesce_dagster.simulator import CoalesceSimulator, Faults, SimulatorConfig
+from coalesce_dagster.simulator import CoalesceSimulator, Faults, SimulatorConfig, SimulatorState
 
 from .test_simulator import Client, assert_error
 
@@ -142,3 +143,36 @@ def test_detail_page_hang_holds_no_lock_and_ends_on_stop() -> None:
     assert stopping.woken.wait(10), "stop() did not cut the 60 s wait short"
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+# -- run links ---------------------------------------------------------------------------------------
+
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def test_run_link_counter_style_by_default(client: Client, sim: CoalesceSimulator) -> None:
+    link = client.get("/scheduler/runStatus", runCounter=38).json()["runLink"]
+    assert link == f"{sim.base_url}/runs/38" == sim.state.run_link(38)
+
+
+def test_run_link_uuid_style(client: Client, sim: CoalesceSimulator) -> None:
+    sim.faults.run_link_style = "uuid"
+    new_run = client.start_run(environmentID="1")
+    links = {
+        run_id: client.get("/scheduler/runStatus", runCounter=run_id).json()["runLink"] for run_id in (1, 38, new_run)
+    }
+    for run_id, link in links.items():
+        assert re.fullmatch(re.escape(sim.base_url) + "/runs/" + UUID4, link), link
+        assert link == sim.state.run_link(run_id) == f"{sim.base_url}/runs/{sim.state.run_uuid(run_id)}"
+    assert len(set(links.values())) == 3
+    sim.faults.run_link_style = "counter"  # a render-time choice: switching back restores the counter
+    assert client.get("/scheduler/runStatus", runCounter=38).json()["runLink"] == f"{sim.base_url}/runs/38"
+
+
+def test_run_link_uuid_is_stable_per_seed_and_run() -> None:
+    config = {"environments": 1, "runs": 2, "nodes_per_environment": 2}
+    first, again, other = (SimulatorState(SimulatorConfig(seed=seed, **config)) for seed in (3, 3, 4))
+    assert first.run_uuid(2) == again.run_uuid(2) != other.run_uuid(2)
+    assert first.run_uuid(1) != first.run_uuid(2)
+    with pytest.raises(ValueError):
+        Faults(run_link_style="guid")
