@@ -215,7 +215,8 @@ class CoalesceApi:
     def get_run_results(self, request: Request, run_id: str) -> Response:
         run = self._run(run_id)
         results = self.state.results.get(run["id"], [])
-        return json_response(render.run_results(results, self.faults.results_envelope))
+        faults = self.faults
+        return json_response(render.run_results(results, faults.results_envelope, failed_state=faults.failed_run_state))
 
     def _run(self, raw_id: str) -> dict[str, Any]:
         run_id = _run_id_from_path(raw_id)

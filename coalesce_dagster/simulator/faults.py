@@ -24,6 +24,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "end_style": ("absent", "null", "empty"),
     "results_envelope": ("data", "results", "bare"),
     "run_link_style": ("counter", "uuid"),
+    "failed_run_state": ("error", "failed"),
 }
 
 # Annotation base name -> accepted Python types (bool is rejected for numbers separately).
@@ -77,6 +78,9 @@ class Faults:
     # /scheduler/runStatus runLink: "counter" <base>/runs/<run id> as documented, or "uuid"
     # <base>/runs/<UUID stable per seed and run>, as the real UI's run URLs carry a UUID.
     run_link_style: str = "counter"
+    # runState of the failing node in run results: "error" (doc §3.4) or "failed", which
+    # clients of real accounts also see (doc §10.4).
+    failed_run_state: str = "error"
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

@@ -74,8 +74,17 @@ def project(record: Mapping[str, Any], *, include_workspaces: bool, include_jobs
     return view
 
 
-def run_results(results: list[dict[str, Any]], envelope: str) -> Any:
-    """``/runs/{id}/results`` body in the envelope Faults.results_envelope asks for."""
+def run_results(results: list[dict[str, Any]], envelope: str, *, failed_state: str = "error") -> Any:
+    """``/runs/{id}/results`` body in the envelope Faults.results_envelope asks for.
+
+    ``failed_state`` (Faults.failed_run_state) replaces the runState "error" the state stores.
+    Mapping on the way out, not in the state, lets stored and rebuilt historical results honour
+    it alike, and keeps the state's own logic (re-runs) on one spelling.
+    """
+    if failed_state != "error":
+        results = [
+            {**result, "runState": failed_state} if result["runState"] == "error" else result for result in results
+        ]
     if envelope == "bare":
         return results
     return {envelope: results}

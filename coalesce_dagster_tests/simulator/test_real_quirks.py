@@ -176,3 +176,61 @@ def test_run_link_uuid_is_stable_per_seed_and_run() -> None:
     assert first.run_uuid(1) != first.run_uuid(2)
     with pytest.raises(ValueError):
         Faults(run_link_style="guid")
+
+
+# -- run results: failed node state, and results while a run is going -------------------------------
+
+
+def _states(client: Client, run_id: int) -> list[str]:
+    return [result["runState"] for result in client.get(f"/api/v1/runs/{run_id}/results").json()["data"]]
+
+
+def test_failed_run_state(client: Client, sim: CoalesceSimulator) -> None:
+    historical = next(r["id"] for r in sim.state.runs.values() if r["runStatus"] == "failed" and r["_nodes"])
+    assert sim.state.results.is_lazy(historical)  # rebuilt on access, never stored
+    live = sim.state.start_run("1")
+    sim.state.set_run_status(live, "running")
+    sim.state.set_run_status(live, "failed")
+    assert not sim.state.results.is_lazy(live)
+
+    for run_id in (historical, live):  # off: the documented spelling
+        states = _states(client, run_id)
+        assert states.count("error") == 1 and "failed" not in states
+
+    sim.faults.failed_run_state = "failed"
+    for run_id in (historical, live):
+        states = _states(client, run_id)
+        assert states.count("failed") == 1 and "error" not in states
+        assert set(states) <= {"complete", "failed", "skipped"}
+    # The state keeps its own spelling, so re-runs still know what finished.
+    assert [r["runState"] for r in sim.state.results[live]].count("error") == 1
+    rerun = client.post("/scheduler/rerun", {"runDetails": {"runID": live}})
+    assert rerun.status_code == 200, rerun.text
+    sim.faults.results_envelope = "bare"  # the mapping does not depend on the envelope
+    assert [r["runState"] for r in client.get(f"/api/v1/runs/{live}/results").json()].count("failed") == 1
+    with pytest.raises(ValueError):
+        sim.faults.failed_run_state = "failure"
+
+
+@pytest.mark.parametrize("failed_state", ["error", "failed"])
+def test_results_while_a_run_is_going(client: Client, sim: CoalesceSimulator, failed_state: str) -> None:
+    sim.faults.failed_run_state = failed_state
+    # Queued (the newest historical run, and one started now): 200 with no items, not a 404.
+    assert sim.state.runs[40]["runStatus"] == "waitingToRun"
+    run_id = client.start_run(environmentID="1")
+    for queued in (40, run_id):
+        response = client.get(f"/api/v1/runs/{queued}/results")
+        assert response.status_code == 200 and response.json() == {"data": []}
+
+    # Running: every node of a run that just started is running; a half-done run mixes both.
+    sim.state.set_run_status(run_id, "running")
+    running = client.get(f"/api/v1/runs/{run_id}/results").json()["data"]
+    assert running and all(r["isRunning"] and r["runState"] == "running" for r in running)
+    half_done = client.get("/api/v1/runs/39/results").json()["data"]
+    assert {(r["isRunning"], r["runState"]) for r in half_done} == {(True, "running"), (False, "complete")}
+
+    # Finished: the final items replace the running ones.
+    sim.state.set_run_status(run_id, "failed")
+    final = client.get(f"/api/v1/runs/{run_id}/results").json()["data"]
+    assert len(final) == len(running) and not any(r["isRunning"] for r in final)
+    assert [r["runState"] for r in final].count(failed_state) == 1
