@@ -147,7 +147,10 @@ class CoalesceApi:
         return json_response({"data": [render.environment(env, detail) for env in page], **meta})
 
     def get_environment(self, request: Request, environment_id: str) -> Response:
-        return json_response(render.environment(self._environment(environment_id), detail=True))
+        view = render.environment(self._environment(environment_id), detail=True)
+        if self.faults.environment_detail_without_id:
+            del view["id"]  # the v6.2 environment detail schema declares no id
+        return json_response(view)
 
     def list_nodes(self, request: Request, environment_id: str) -> Response:
         env = self._environment(environment_id)
@@ -258,7 +261,8 @@ class CoalesceApi:
         run = self.state.runs.get(int(raw))
         if run is None:
             raise ApiError(404, f"Run {raw} not found")
-        return json_response(render.run_status(run, self.state.run_link(run["id"])))
+        with_status = not self.faults.run_status_without_status
+        return json_response(render.run_status(run, self.state.run_link(run["id"]), with_status=with_status))
 
     def start_run(self, request: Request) -> Response:
         body = parse_json_object(request.body)

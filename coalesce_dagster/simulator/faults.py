@@ -81,6 +81,10 @@ class Faults:
     # runState of the failing node in run results: "error" (doc §3.4) or "failed", which
     # clients of real accounts also see (doc §10.4).
     failed_run_state: str = "error"
+    # Fields the v6.2 spec leaves out, which a client must then find elsewhere: /scheduler/runStatus
+    # without runStatus (optional there), GET /api/v1/environments/{id} without id (not declared).
+    run_status_without_status: bool = False
+    environment_detail_without_id: bool = False
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

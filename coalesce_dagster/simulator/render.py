@@ -56,9 +56,10 @@ def run_info(run: Mapping[str, Any], *, id_as_string: bool = False) -> dict[str,
     return view
 
 
-def run_status(run: Mapping[str, Any], run_link: str) -> dict[str, Any]:
-    """``/scheduler/runStatus`` body."""
-    return {"runStatus": run["runStatus"], "runType": run["runType"], "runLink": run_link}
+def run_status(run: Mapping[str, Any], run_link: str, *, with_status: bool = True) -> dict[str, Any]:
+    """``/scheduler/runStatus`` body; ``with_status=False`` leaves out runStatus, which v6.2 marks optional."""
+    body = {"runStatus": run["runStatus"]} if with_status else {}
+    return {**body, "runType": run["runType"], "runLink": run_link}
 
 
 def user(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -234,3 +234,28 @@ def test_results_while_a_run_is_going(client: Client, sim: CoalesceSimulator, fa
     final = client.get(f"/api/v1/runs/{run_id}/results").json()["data"]
     assert len(final) == len(running) and not any(r["isRunning"] for r in final)
     assert [r["runState"] for r in final].count(failed_state) == 1
+
+
+# -- fields the v6.2 spec leaves out -------------------------------------------------------------------
+
+
+def test_run_status_without_status(client: Client, sim: CoalesceSimulator) -> None:
+    run = sim.state.runs[38]
+    link = sim.state.run_link(38)
+    body = client.get("/scheduler/runStatus", runCounter=38).json()
+    assert body == {"runStatus": run["runStatus"], "runType": run["runType"], "runLink": link}
+    sim.faults.run_status_without_status = True
+    body = client.get("/scheduler/runStatus", runCounter=38).json()
+    assert body == {"runType": run["runType"], "runLink": link}
+    assert client.get("/api/v1/runs/38").json()["runStatus"] == run["runStatus"]  # still there
+
+
+def test_environment_detail_without_id(client: Client, sim: CoalesceSimulator) -> None:
+    full = client.get("/api/v1/environments/2").json()
+    assert full["id"] == "2"
+    sim.faults.environment_detail_without_id = True
+    bare = client.get("/api/v1/environments/2").json()
+    assert bare == {key: value for key, value in full.items() if key != "id"}
+    assert sim.state.environments["2"]["id"] == "2"  # only the view loses it
+    listed = client.get("/api/v1/environments", detail="true").json()["data"]
+    assert [env["id"] for env in listed] == ["1", "2", "3"]  # list items keep theirs
