@@ -219,7 +219,13 @@ class CoalesceApi:
         run = self._run(run_id)
         results = self.state.results.get(run["id"], [])
         faults = self.faults
-        return json_response(render.run_results(results, faults.results_envelope, failed_state=faults.failed_run_state))
+        body = render.run_results(
+            results,
+            faults.results_envelope,
+            run_id=str(run["id"]) if faults.run_ids_as_strings else run["id"],
+            failed_state=faults.failed_run_state,
+        )
+        return json_response(body)
 
     def _run(self, raw_id: str) -> dict[str, Any]:
         run_id = _run_id_from_path(raw_id)

@@ -22,7 +22,9 @@ from typing import Any
 _CHOICES: dict[str, tuple[str, ...]] = {
     "next_style": ("string", "number"),
     "end_style": ("absent", "null", "empty"),
-    "results_envelope": ("data", "results", "bare"),
+    # "items": an undocumented wrapper; "results_late": {"results": [...]} behind other keys long
+    # enough to push "results" past the first 200 bytes (defeats clients that sniff a body's start).
+    "results_envelope": ("data", "results", "bare", "items", "results_late"),
     "run_link_style": ("counter", "uuid"),
     "failed_run_state": ("error", "failed"),
 }
@@ -59,7 +61,7 @@ class Faults:
     total_null: bool = False
     inclusive_cursor: bool = False  # page after a cursor repeats the item it names
     run_ids_as_strings: bool = False
-    results_envelope: str = "data"  # "data" | "results" | "bare"
+    results_envelope: str = "data"  # "data" | "results" | "bare" | "items" | "results_late"
     runs_v62_paging: bool = False  # /api/v1/runs without next/total (v6.2 style)
     extra_fields: bool = False  # every object gains "simulatorExtra" (schema drift)
     status_override: dict[str, int] | None = None  # path prefix -> forced HTTP status

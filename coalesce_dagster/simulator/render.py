@@ -17,6 +17,8 @@ _RUN_SUMMARY_FIELDS = ("id", "runType", "runStatus", "reRunID", "runStartTime", 
 _RUN_INFO_FIELDS = ("id", "version", "reRunID", "runDetails", "runStartTime", "runEndTime", "runHistory",
                     "runStatus", "runTimeParameters", "runType", "userCredentials", "userID",
                     "runFailureReason")  # fmt: skip
+# Leads the "results_late" envelope: 200 characters, so "results" starts beyond byte 200.
+RESULTS_LATE_NOTE = "What each node of this run did follows this note, not before it. ".ljust(200, ".")
 
 
 def _pick(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -75,8 +77,13 @@ def project(record: Mapping[str, Any], *, include_workspaces: bool, include_jobs
     return view
 
 
-def run_results(results: list[dict[str, Any]], envelope: str, *, failed_state: str = "error") -> Any:
+def run_results(
+    results: list[dict[str, Any]], envelope: str, *, run_id: int | str, failed_state: str = "error"
+) -> Any:
     """``/runs/{id}/results`` body in the envelope Faults.results_envelope asks for.
+
+    "results_late" puts ``runID`` and a 200-character ``note`` before ``results`` (json.dumps keeps
+    insertion order), so the key a client looks for only appears beyond the first 200 bytes.
 
     ``failed_state`` (Faults.failed_run_state) replaces the runState "error" the state stores.
     Mapping on the way out, not in the state, lets stored and rebuilt historical results honour
@@ -88,4 +95,6 @@ def run_results(results: list[dict[str, Any]], envelope: str, *, failed_state: s
         ]
     if envelope == "bare":
         return results
+    if envelope == "results_late":
+        return {"runID": run_id, "note": RESULTS_LATE_NOTE, "results": results}
     return {envelope: results}

@@ -259,3 +259,26 @@ def test_environment_detail_without_id(client: Client, sim: CoalesceSimulator) -
     assert sim.state.environments["2"]["id"] == "2"  # only the view loses it
     listed = client.get("/api/v1/environments", detail="true").json()["data"]
     assert [env["id"] for env in listed] == ["1", "2", "3"]  # list items keep theirs
+
+
+# -- results envelopes ------------------------------------------------------------------------------
+
+
+def test_results_items_envelope(client: Client, sim: CoalesceSimulator) -> None:
+    documented = client.get("/api/v1/runs/38/results").json()
+    assert set(documented) == {"data"} and documented["data"]
+    sim.faults.results_envelope = "items"
+    assert client.get("/api/v1/runs/38/results").json() == {"items": documented["data"]}
+
+
+def test_results_late_envelope(client: Client, sim: CoalesceSimulator) -> None:
+    documented = client.get("/api/v1/runs/38/results")
+    assert documented.content.index(b'"data"') < 200
+    sim.faults.results_envelope = "results_late"
+    late = client.get("/api/v1/runs/38/results")
+    body = late.json()
+    assert list(body) == ["runID", "note", "results"] and body["runID"] == 38 and len(body["note"]) == 200
+    assert body["results"] == documented.json()["data"]
+    assert late.content.index(b"results") > 200  # the first mention of the word is the key
+    sim.faults.run_ids_as_strings = True
+    assert client.get("/api/v1/runs/38/results").json()["runID"] == "38"
