@@ -46,6 +46,7 @@ class Faults:
     latency_ms: float = 0.0  # sleep before answering every request
     rate_limit_burst: int = 0  # next N requests: 429 + Retry-After
     retry_after_seconds: int = 1
+    retry_after_header: bool = True  # False: 429 answers carry no Retry-After (Coalesce documents none)
     server_error_burst: int = 0  # next N requests: 503
     # After this many successful requests every further request answers 503 (an outage in the
     # middle of a load) until set back to None. Re-assigning restarts the count.
@@ -139,6 +140,10 @@ class Faults:
             return None
         matches = [prefix for prefix in overrides if path.startswith(prefix)]
         return overrides[max(matches, key=len)] if matches else None
+
+    def retry_after(self) -> tuple[tuple[str, str], ...]:
+        """Headers of a 429 answer: Retry-After, unless ``retry_after_header`` is off."""
+        return (("Retry-After", str(self.retry_after_seconds)),) if self.retry_after_header else ()
 
     def body_for(self, path: str) -> Any:
         """The JSON body forced for ``path`` by ``body_override`` (longest prefix wins), or None."""

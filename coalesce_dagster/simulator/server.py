@@ -314,7 +314,7 @@ class CoalesceSimulator:
         faults = self._faults
         forced = faults.override_for(request.path)
         if forced is not None:
-            headers = (("Retry-After", str(faults.retry_after_seconds)),) if forced == 429 else ()
+            headers = faults.retry_after() if forced == 429 else ()
             response = error_response(forced, f"{_phrase(forced)} (simulated)", headers)
             return response, response.encode()
 
@@ -331,9 +331,7 @@ class CoalesceSimulator:
         if faults.latency_ms > 0:
             self._stopping.wait(faults.latency_ms / 1000)
         if hit and faults.take("rate_limit_burst"):
-            response = error_response(
-                429, "Too many requests, please retry later", (("Retry-After", str(faults.retry_after_seconds)),)
-            )
+            response = error_response(429, "Too many requests, please retry later", faults.retry_after())
             return response, response.encode()
         if hit and faults.take("server_error_burst"):
             response = error_response(503, "Service temporarily unavailable")

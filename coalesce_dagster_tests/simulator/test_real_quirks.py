@@ -282,3 +282,19 @@ def test_results_late_envelope(client: Client, sim: CoalesceSimulator) -> None:
     assert late.content.index(b"results") > 200  # the first mention of the word is the key
     sim.faults.run_ids_as_strings = True
     assert client.get("/api/v1/runs/38/results").json()["runID"] == "38"
+
+
+# -- Retry-After ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_retry_after_header(client: Client, sim: CoalesceSimulator, header: bool) -> None:
+    sim.faults.retry_after_header = header
+    sim.faults.retry_after_seconds = 4
+    sim.faults.rate_limit_burst = 1
+    sim.faults.status_override = {"/api/v1/users": 429}
+    for path in ("/api/v1/environments", "/api/v1/users"):  # a burst, then a forced status
+        response = client.get(path)
+        assert_error(response, 429)
+        assert response.headers.get("Retry-After") == ("4" if header else None)
+    assert client.get("/api/v1/environments").status_code == 200
