@@ -14,7 +14,16 @@ As a demo: ``python -m coalesce_dagster.simulator --demo-run-interval 10``.
 from .config import DEFAULT_TOKEN, SimulatorConfig
 from .data import SimulatorState
 from .faults import Faults
+from .render import ECHOED_SECRET_VALUES
 from .requestlog import RequestRecord
 from .server import CoalesceSimulator
 
-__all__ = ["DEFAULT_TOKEN", "CoalesceSimulator", "Faults", "RequestRecord", "SimulatorConfig", "SimulatorState"]
+__all__ = [
+    "DEFAULT_TOKEN",
+    "ECHOED_SECRET_VALUES",
+    "CoalesceSimulator",
+    "Faults",
+    "RequestRecord",
+    "SimulatorConfig",
+    "SimulatorState",
+]

@@ -208,12 +208,17 @@ class CoalesceApi:
             presorted=True,  # run ids only grow and runs are never deleted: the dict is in id order
         )
         view = render.run_info if detail else render.run_summary
-        data = [view(run, id_as_string=self.faults.run_ids_as_strings) for run in page]
+        faults = self.faults
+        data = [
+            view(run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials) for run in page
+        ]
         return json_response({"data": data, **meta})
 
     def get_run(self, request: Request, run_id: str) -> Response:
         run = self._run(run_id)
-        return json_response(render.run_info(run, id_as_string=self.faults.run_ids_as_strings))
+        faults = self.faults
+        view = render.run_info(run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials)
+        return json_response(view)
 
     def get_run_results(self, request: Request, run_id: str) -> Response:
         run = self._run(run_id)

@@ -88,6 +88,10 @@ class Faults:
     # without runStatus (optional there), GET /api/v1/environments/{id} without id (not declared).
     run_status_without_status: bool = False
     environment_detail_without_id: bool = False
+    # Run objects (every /api/v1/runs view) carry userCredentials with secret values
+    # (render.ECHOED_SECRET_VALUES), as a misbehaving API might: lets tests prove a client strips
+    # them before storing anything. Coalesce documents no secrets in run objects (doc §3.3).
+    echo_credentials: bool = False
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

@@ -17,6 +17,15 @@ _RUN_SUMMARY_FIELDS = ("id", "runType", "runStatus", "reRunID", "runStartTime", 
 _RUN_INFO_FIELDS = ("id", "version", "reRunID", "runDetails", "runStartTime", "runEndTime", "runHistory",
                     "runStatus", "runTimeParameters", "runType", "userCredentials", "userID",
                     "runFailureReason")  # fmt: skip
+#: Secret values run objects echo in ``userCredentials`` under the ``echo_credentials`` fault.
+#: Fixed and distinctive, so a test can look for them anywhere a client may have stored data.
+ECHOED_SECRET_VALUES: dict[str, str] = {
+    "snowflakePassword": "sim-echoed-snowflake-password",
+    "snowflakeKeyPairKey": (
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nc2ltLWVjaG9lZC1wcml2YXRlLWtleQ==\n-----END ENCRYPTED PRIVATE KEY-----"
+    ),
+    "snowflakeKeyPairPass": "sim-echoed-key-pair-passphrase",
+}
 # Leads the "results_late" envelope: 200 characters, so "results" starts beyond byte 200.
 RESULTS_LATE_NOTE = "What each node of this run did follows this note, not before it. ".ljust(200, ".")
 
@@ -38,23 +47,39 @@ def _run_id(run: Mapping[str, Any], as_string: bool) -> int | str:
     return str(run["id"]) if as_string else int(run["id"])
 
 
-def run_summary(run: Mapping[str, Any], *, id_as_string: bool = False) -> dict[str, Any]:
-    """RunSummary: environmentID is top-level."""
+def _echoed_credentials(run: Mapping[str, Any]) -> dict[str, Any]:
+    # A new dict: the state's record never holds a secret.
+    return {**run["userCredentials"], **ECHOED_SECRET_VALUES}
+
+
+def run_summary(
+    run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False
+) -> dict[str, Any]:
+    """RunSummary: environmentID is top-level.
+
+    ``echo_credentials`` adds userCredentials with secrets even here, where RunSummary has none:
+    a misbehaving API need not stop at the detail view.
+    """
     view = _pick(run, _RUN_SUMMARY_FIELDS)
     view["id"] = _run_id(run, id_as_string)
+    if echo_credentials:
+        view["userCredentials"] = _echoed_credentials(run)
     return view
 
 
-def run_info(run: Mapping[str, Any], *, id_as_string: bool = False) -> dict[str, Any]:
+def run_info(run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False) -> dict[str, Any]:
     """RunInfo: environmentID sits inside runDetails.
 
     ``runFailureReason`` is not in the v6.2 RunInfo schema; it is added for failed runs
     because a client polling ``/runs/{id}`` has no other way to learn why a run failed.
+    ``echo_credentials`` adds the secret values of ECHOED_SECRET_VALUES to userCredentials.
     """
     view = _pick(run, _RUN_INFO_FIELDS)
     view["id"] = _run_id(run, id_as_string)
     details = {key: value for key, value in run["runDetails"].items() if value is not None}
     view["runDetails"] = {"environmentID": run["environmentID"], **details}
+    if echo_credentials:
+        view["userCredentials"] = _echoed_credentials(run)
     return view
 
 

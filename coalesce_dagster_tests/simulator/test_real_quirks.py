@@ -5,6 +5,7 @@ Each switch is checked over real HTTP both off (the documented behaviour) and on
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,13 @@ from typing import Any
 import pytest
 import requests
 
-from coalesce_dagster.simulator import CoalesceSimulator, Faults, SimulatorConfig, SimulatorState
+from coalesce_dagster.simulator import (
+    ECHOED_SECRET_VALUES,
+    CoalesceSimulator,
+    Faults,
+    SimulatorConfig,
+    SimulatorState,
+)
 
 from .test_simulator import Client, assert_error
 
@@ -298,3 +305,38 @@ def test_retry_after_header(client: Client, sim: CoalesceSimulator, header: bool
         assert_error(response, 429)
         assert response.headers.get("Retry-After") == ("4" if header else None)
     assert client.get("/api/v1/environments").status_code == 200
+
+
+# -- echoed credentials ----------------------------------------------------------------------------
+
+
+RUN_VIEWS = (
+    ("/api/v1/runs", {"limit": 5}),
+    ("/api/v1/runs", {"limit": 5, "detail": "true"}),
+    ("/api/v1/runs/38", {}),
+)
+
+
+def _run_objects(client: Client, path: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    response = client.get(path, **params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return (body["data"] if "data" in body else [body]), response.text
+
+
+def test_echo_credentials_off_sends_no_secrets(client: Client) -> None:
+    for path, params in RUN_VIEWS:
+        runs, text = _run_objects(client, path, params)
+        assert runs and not any(key in run.get("userCredentials", {}) for run in runs for key in ECHOED_SECRET_VALUES)
+        assert not any(json.dumps(value)[1:-1] in text for value in ECHOED_SECRET_VALUES.values())
+
+
+def test_echo_credentials_on_puts_secrets_in_every_run_view(client: Client, sim: CoalesceSimulator) -> None:
+    sim.faults.echo_credentials = True
+    for path, params in RUN_VIEWS:
+        runs, _ = _run_objects(client, path, params)
+        for run in runs:
+            stored = sim.state.runs[run["id"]]["userCredentials"]
+            assert run["userCredentials"] == {**stored, **ECHOED_SECRET_VALUES}
+    assert not set(ECHOED_SECRET_VALUES) & set(sim.state.runs[38]["userCredentials"])  # the state stays clean
+    assert "userCredentials" not in client.get("/scheduler/runStatus", runCounter=38).json()
