@@ -13,7 +13,7 @@ As a demo: ``python -m coalesce_dagster.simulator --demo-run-interval 10``.
 
 from .config import DEFAULT_TOKEN, SimulatorConfig
 from .data import SimulatorState
-from .faults import Faults
+from .faults import Faults, real_account_quirks
 from .render import ECHOED_SECRET_VALUES
 from .requestlog import RequestRecord
 from .server import CoalesceSimulator
@@ -26,4 +26,5 @@ __all__ = [
     "RequestRecord",
     "SimulatorConfig",
     "SimulatorState",
+    "real_account_quirks",
 ]

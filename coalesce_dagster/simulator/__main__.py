@@ -3,7 +3,9 @@
 Once it accepts connections it prints one line, the first on stdout and flushed,
 ``Coalesce API simulator listening on <base URL> (token: <token>)``, so a parent process can read
 the URL (with ``--port 0`` the port is picked freely); then it serves until Ctrl-C or SIGTERM.
-Logs go to stderr. ``--latency-ms`` delays every API response (``Faults.latency_ms``).
+Logs go to stderr. ``--latency-ms`` delays every API response (``Faults.latency_ms``);
+``--real-account`` serves what clients of real accounts see instead of the documented behaviour
+(``faults.real_account_quirks``: 500 page-size cap, UUID run links, ``runState: "failed"``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 from collections.abc import Sequence
 
 from .config import DEFAULT_TOKEN, SimulatorConfig
-from .faults import Faults
+from .faults import Faults, real_account_quirks
 from .server import CoalesceSimulator
 
 
@@ -41,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0)
     add("--public-base-url", default=None, help="base for runLink (default: the server's URL)")
     add("--latency-ms", type=float, default=0.0, help="delay every response by this much")
+    add("--real-account", action="store_true",
+        help="behave as real accounts do where they differ from the docs: limit 1..500, "
+             "UUID run links, runState 'failed'")  # fmt: skip
     add("--demo-run-interval", type=float, default=0.0, metavar="SECONDS",
         help="start a refresh run this often (0 = off)")  # fmt: skip
     add("--demo-run-duration", type=float, default=15.0, metavar="SECONDS",
@@ -79,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_base_url=args.public_base_url,
         )
         faults = Faults(latency_ms=args.latency_ms)
+        if args.real_account:
+            faults.update(real_account_quirks())
     except ValueError as error:
         parser.error(str(error))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 
 from .data import SimulatorState
-from .faults import Faults
+from .faults import Faults, real_account_quirks
 from .render import run_summary
 from .requestlog import RequestLog
 from .responses import NO_BODY, ApiError, Response, json_response
@@ -37,6 +37,7 @@ class ControlApi:
         router.add("GET", "/_simulator/faults", self.get_faults)
         router.add("POST", "/_simulator/faults", self.set_faults)
         router.add("POST", "/_simulator/faults/reset", self.reset_faults)
+        router.add("POST", "/_simulator/faults/real-account", self.real_account_faults)
         router.add("GET", "/_simulator/sizes", self.sizes)
         router.add("POST", "/_simulator/runs/add", self.add_runs)
         router.add("POST", "/_simulator/runs/{run_id}/status", self.set_run_status)
@@ -90,6 +91,11 @@ class ControlApi:
 
     def reset_faults(self, request: Request) -> Response:
         self.faults.reset()
+        return json_response(self.faults.to_dict())
+
+    def real_account_faults(self, request: Request) -> Response:
+        """Switch on the real-account preset (:func:`real_account_quirks`); other knobs stay as they are."""
+        self.faults.update(real_account_quirks())
         return json_response(self.faults.to_dict())
 
     def set_run_status(self, request: Request, run_id: str) -> Response:

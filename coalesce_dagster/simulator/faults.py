@@ -8,7 +8,8 @@ that concurrent requests never both claim the last unit of a burst.
 
 Besides transient faults, some knobs reproduce what clients running against *real* Coalesce
 accounts show where it differs from the documentation (doc §10). Each is off by default, so the
-simulator serves the documented behaviour unless a test asks otherwise.
+simulator serves the documented behaviour unless a test asks otherwise; :func:`real_account_quirks`
+(or :meth:`Faults.real_account`) switches on those doc §10 reports as observed.
 """
 
 from __future__ import annotations
@@ -107,6 +108,13 @@ class Faults:
 
     # -- public helpers ---------------------------------------------------------------------
 
+    @classmethod
+    def real_account(cls) -> Faults:
+        """Faults as a real account behaves (:func:`real_account_quirks`), everything else off."""
+        faults = cls()
+        faults.update(real_account_quirks())
+        return faults
+
     def reset(self) -> None:
         """Put every knob back to its default (and forget outage progress)."""
         for f in _knob_fields():
@@ -177,6 +185,16 @@ class Faults:
         with self._lock:
             if self.fail_after_requests is not None and self._outage_admitted > 0:
                 object.__setattr__(self, "_outage_admitted", self._outage_admitted - 1)
+
+
+def real_account_quirks() -> dict[str, Any]:
+    """Knob values for what clients of real accounts report (doc §10), for :meth:`Faults.update`.
+
+    Only behaviours doc §10 states as seen: the 1..500 page size (§10.1), run links carrying a
+    UUID (§10.3) and ``runState: "failed"`` (§10.4). Slowness, envelopes and missing fields are
+    inferred or one-off, so tests opt into them one by one.
+    """
+    return {"max_page_size": 500, "run_link_style": "uuid", "failed_run_state": "failed"}
 
 
 def _knob_fields() -> list[Any]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,14 +17,16 @@ import pytest
 import requests
 
 from coalesce_dagster.simulator import (
+    DEFAULT_TOKEN,
     ECHOED_SECRET_VALUES,
     CoalesceSimulator,
     Faults,
     SimulatorConfig,
     SimulatorState,
+    real_account_quirks,
 )
 
-from .test_simulator import Client, assert_error
+from .test_simulator import REPO_ROOT, Client, assert_error
 
 LIST_PATHS = (
     "/api/v1/environments",
@@ -340,3 +344,103 @@ def test_echo_credentials_on_puts_secrets_in_every_run_view(client: Client, sim:
             assert run["userCredentials"] == {**stored, **ECHOED_SECRET_VALUES}
     assert not set(ECHOED_SECRET_VALUES) & set(sim.state.runs[38]["userCredentials"])  # the state stays clean
     assert "userCredentials" not in client.get("/scheduler/runStatus", runCounter=38).json()
+
+
+# -- the real-account preset, the control plane and the CLI ----------------------------------------
+
+NEW_KNOBS: dict[str, Any] = {
+    "max_page_size": 100,
+    "detail_page_hang_above": 50,
+    "detail_page_hang_seconds": 0.5,
+    "run_link_style": "uuid",
+    "failed_run_state": "failed",
+    "run_status_without_status": True,
+    "environment_detail_without_id": True,
+    "results_envelope": "results_late",
+    "retry_after_header": False,
+    "echo_credentials": True,
+}
+
+
+def test_new_knobs_default_to_the_documented_behaviour() -> None:
+    defaults = Faults().to_dict()
+    assert {name: defaults[name] for name in NEW_KNOBS} == {
+        "max_page_size": None,
+        "detail_page_hang_above": None,
+        "detail_page_hang_seconds": 0.0,
+        "run_link_style": "counter",
+        "failed_run_state": "error",
+        "run_status_without_status": False,
+        "environment_detail_without_id": False,
+        "results_envelope": "data",
+        "retry_after_header": True,
+        "echo_credentials": False,
+    }
+
+
+def test_real_account_preset() -> None:
+    preset = real_account_quirks()
+    assert preset == {"max_page_size": 500, "run_link_style": "uuid", "failed_run_state": "failed"}
+    faults = Faults.real_account()
+    assert faults == Faults(**preset) != Faults()
+    faults.reset()
+    assert faults == Faults()
+
+
+def test_real_account_simulator_over_http() -> None:
+    with CoalesceSimulator(SimulatorConfig(seed=7), Faults.real_account()) as sim:
+        client = Client(sim)
+        assert_error(client.get("/api/v1/environments/1/nodes", limit=1000), 400)
+        assert client.get("/api/v1/environments/1/nodes", limit=500).status_code == 200
+        link = client.get("/scheduler/runStatus", runCounter=38).json()["runLink"]
+        assert link == sim.state.run_link(38) == f"{sim.base_url}/runs/{sim.state.run_uuid(38)}"
+        failed = next(r["id"] for r in sim.state.runs.values() if r["runStatus"] == "failed" and r["_nodes"])
+        assert "failed" in _states(client, failed)
+
+
+def test_control_plane_sets_every_new_knob(sim: CoalesceSimulator, client: Client) -> None:
+    base = sim.base_url + "/_simulator"
+    answer = requests.post(base + "/faults", json=NEW_KNOBS, timeout=5)
+    assert answer.status_code == 200 and {name: answer.json()[name] for name in NEW_KNOBS} == NEW_KNOBS
+    assert {name: getattr(sim.faults, name) for name in NEW_KNOBS} == NEW_KNOBS
+    assert "id" not in client.get("/api/v1/environments/1").json()  # and they take effect
+    bad_values: list[dict[str, Any]] = [
+        {"max_page_size": 0},
+        {"run_link_style": "guid"},
+        {"failed_run_state": "oops"},
+        {"detail_page_hang_seconds": -1},
+        {"results_envelope": "list"},
+        {"echo_credentials": "yes"},
+    ]
+    for bad in bad_values:
+        assert_error(requests.post(base + "/faults", json=bad, timeout=5), 400)
+
+    reset = requests.post(base + "/faults/reset", timeout=5).json()
+    assert reset == Faults().to_dict()
+    preset = requests.post(base + "/faults/real-account", timeout=5)
+    assert preset.status_code == 200 and preset.json() == Faults.real_account().to_dict()
+    assert sim.faults == Faults.real_account()
+
+
+def test_cli_real_account_flag() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coalesce_dagster.simulator", "--port", "0", "--runs", "5", "--real-account"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        assert match, line
+        base_url = match.group(1)
+        faults = requests.get(base_url + "/_simulator/faults", timeout=5).json()
+        assert {name: faults[name] for name in real_account_quirks()} == real_account_quirks()
+        headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+        too_big = requests.get(base_url + "/api/v1/runs", params={"limit": 501}, headers=headers, timeout=5)
+        assert_error(too_big, 400)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
