@@ -30,7 +30,7 @@ from . import settings
 DEMO_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.duckdb"
 DAGSTER_HOME = settings.PROJECT_ROOT / ".dagster_home"
 DEMO_DAGSTER_HOME = DAGSTER_HOME / "demo"
-TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"
+TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"  # = coalesce.config.TOKEN_ENV (no import at start)
 BASE_URL_ENV = "SOURCES__COALESCE_SOURCE__BASE_URL"
 
 
@@ -65,13 +65,15 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def _token_configured() -> bool:
-    return bool(dlt.secrets.get("sources.coalesce_source.access_token"))
+    from .coalesce.config import token_configured
+
+    return token_configured()
 
 
 def _configured_base_url() -> str:
-    from .coalesce.regions import normalize_base_url
+    from .coalesce.config import resolve_base_url
 
-    return normalize_base_url(dlt.config.get("sources.coalesce_source.base_url"))
+    return resolve_base_url()
 
 
 class _start_simulator:

@@ -1,8 +1,8 @@
 """A small typed client for the calls the run-status sensor makes.
 
-It rides on dlt's `RESTClient` and request helper, so it shares the load path's retry policy (429
-with Retry-After, 5xx, connection errors; other 4xx fail at once) and its URL sanitising, with its
-own, shorter timeouts: a sensor tick has a deadline.
+It rides on dlt's `RESTClient` and the same session setup as the load (`http.coalesce_session`), so
+it shares the load path's retry policy (429 with Retry-After, 5xx, connection errors; other 4xx
+fail at once), with shorter timeouts: a sensor tick has a deadline.
 """
 
 from __future__ import annotations
@@ -10,30 +10,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
-import dlt
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 
 from .. import __version__
+from .config import DEFAULT_RUNS_PAGE_SIZE, resolve_access_token, resolve_base_url
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
 from .http import coalesce_session
-from .pagination import DATA_SELECTOR, CoalescePaginator
+from .lists import PageSize, read_pages
 from .records import TERMINAL_RUN_STATUSES, normalize_run
-from .regions import normalize_base_url, run_link
 
 
 @dataclass(frozen=True)
 class RunSummary:
     id: int
-    status: str
+    status: Optional[str]  # None: Coalesce did not say (the scheduler's `runStatus` is optional)
     run_type: Optional[str]
     environment_id: Optional[str]
     start_time: Optional[str]
-    link: str
+    # The `runLink` /scheduler/runStatus returned; None until it has. Never built by us: the real
+    # UI's run URL carries a UUID, not the run id.
+    link: Optional[str] = None
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_RUN_STATUSES
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """What `/scheduler/runStatus` says about a run."""
+
+    status: Optional[str]
+    run_type: Optional[str]
+    link: Optional[str]
 
 
 # A sensor tick must finish inside Dagster's 60 s evaluation timeout, so the shared retry policy is
@@ -42,22 +52,13 @@ SENSOR_MAX_TIMEOUT = 15.0
 SENSOR_MAX_RETRY_DELAY = 10.0
 
 
-def _runtime(key: str, default: float) -> float:
-    value = dlt.config.get(f"runtime.{key}")
-    return default if value is None else float(value)
-
-
 class CoalesceClient:
     """Coalesce calls outside the dlt load, with the same `[runtime]` retry policy (capped)."""
 
     def __init__(self, base_url: str, access_token: str) -> None:
-        self.base_url = normalize_base_url(base_url)
+        self.base_url = resolve_base_url(base_url)
         session = coalesce_session(
-            self.base_url,
-            request_timeout=min(_runtime("request_timeout", 60), SENSOR_MAX_TIMEOUT),
-            request_max_attempts=int(_runtime("request_max_attempts", 5)),
-            request_backoff_factor=_runtime("request_backoff_factor", 1),
-            request_max_retry_delay=min(_runtime("request_max_retry_delay", 60), SENSOR_MAX_RETRY_DELAY),
+            self.base_url, max_timeout=SENSOR_MAX_TIMEOUT, max_retry_delay=SENSOR_MAX_RETRY_DELAY
         )
         self._rest = RESTClient(
             base_url=self.base_url,
@@ -65,44 +66,50 @@ class CoalesceClient:
             headers={"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"},
             session=session,
         )
+        self._runs_page_size = PageSize("runs", DEFAULT_RUNS_PAGE_SIZE)
 
-    def run_pages_newest_first(self, page_size: int = 100) -> Iterator[list[RunSummary]]:
+    @classmethod
+    def from_config(cls, base_url: Optional[str] = None, access_token: Optional[str] = None) -> "CoalesceClient":
+        """A client for the configured account (`config.py`); raises `ConfigurationError` first."""
+        return cls(resolve_base_url(base_url), resolve_access_token(access_token))
+
+    def run_pages_newest_first(self, page_size: Optional[int] = None) -> Iterator[list[RunSummary]]:
         """Pages of runs, newest first (summaries); stop iterating when you have seen enough."""
-        params = {"detail": "false", "orderBy": "id", "orderByDirection": "desc", "limit": page_size}
+        sizes = PageSize("runs", page_size) if page_size else self._runs_page_size
+        params = {"detail": "false", "orderBy": "id", "orderByDirection": "desc"}
         seen: set[int] = set()
-        for page in self._rest.paginate(
-            "api/v1/runs",
-            params=params,
-            paginator=CoalescePaginator(),
-            data_selector=DATA_SELECTOR,
-            hooks={"response": [raise_for_coalesce_status]},
-        ):
+        for page in read_pages(self._rest, "api/v1/runs", params, sizes):
             summaries = [self._summary(raw) for raw in page]
             fresh = [s for s in summaries if s.id not in seen]  # an inclusive cursor repeats one
             seen.update(s.id for s in fresh)
             yield fresh
 
-    def run_link(self, run_id: int) -> str:
-        return run_link(self.base_url, run_id)
-
-    def run_status(self, run_id: int) -> Optional[str]:
-        """The scheduler's status of a run, or None if Coalesce no longer knows the run."""
+    def run_status(self, run_id: int) -> Optional[SchedulerStatus]:
+        """The scheduler's view of a run, or None if Coalesce no longer knows the run (404)."""
         response = self._rest.get("scheduler/runStatus", params={"runCounter": run_id})
         if response.status_code == 404:
             return None
         raise_for_coalesce_status(response)
         body = response.json()
-        if not isinstance(body, dict) or not body.get("runStatus"):
-            raise UnexpectedResponseError(f"the status of run {run_id}", "no runStatus")
-        return str(body["runStatus"])
+        if not isinstance(body, dict):
+            raise UnexpectedResponseError(f"the status of run {run_id}", f"got {type(body).__name__}")
+        return SchedulerStatus(
+            status=_text(body.get("runStatus")),
+            run_type=_text(body.get("runType")),
+            link=_text(body.get("runLink")),
+        )
 
-    def _summary(self, raw: dict[str, Any]) -> RunSummary:
-        run = normalize_run(raw, self.base_url)
+    @staticmethod
+    def _summary(raw: Any) -> RunSummary:
+        run = normalize_run(raw)
         return RunSummary(
             id=run["id"],
-            status=str(run.get("runStatus") or ""),
+            status=_text(run.get("runStatus")),
             run_type=run.get("runType"),
             environment_id=run.get("environmentID"),
             start_time=run.get("runStartTime"),
-            link=run.get("runLink") or run_link(self.base_url, run["id"]),
         )
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None or str(value).strip() == "" else str(value)

@@ -65,6 +65,23 @@ def error_string(response: Optional[requests.Response]) -> Optional[str]:
     return None
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same load again later may succeed: rate limits, Coalesce failing (5xx), the
+    network, timeouts, a body cut short. A refused token (401), a missing permission (403), a wrong
+    path or region (404), a bad request or an answer of the wrong shape fail the same way next time."""
+    for cause in _causes(exc):
+        if isinstance(cause, UnexpectedResponseError):
+            return False
+        if isinstance(cause, requests.HTTPError) and cause.response is not None:
+            status = cause.response.status_code
+            return status == 429 or status >= 500
+        if isinstance(cause, (requests.Timeout, requests.ConnectionError)):
+            return True
+        if isinstance(cause, (json.JSONDecodeError, requests.JSONDecodeError)):
+            return True
+    return False
+
+
 def explain(exc: BaseException) -> Optional[str]:
     """A one-paragraph explanation of a Coalesce failure, or None if the cause is not Coalesce."""
     for cause in _causes(exc):

@@ -15,14 +15,22 @@ request, not Coalesce's latency, set the pace. Two costs of plain `requests` sho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import orjson
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client, Response, Session
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 
 # Connections kept open per host: above the largest `[extract] workers` anyone should need.
 MAX_CONNECTIONS = 64
+
+# What dlt retries by default. A connect timeout is a ConnectionError too, so it stays retried
+# when read timeouts are not.
+RETRIED_EXCEPTIONS = (ConnectionError, Timeout, ChunkedEncodingError)
+RETRIED_EXCEPTIONS_BUT_READ_TIMEOUTS = (ConnectionError, ChunkedEncodingError)
 
 
 class JsonResponse(Response):
@@ -51,13 +59,41 @@ class _JsonResponseAdapter(HTTPAdapter):
         return response
 
 
-def coalesce_session(base_url: str, **client_settings: Any) -> Session:
-    """dlt's retrying session (429 with Retry-After, 5xx, connection errors; `[runtime]` settings)
-    for calls to `base_url`, with the environment read once and orjson responses.
+def runtime_settings() -> RuntimeConfiguration:
+    """dlt's `[runtime]` settings (request timeout, attempts, backoff), resolved now."""
+    return resolve_configuration(RuntimeConfiguration())
 
-    client_settings: overrides for `dlt.sources.helpers.requests.Client` (timeouts, attempts, ...).
+
+def coalesce_session(
+    base_url: str,
+    *,
+    timeout: Optional[float] = None,
+    max_timeout: Optional[float] = None,
+    max_retry_delay: Optional[float] = None,
+    retry_read_timeouts: bool = True,
+) -> Session:
+    """dlt's retrying session for calls to `base_url`, configured by `[runtime]` (429 honouring
+    Retry-After, 5xx, connection errors and timeouts retried with exponential backoff), with the
+    environment read once and orjson responses.
+
+    timeout: this session's request timeout instead of `[runtime] request_timeout`.
+    max_timeout, max_retry_delay: caps on the configured values (a sensor tick has a deadline).
+    retry_read_timeouts: False for requests whose caller answers a read timeout itself (the node
+        detail pages, which shrink the page instead of asking the same slow question again).
     """
-    session = Client(raise_for_status=False, max_connections=MAX_CONNECTIONS, **client_settings).session
+    runtime = runtime_settings()
+    request_timeout = float(timeout if timeout is not None else runtime.request_timeout)
+    retry_delay = float(runtime.request_max_retry_delay)
+    client = Client(
+        request_timeout=min(request_timeout, max_timeout) if max_timeout else request_timeout,
+        max_connections=MAX_CONNECTIONS,
+        raise_for_status=False,
+        exceptions=RETRIED_EXCEPTIONS if retry_read_timeouts else RETRIED_EXCEPTIONS_BUT_READ_TIMEOUTS,
+        request_max_attempts=int(runtime.request_max_attempts),
+        request_backoff_factor=float(runtime.request_backoff_factor),
+        request_max_retry_delay=min(retry_delay, max_retry_delay) if max_retry_delay else retry_delay,
+    )
+    session = client.session
     adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -54,7 +54,7 @@ class CoalescePaginator(BaseReferencePaginator):
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
         body = response.json()  # parsed once, shared with dlt's data selector (`http.JsonResponse`)
-        _check_list_envelope(body, response)
+        check_list_envelope(body, response)
         if not isinstance(body, dict) or not data:
             # A bare list is one page by definition; an empty page cannot advance a cursor.
             self._next_reference = None
@@ -74,6 +74,11 @@ class CoalescePaginator(BaseReferencePaginator):
             self._seen_cursors.add(cursor)
         self._next_reference = cursor
 
+    @property
+    def next_cursor(self) -> Optional[str]:
+        """The `startingFrom` of the page after the last one read (None at the end of data)."""
+        return self._next_reference
+
     def update_request(self, request: Request) -> None:
         if request.params is None:
             request.params = {}
@@ -83,26 +88,33 @@ class CoalescePaginator(BaseReferencePaginator):
         return self._limit is not None and len(data) >= self._limit
 
 
-def data_envelope(response: Response, *args: Any, **kwargs: Any) -> Response:
-    """Response hook: present a list answer as `{"data": [...]}` whatever envelope it came in.
+def run_results_envelope(response: Response, *args: Any, **kwargs: Any) -> Response:
+    """Response hook for `/api/v1/runs/{id}/results`: present the answer as `{"data": [...]}`.
 
-    Coalesce documents `data`; clients have also met `{"results": [...]}` and bare lists for run
-    results (docs/coalesce-api.md §3.4 CONFLICT). Looking at the first bytes avoids parsing the
-    documented (and by far the most common) shape twice.
+    Coalesce documents `{"data": [...]}`; clients have also met `{"results": [...]}` and bare lists
+    (docs/coalesce-api.md section 3.4). The body is parsed (once: `http.JsonResponse` keeps the
+    result), so the key is found wherever it sits. Any other shape stops the load before anything
+    is written: loading nothing for a run would lose its results for good.
     """
     if response.status_code != 200:
         return response
-    content = response.content.lstrip()
-    if content[:1] == b"[":
-        response._content = b'{"data":' + content + b"}"
-    elif b'"results"' in content[:64] and b'"data"' not in content[:64]:
-        body = orjson.loads(content)
-        if isinstance(body, dict) and isinstance(body.get("results"), list):
-            response._content = orjson.dumps({**body, "data": body.pop("results")})
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("data"), list):
+        return response
+    if isinstance(body, list):
+        items = body
+    elif isinstance(body, dict) and isinstance(body.get("results"), list):
+        items = body["results"]
+    else:
+        raise UnexpectedResponseError(
+            f"the results of run {_run_id_in(response)}",
+            f"expected {{\"data\": [...]}}, {{\"results\": [...]}} or a list, got {_shape(body)}",
+        )
+    response._content = orjson.dumps({"data": items})
     return response
 
 
-def _check_list_envelope(body: Any, response: Response) -> None:
+def check_list_envelope(body: Any, response: Response) -> None:
     """A list answer must carry its items under `data`; anything else stops the load.
 
     Read before the page is handed on (dlt yields a page only after `update_state`), so a body of the
@@ -111,8 +123,20 @@ def _check_list_envelope(body: Any, response: Response) -> None:
     if isinstance(body, dict) and isinstance(body.get("data"), list):
         return
     what = response.request.path_url.split("?")[0] if response.request is not None else response.url
-    shape = f"keys {sorted(body)[:8]}" if isinstance(body, dict) else type(body).__name__
-    raise UnexpectedResponseError(what, f"expected an object with a `data` list, got {shape}")
+    raise UnexpectedResponseError(what, f"expected an object with a `data` list, got {_shape(body)}")
+
+
+def _shape(body: Any) -> str:
+    if isinstance(body, dict):
+        return f"an object with keys {sorted(body)[:8]}"
+    return type(body).__name__
+
+
+def _run_id_in(response: Response) -> str:
+    """The run id in `/api/v1/runs/{id}/results`, for messages."""
+    path = response.request.path_url.split("?")[0] if response.request is not None else str(response.url)
+    parts = path.rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 and parts[-1] == "results" else path
 
 
 def _as_cursor(value: Any) -> Optional[str]:

@@ -10,14 +10,20 @@ dlt would load the raw objects as they are, but three things need a hand:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from .errors import UnexpectedResponseError
-from .regions import run_link
 
 TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "canceled"})
 # /scheduler/runStatus also reports these early phases (docs §5); all are "not finished yet".
 IN_FLIGHT_RUN_STATUSES = frozenset({"waitingToRun", "initializing", "rendering", "running"})
+# A node that failed reports runState `error` on some accounts and `failed` on others. The raw value
+# is stored as reported; everything that counts or reports failures treats both as a failure.
+FAILED_NODE_STATES = frozenset({"error", "failed"})
+
+
+def is_failed_node_state(run_state: Any) -> bool:
+    return str(run_state or "").strip().lower() in FAILED_NODE_STATES
 
 # Secret-bearing keys Coalesce accepts in startRun bodies. Run objects should never echo them, but
 # if one ever does, it must not reach the destination.
@@ -57,7 +63,9 @@ def run_result_columns() -> dict[str, Any]:
 
 
 def run_status_columns() -> dict[str, Any]:
-    return _columns(run_id="bigint!")
+    # Typed up front: a first load whose statuses or links are all still unknown (NULL) must
+    # create the columns all the same.
+    return _columns(run_id="bigint!", run_status="text", run_type="text", run_link="text")
 
 
 def id_columns() -> dict[str, Any]:
@@ -82,7 +90,7 @@ def run_id_of(value: Any) -> int:
     return int(str(value).strip())
 
 
-def normalize_run(raw: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+def normalize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
     _require(raw, ("id",), "a run")
     run = {k: v for k, v in raw.items() if k != "userCredentials"}
     run["id"] = run_id_of(raw["id"])
@@ -92,12 +100,19 @@ def normalize_run(raw: Mapping[str, Any], base_url: str) -> dict[str, Any]:
     credentials = raw.get("userCredentials")
     if isinstance(credentials, Mapping):
         run["userCredentials"] = {k: v for k, v in credentials.items() if k not in _CREDENTIAL_KEYS}
-    run.setdefault("runLink", run_link(base_url, run["id"]))
+    # No `runLink` is made up here: the real UI's run URL carries a UUID, not the run id, so only
+    # the link /scheduler/runStatus returns (table `run_status`) is stored.
     return run
 
 
 def normalize_environment(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return normalize_by_id(raw, "an environment")
+    """An environment's detail. Coalesce's spec declares no `id` in it: the id is the one asked for
+    (rest_api passes it from the parent list as `_environments_id`)."""
+    if not isinstance(raw, Mapping):
+        _require(raw, ("id",), "an environment")
+    record = {k: v for k, v in raw.items() if k != "_environments_id"}
+    record["id"] = str(raw.get("id") or raw.get("_environments_id") or "")
+    return normalize_by_id(record, "an environment")
 
 
 def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,15 +138,19 @@ def normalize_run_result(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize_run_status(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return _of_run(raw, "runStatus", "a run status")
+    """The scheduler's view of a run. Its `runStatus` is optional in Coalesce's spec: without it the
+    row says NULL, and the run stays followed (the `runs` resource revisits unfinished runs)."""
+    record = _of_run(raw, None, "a run status")
+    record.setdefault("runStatus", None)
+    return record
 
 
-def _of_run(raw: Mapping[str, Any], required: str, what: str) -> dict[str, Any]:
+def _of_run(raw: Mapping[str, Any], required: Optional[str], what: str) -> dict[str, Any]:
     """A row of a per-run endpoint, keyed by `run_id` (rest_api passes the parent's id as `_runs_id`).
 
     Called for every run result (a million in a large organisation), hence the plain dict work."""
-    if type(raw) is not dict or raw.get(required) in (None, ""):
-        _require(raw, (required,), what)
+    if type(raw) is not dict or (required is not None and raw.get(required) in (None, "")):
+        _require(raw, (required,) if required else (), what)
     record = dict(raw)
     record["run_id"] = run_id_of(record.pop("_runs_id"))
     return record

@@ -50,6 +50,13 @@ def normalize_base_url(value: str | None) -> str:
     if alias:
         return f"https://{alias}"
     if "://" not in raw:
+        if "." not in raw and ":" not in raw and raw.lower() != "localhost":
+            # Neither an alias nor a host name: a mistyped alias such as "eu-nowhere". Saying so
+            # now beats retrying a DNS lookup of it.
+            raise InvalidBaseUrlError(
+                f"{value!r} is not a known Coalesce region alias. Use one of "
+                f"{', '.join(sorted(REGION_HOSTS))}, or the URL you log in to Coalesce with."
+            )
         raw = f"https://{raw}"
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -64,7 +71,3 @@ def normalize_base_url(value: str | None) -> str:
             break
     return urlunsplit((parts.scheme, parts.netloc, path.rstrip("/"), "", ""))
 
-
-def run_link(base_url: str, run_id: int | str) -> str:
-    """The Coalesce UI page of a run, in the form Coalesce's own `runLink` uses."""
-    return f"{normalize_base_url(base_url)}/runs/{run_id}"

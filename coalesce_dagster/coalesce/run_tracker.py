@@ -26,6 +26,7 @@ from .records import TERMINAL_RUN_STATUSES
 logger = logging.getLogger(__name__)
 
 CURSOR_VERSION = 1
+UNKNOWN_STATUS = "unknown"  # a run followed whose status Coalesce did not give
 
 
 @dataclass
@@ -104,25 +105,26 @@ def track_runs(
             finished[run.id] = run
             in_flight.pop(run.id, None)
         else:
-            in_flight[run.id] = run.status
+            in_flight[run.id] = run.status or UNKNOWN_STATUS
 
     polled, exhausted = 0, False
     for run_id in sorted(set(in_flight) - fresh):
         if clock() >= deadline:
             exhausted = True
             break
-        status = client.run_status(run_id)
+        answer = client.run_status(run_id)
         polled += 1
-        if status is None:  # deleted in Coalesce: nothing left to load
+        if answer is None:  # deleted in Coalesce: nothing left to load
             in_flight.pop(run_id)
-        elif status in TERMINAL_RUN_STATUSES:
+        elif answer.status in TERMINAL_RUN_STATUSES:
             in_flight.pop(run_id)
             finished[run_id] = RunSummary(
-                id=run_id, status=status, run_type=None, environment_id=None, start_time=None,
-                link=client.run_link(run_id),
+                id=run_id, status=answer.status, run_type=answer.run_type, environment_id=None,
+                start_time=None, link=answer.link,
             )
         else:
-            in_flight[run_id] = status
+            # Still going, or Coalesce did not say (`runStatus` is optional): keep following it.
+            in_flight[run_id] = answer.status or UNKNOWN_STATUS
 
     return TickResult(
         finished=[finished[k] for k in sorted(finished)],

@@ -1,15 +1,17 @@
-"""The `runs` resource: incremental on run id, with a second look at runs that were still going.
+"""The `runs` resource: incremental on run id, with a second look at runs that need one.
 
 Coalesce has no "changed since" filter for runs, and a run's status and end time change after it
-starts. So a sync keeps a *frontier* in dlt resource state (committed in the same load as the rows):
+starts. So a sync keeps a *frontier* in dlt resource state, committed in the same load as the rows:
 
-* `max_run_id`: every run at or below it has been loaded;
-* `in_flight`: the runs at or below it that were not finished when they were loaded.
+* `max_run_id`: every run at or below it has been seen;
+* `revisit`: the runs at or below it to read again next time, each with the reason: its status when
+  it was still in flight, or `unconfirmed` when its results or its status did not arrive.
 
-A sync then pages `/api/v1/runs` newest first and stops at the frontier (cost grows with new runs,
-not with history), and re-reads each in-flight run by id, so a run loaded while `running` shows its
-final status and end time after the next sync. The children (`run_results`, `run_status`) fetch only
-for the runs this resource yields.
+A sync pages `/api/v1/runs` newest first and stops at the frontier (cost grows with new runs, not
+with history), then re-reads each run to revisit by id. The children (`run_results`, `run_status`)
+fetch only for the runs this resource yields, on dlt's extract pool, and report each answer to a
+`RunLedger`: a run leaves the revisit list only once both of its children were answered in the same
+load, so the frontier never moves past a run whose results or status did not land.
 
 The frontier only moves when all three run tables are being loaded: a subset load (say `runs` alone
 from the UI) must not let `run_results` skip runs it never saw. Subset loads re-read from the last
@@ -19,103 +21,150 @@ full frontier instead; merge keys make that idempotent.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator, Optional, Sequence
+import threading
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from urllib.parse import parse_qs, urlsplit
 
 import dlt
 from dlt.sources.helpers.rest_client.client import RESTClient
+from dlt.sources.helpers.requests import Response
 
-from .pagination import DATA_SELECTOR, CoalescePaginator
+from .lists import PageSize, read_pages
 from .records import TERMINAL_RUN_STATUSES, normalize_run, run_columns
 
 logger = logging.getLogger(__name__)
 
 RUN_TABLES = ("runs", "run_results", "run_status")
+CHILD_TABLES = ("run_results", "run_status")
 RUNS_PATH = "api/v1/runs"
+UNCONFIRMED = "unconfirmed"  # revisit reason: the run's results or status did not arrive
 
 
 class RunFrontier:
-    """What the last complete run sync loaded, as kept in dlt state."""
+    """What the last complete run sync saw, as kept in dlt state."""
 
-    def __init__(self, max_run_id: Optional[int] = None, in_flight: Iterable[int] = ()) -> None:
+    def __init__(self, max_run_id: Optional[int] = None, revisit: Optional[Mapping[int, str]] = None) -> None:
         self.max_run_id = max_run_id
-        self.in_flight = set(in_flight)
+        self.revisit: dict[int, str] = dict(revisit or {})
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "RunFrontier":
+    def from_state(cls, state: Mapping[str, Any]) -> "RunFrontier":
         saved = state.get("frontier") or {}
-        return cls(saved.get("max_run_id"), saved.get("in_flight", ()))
-
-    def save(self, state: dict[str, Any]) -> None:
-        state["frontier"] = {"max_run_id": self.max_run_id, "in_flight": sorted(self.in_flight)}
+        revisit = {int(run_id): str(reason) for run_id, reason in (saved.get("revisit") or {}).items()}
+        # State written before `revisit` existed listed in-flight run ids only.
+        revisit.update({int(run_id): "in flight" for run_id in saved.get("in_flight", ()) if int(run_id) not in revisit})
+        return cls(saved.get("max_run_id"), revisit)
 
     def is_new(self, run_id: int) -> bool:
         return self.max_run_id is None or run_id > self.max_run_id
 
 
+class RunLedger:
+    """Which runs of this sync had their results and their status answered, and the frontier that
+    follows from it.
+
+    The children answer on dlt's extract pool, possibly after the runs resource has finished, so
+    the frontier in state is kept current as answers arrive: `publish` writes it once the runs
+    are known, and each later answer takes its run off the revisit list. dlt commits resource state
+    with the load, after the last child request has finished.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answered: dict[int, set[str]] = {}
+        self._revisit: Optional[dict[str, str]] = None  # the dict published into dlt state
+
+    def response_hook(self, child: str) -> Callable[..., Response]:
+        """A response hook for `child`'s requests: only an answer with data (200) counts. A 404 loads
+        nothing and is not an answer: the run is read again next sync, and drops out only when the
+        run itself is gone."""
+        if child not in CHILD_TABLES:
+            raise ValueError(f"not a child of runs: {child}")
+
+        def record_answer(response: Response, *args: Any, **kwargs: Any) -> Response:
+            if response.status_code == 200:
+                self.answered(child, _run_id_of_request(response))
+            return response
+
+        return record_answer
+
+    def answered(self, child: str, run_id: int) -> None:
+        with self._lock:
+            children = self._answered.setdefault(run_id, set())
+            children.add(child)
+            if self._revisit is not None and len(children) == len(CHILD_TABLES):
+                if self._revisit.get(str(run_id)) == UNCONFIRMED:
+                    del self._revisit[str(run_id)]
+
+    def publish(self, state: dict[str, Any], max_run_id: Optional[int], statuses: Mapping[int, Optional[str]]) -> None:
+        """Write the frontier after a sync that yielded the runs `statuses` (run id -> status)."""
+        with self._lock:
+            revisit: dict[str, str] = {}
+            for run_id, status in sorted(statuses.items()):
+                if status not in TERMINAL_RUN_STATUSES:
+                    revisit[str(run_id)] = status or "unknown"
+                elif len(self._answered.get(run_id, ())) < len(CHILD_TABLES):
+                    revisit[str(run_id)] = UNCONFIRMED
+            state["frontier"] = {"max_run_id": max_run_id, "revisit": revisit}
+            self._revisit = revisit
+
+
 def runs_resource(
     client: RESTClient,
-    base_url: str,
     page_size: int,
+    ledger: RunLedger,
     run_ids: Optional[Sequence[int]] = None,
-    advance_frontier: Optional[bool] = None,
 ) -> Any:
     """Build the `runs` resource.
 
     run_ids: load exactly these runs (the run-status sensor's mode); the frontier is left alone.
-    advance_frontier: force whether this sync may move the frontier; by default it does when every
-        run table is selected in the source being extracted.
     """
+    pages = PageSize("runs", page_size)
 
     @dlt.resource(name="runs", primary_key="id", write_disposition="merge", columns=run_columns())
     def runs() -> Iterator[list[dict[str, Any]]]:
         if run_ids is not None:
-            yield from _runs_by_id(client, base_url, sorted({int(r) for r in run_ids}))
+            yield from _runs_by_id(client, sorted({int(r) for r in run_ids}))
             return
         state = dlt.current.resource_state()
         frontier = RunFrontier.from_state(state)
-        seen: dict[int, str] = {}  # run id -> status of every run yielded by this sync
+        seen: dict[int, Optional[str]] = {}  # run id -> status of every run yielded by this sync
 
-        for page in _pages_newest_first(client, page_size):
+        for page in _pages_newest_first(client, pages):
             batch, reached_frontier = [], False
             for raw in page:
-                run = normalize_run(raw, base_url)
+                run = normalize_run(raw)
                 if run["id"] in seen:
                     continue
                 if not frontier.is_new(run["id"]):
                     reached_frontier = True
                     continue
-                seen[run["id"]] = run.get("runStatus", "")
+                seen[run["id"]] = run.get("runStatus")
                 batch.append(run)
             if batch:
                 yield batch
             if reached_frontier and _is_descending(page):
                 break  # everything further down the list is older than the frontier
 
-        revisit = sorted(frontier.in_flight - seen.keys())
-        for batch in _runs_by_id(client, base_url, revisit):
+        revisit = sorted(set(frontier.revisit) - seen.keys())
+        for batch in _runs_by_id(client, revisit):
             for run in batch:
-                seen[run["id"]] = run.get("runStatus", "")
+                seen[run["id"]] = run.get("runStatus")
             yield batch
 
-        should_advance = advance_frontier if advance_frontier is not None else _all_run_tables_selected()
-        if should_advance:
-            ids = [rid for rid in seen if frontier.is_new(rid)] + (
-                [frontier.max_run_id] if frontier.max_run_id is not None else []
-            )
-            RunFrontier(
-                max_run_id=max(ids) if ids else None,
-                in_flight=[rid for rid, status in seen.items() if status not in TERMINAL_RUN_STATUSES],
-            ).save(state)
+        if _all_run_tables_selected():
+            known = [*seen, *([frontier.max_run_id] if frontier.max_run_id is not None else [])]
+            ledger.publish(state, max(known) if known else None, seen)
 
     return runs
 
 
-def _pages_newest_first(client: RESTClient, page_size: int) -> Iterator[list[dict[str, Any]]]:
-    params = {"detail": "true", "orderBy": "id", "orderByDirection": "desc", "limit": page_size}
-    yield from client.paginate(RUNS_PATH, params=params, paginator=CoalescePaginator(), data_selector=DATA_SELECTOR)
+def _pages_newest_first(client: RESTClient, page_size: PageSize) -> Iterator[list[dict[str, Any]]]:
+    params = {"detail": "true", "orderBy": "id", "orderByDirection": "desc"}
+    yield from read_pages(client, RUNS_PATH, params, page_size)
 
 
-def _runs_by_id(client: RESTClient, base_url: str, run_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
+def _runs_by_id(client: RESTClient, run_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for run_id in run_ids:
         response = client.get(f"{RUNS_PATH}/{run_id}")
@@ -124,7 +173,7 @@ def _runs_by_id(client: RESTClient, base_url: str, run_ids: Sequence[int]) -> It
             logger.warning("Coalesce run %s no longer exists (404); skipping it.", run_id)
             continue
         response.raise_for_status()
-        batch.append(normalize_run(response.json(), base_url))
+        batch.append(normalize_run(response.json()))
         if len(batch) >= 100:
             yield batch
             batch = []
@@ -143,3 +192,13 @@ def _all_run_tables_selected() -> bool:
     except Exception:  # not inside a source extraction: treat as a full sync
         return True
     return all(name in resources and resources[name].selected for name in RUN_TABLES)
+
+
+def _run_id_of_request(response: Response) -> int:
+    """The run a child request asked about: `/api/v1/runs/{id}/results` or `?runCounter={id}`."""
+    url = urlsplit(response.request.url if response.request is not None else str(response.url))
+    counter = parse_qs(url.query).get("runCounter")
+    if counter:
+        return int(counter[0])
+    parts = url.path.rstrip("/").split("/")
+    return int(parts[parts.index("runs") + 1])

@@ -1,14 +1,15 @@
 """`coalesce_source`: every Coalesce metadata resource as one dlt source.
 
 Built on dlt's `rest_api` (declarative endpoints, parent/child resources, response actions) with
-Coalesce's cursor pagination (`pagination.CoalescePaginator`). Child resources (one request per
+Coalesce's cursor pagination. The paged lists (environments, nodes, runs, users) are read by
+`lists.read_pages`, which adapts page sizes to what Coalesce answers; `runs` carries the incremental
+run frontier (`runs.py`), and `users` the path the docs disagree on. Child resources (one request per
 environment or run) are `parallelized`: dlt runs them on its extract thread pool, whose size,
-`[extract] workers`, bounds how many requests are in flight against Coalesce at once. `runs` and
-`users` are plain dlt resources on the same `RESTClient` and session (`http.coalesce_session`),
-because they need logic a declaration cannot express: the incremental run frontier (`runs.py`) and
-the users path the docs disagree on.
+`[extract] workers`, bounds how many requests are in flight against Coalesce at once.
 
-Configuration, resolved by dlt when the source is *called* (never at import):
+Settings are resolved by `config.resolve_source_settings` when the source is *called* (never at
+import), from explicit arguments or `[sources.coalesce_source]` only:
+
     [sources.coalesce_source]
     base_url = "https://app.eu.coalescesoftware.io"    # or a region alias such as "eu"
     access_token = "..."                               # in .dlt/secrets.toml or
@@ -17,17 +18,21 @@ Configuration, resolved by dlt when the source is *called* (never at import):
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Sequence
+import logging
+from functools import partial
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import dlt
-from dlt.sources.helpers.requests import Session
+from dlt.extract.source import DltSource
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.rest_api import rest_api_resources
 from requests import HTTPError
 
+from .config import SourceSettings, resolve_source_settings
 from .http import coalesce_session
-from .pagination import DATA_SELECTOR, ROOT_SELECTOR, CoalescePaginator, data_envelope
+from .lists import PageSize, read_pages
+from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
 from .records import (
     FirstSeen,
     environment_columns,
@@ -42,8 +47,9 @@ from .records import (
     run_result_columns,
     run_status_columns,
 )
-from .regions import DEFAULT_BASE_URL, normalize_base_url
-from .runs import runs_resource
+from .runs import RunLedger, runs_resource
+
+logger = logging.getLogger(__name__)
 
 SOURCE_NAME = "coalesce_source"
 RESOURCE_NAMES = (
@@ -56,112 +62,131 @@ RESOURCE_NAMES = (
     "projects",
     "users",
 )
-DEFAULT_PAGE_SIZE = 250  # the largest page the docs show clients using for lists (§4.2)
-RUNS_PAGE_SIZE = 1000  # the documented maximum for /api/v1/runs (§4.1)
 # The docs disagree on where the users collection lives (§3.0 CONFLICT): try both, in this order.
 USERS_PATHS = ("api/v1/users", "api/v1/organization/users")
 IGNORE_404 = [{"status_code": 404, "action": "ignore"}]
+ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
 
 
-@dlt.source(name=SOURCE_NAME, max_table_nesting=2)
 def coalesce_source(
-    base_url: str = DEFAULT_BASE_URL,
-    access_token: str = dlt.secrets.value,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    runs_page_size: int = RUNS_PAGE_SIZE,
+    base_url: Optional[str] = None,
+    access_token: Optional[str] = None,
+    page_size: Optional[int] = None,
+    runs_page_size: Optional[int] = None,
+    nodes_page_size: Optional[int] = None,
+    nodes_timeout: Optional[float] = None,
     run_ids: Optional[Sequence[int]] = None,
-    advance_run_frontier: Optional[bool] = None,
-) -> Any:
+) -> DltSource:
     """Coalesce environments, nodes, runs, run results, run statuses, projects and users.
+
+    Arguments left None come from `[sources.coalesce_source]` (see `config.py`); a missing token
+    raises `config.MissingTokenError` before any request.
 
     Args:
         base_url: the Coalesce app URL you log in with, or a region alias (`eu`, `us-east-1`, ...).
         access_token: a Coalesce API token (Deploy tab -> Generate Access Token).
-        page_size: items per page for environments, nodes and users.
-        runs_page_size: items per page for runs (Coalesce documents 1000 as the maximum).
+        page_size: items per page for environments and users (at most 500).
+        runs_page_size: items per page for runs (at most 500).
+        nodes_page_size: items per `detail=true` node page (slow on large workspaces).
+        nodes_timeout: seconds to wait for one node page before asking for a smaller one.
         run_ids: load exactly these runs (and their results/status) instead of syncing new runs.
-        advance_run_frontier: see `runs.runs_resource`; leave None outside tests.
     """
-    root = normalize_base_url(base_url)
-    auth = BearerTokenAuth(token=access_token)
+    settings = resolve_source_settings(
+        base_url=base_url,
+        access_token=access_token,
+        page_size=page_size,
+        runs_page_size=runs_page_size,
+        nodes_page_size=nodes_page_size,
+        nodes_timeout=nodes_timeout,
+    )
+    return _coalesce_source(settings, None if run_ids is None else [int(run_id) for run_id in run_ids])
+
+
+def spec_source() -> DltSource:
+    """The source as Dagster's definitions describe it: built without reading config or secrets,
+    and never extracted."""
+    return _coalesce_source(SourceSettings(base_url="https://coalesce.invalid", access_token="unused"), None)
+
+
+def _coalesce_source(settings: SourceSettings, run_ids: Optional[list[int]]) -> DltSource:
+    # Every value is resolved already: the dlt source function takes none from dlt config, so dlt
+    # cannot pick up a same-named setting of another tool (see `config.py`).
+    @dlt.source(name=SOURCE_NAME, max_table_nesting=2)
+    def coalesce_source() -> Any:
+        return _resources(settings, run_ids)
+
+    return coalesce_source()
+
+
+def _resources(settings: SourceSettings, run_ids: Optional[list[int]]) -> list[Any]:
+    root = settings.base_url
+    auth = BearerTokenAuth(token=settings.access_token)
     session = coalesce_session(root)
     client = RESTClient(base_url=root, auth=auth, headers=_headers(), session=session)
-
-    runs = runs_resource(client, root, runs_page_size, run_ids=run_ids, advance_frontier=advance_run_frontier)
-    declared = rest_api_resources(_rest_api_config(root, auth, session, page_size, runs))
-    by_name = {resource.name: resource for resource in declared}
-    by_name["environment_nodes"].apply_hints(
-        nested_hints={"columns": {"columns": node_column_columns()}}
+    # Node detail pages answer a read timeout with a smaller page (`lists.read_pages`), so their
+    # session must not retry the same slow page first.
+    nodes_client = RESTClient(
+        base_url=root,
+        auth=auth,
+        headers=_headers(),
+        session=coalesce_session(root, timeout=settings.nodes_timeout, retry_read_timeouts=False),
     )
-    by_name["users"] = users_resource(client, page_size)
+
+    ledger = RunLedger()
+    environments = environments_resource(client, PageSize("environments", settings.page_size))
+    nodes = environment_nodes_resource(
+        environments, nodes_client, PageSize("environment nodes", settings.nodes_page_size), settings.nodes_timeout
+    )
+    runs = runs_resource(client, settings.runs_page_size, ledger, run_ids=run_ids)
+    config = _rest_api_config(root, auth, session, environments, runs, ledger)
+    by_name = {resource.name: resource for resource in rest_api_resources(config)}
+    by_name["environment_nodes"] = nodes
+    by_name["users"] = users_resource(client, PageSize("users", settings.page_size))
     return [by_name[name] for name in RESOURCE_NAMES]
 
 
-def _rest_api_config(
-    root: str, auth: BearerTokenAuth, session: Session, page_size: int, runs: Any
-) -> dict[str, Any]:
-    paged = {"limit": page_size, "orderBy": "id", "orderByDirection": "asc"}
+def _rest_api_config(root: str, auth: BearerTokenAuth, session: Any, environments: Any, runs: Any, ledger: RunLedger) -> Any:
+    # No paginator in `resource_defaults`: a paginator instance there is shared by every resource,
+    # so one resource's last page would end another's paging. Declared resources here are single
+    # pages; paged lists go through `lists.read_pages`, with a paginator per paging.
     return {
         "client": {"base_url": root, "auth": auth, "headers": _headers(), "session": session},
-        "resource_defaults": {
-            "endpoint": {"data_selector": DATA_SELECTOR, "paginator": CoalescePaginator()},
-        },
+        "resource_defaults": {"endpoint": {"data_selector": ROOT_SELECTOR, "paginator": "single_page"}},
         "resources": [
-            {
-                "name": "environments",
-                "primary_key": "id",
-                "write_disposition": "replace",
-                "columns": id_columns(),
-                "endpoint": {"path": "api/v1/environments", "params": {**paged, "detail": "false"}},
-                "processing_steps": [{"map": normalize_by_id}, {"filter": FirstSeen("id")}],
-            },
+            environments,
             {
                 "name": "environment",
                 "parallelized": True,
                 "primary_key": "id",
                 "write_disposition": "replace",
                 "columns": environment_columns(),
+                "include_from_parent": ["id"],
                 "endpoint": {
                     "path": "api/v1/environments/{resources.environments.id}",
-                    "data_selector": ROOT_SELECTOR,
-                    "paginator": "single_page",
                     # The environment may be deleted between the list and this call.
                     "response_actions": IGNORE_404,
                 },
                 "processing_steps": [{"map": normalize_environment}],
-            },
-            {
-                "name": "environment_nodes",
-                "parallelized": True,
-                "primary_key": ["environment_id", "id"],
-                "write_disposition": "replace",
-                "columns": node_columns(),
-                "include_from_parent": ["id"],
-                "endpoint": {
-                    "path": "api/v1/environments/{resources.environments.id}/nodes",
-                    "params": {**paged, "detail": "true"},
-                    "response_actions": IGNORE_404,
-                },
-                "processing_steps": [
-                    {"map": normalize_node},
-                    {"filter": FirstSeen("environment_id", "id")},
-                ],
             },
             runs,
             {
                 "name": "run_results",
                 "parallelized": True,
                 "primary_key": ["run_id", "node_id"],
+                # A run's results replace all its earlier rows: results loaded while the run was
+                # going (`isRunning`) give way to the final ones.
+                "merge_key": "run_id",
                 "write_disposition": "merge",
                 "columns": run_result_columns(),
                 "include_from_parent": ["id"],
                 "endpoint": {
                     "path": "api/v1/runs/{resources.runs.id}/results",
-                    # `data_envelope` brings {"results": [...]} and bare lists to the documented
-                    # {"data": [...]} shape without parsing the documented one twice.
                     "data_selector": DATA_SELECTOR,
-                    "paginator": "single_page",
-                    "response_actions": [data_envelope, *IGNORE_404],
+                    "response_actions": [
+                        run_results_envelope,
+                        ledger.response_hook("run_results"),
+                        *IGNORE_404,
+                    ],
                 },
                 "processing_steps": [{"map": normalize_run_result}],
             },
@@ -175,9 +200,7 @@ def _rest_api_config(
                 "endpoint": {
                     "path": "scheduler/runStatus",
                     "params": {"runCounter": "{resources.runs.id}"},
-                    "data_selector": ROOT_SELECTOR,
-                    "paginator": "single_page",
-                    "response_actions": IGNORE_404,
+                    "response_actions": [ledger.response_hook("run_status"), *IGNORE_404],
                 },
                 "processing_steps": [{"map": normalize_run_status}],
             },
@@ -189,6 +212,8 @@ def _rest_api_config(
                 "endpoint": {
                     "path": "api/v1/projects",
                     "params": {"includeWorkspaces": "true", "includeJobs": "true"},
+                    "data_selector": DATA_SELECTOR,
+                    "response_actions": [_require_data_list],
                 },
                 "processing_steps": [{"map": normalize_by_id}, {"filter": FirstSeen("id")}],
             },
@@ -196,17 +221,66 @@ def _rest_api_config(
     }
 
 
-def users_resource(client: RESTClient, page_size: int) -> Any:
+def environments_resource(client: RESTClient, page_size: PageSize) -> Any:
+    @dlt.resource(name="environments", primary_key="id", write_disposition="replace", columns=id_columns())
+    def environments() -> Iterator[list[dict[str, Any]]]:
+        first_seen = FirstSeen("id")
+        params = {**ASCENDING, "detail": "false"}
+        for page in read_pages(client, "api/v1/environments", params, page_size):
+            yield [env for env in map(normalize_by_id, page) if first_seen(env)]
+
+    return environments
+
+
+def environment_nodes_resource(environments: Any, client: RESTClient, page_size: PageSize, timeout: float) -> Any:
+    """Every node of every environment, with detail; one environment per task on dlt's extract pool."""
+
+    @dlt.transformer(
+        data_from=environments,
+        name="environment_nodes",
+        primary_key=["environment_id", "id"],
+        write_disposition="replace",
+        columns=node_columns(),
+        nested_hints={"columns": {"columns": node_column_columns()}},
+    )
+    def environment_nodes(page: list[dict[str, Any]]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+        for environment in page:
+            # A callable is a deferred item: dlt runs it on its extract pool (as rest_api does).
+            yield partial(_nodes_of, client, str(environment["id"]), page_size, timeout)
+
+    return environment_nodes
+
+
+def _nodes_of(client: RESTClient, environment_id: str, page_size: PageSize, timeout: float) -> list[dict[str, Any]]:
+    first_seen = FirstSeen("id")
+    params = {**ASCENDING, "detail": "true"}
+    nodes: list[dict[str, Any]] = []
+    try:
+        for page in read_pages(
+            client, f"api/v1/environments/{environment_id}/nodes", params, page_size,
+            timeout=timeout, shrink_on_timeout=True,
+        ):
+            for raw in page:
+                node = normalize_node({**raw, "_environments_id": environment_id})
+                if first_seen(node):
+                    nodes.append(node)
+    except HTTPError as error:
+        if error.response is None or error.response.status_code != 404:
+            raise
+        # Deleted between the environment list and this call: it has no nodes any more.
+        logger.warning("Coalesce environment %s no longer exists (404); skipping its nodes.", environment_id)
+        return []
+    return nodes
+
+
+def users_resource(client: RESTClient, page_size: PageSize) -> Any:
     @dlt.resource(name="users", primary_key="id", write_disposition="replace", columns=id_columns())
     def users() -> Iterator[list[dict[str, Any]]]:
         first_seen = FirstSeen("id")
-        params = {"limit": page_size, "orderBy": "id", "orderByDirection": "asc"}
         for path in USERS_PATHS:
             started = False
             try:
-                for page in client.paginate(
-                    path, params=params, paginator=CoalescePaginator(), data_selector=DATA_SELECTOR
-                ):
+                for page in read_pages(client, path, ASCENDING, page_size):
                     started = True
                     yield [user for user in map(normalize_by_id, page) if first_seen(user)]
                 return
@@ -217,6 +291,13 @@ def users_resource(client: RESTClient, page_size: int) -> Any:
                 # 404 on the first page: this deployment serves users at the next path.
 
     return users
+
+
+def _require_data_list(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A list answer must carry its items under `data` (see `pagination.check_list_envelope`)."""
+    if response.status_code == 200:
+        check_list_envelope(response.json(), response)
+    return response
 
 
 def _headers() -> dict[str, str]:

@@ -13,16 +13,17 @@ from dagster_dlt import DagsterDltResource, dlt_assets
 from pydantic import Field
 
 from .. import settings
-from ..coalesce.errors import explain
+from ..coalesce.errors import explain, is_transient
+from ..coalesce.records import FAILED_NODE_STATES
 from ..coalesce.runs import RUN_TABLES
-from ..coalesce.source import coalesce_source
+from ..coalesce.source import spec_source
 from ..pipeline import in_process_normalize, make_pipeline, preferred_file_format
 from .resources import CoalesceResource
 from .translator import CoalesceTranslator
 
-# The definition-time source only tells Dagster which assets exist; it is never extracted. Explicit
-# placeholder arguments keep dlt from looking up config or secrets at import.
-_SPEC_SOURCE = coalesce_source(base_url="https://coalesce.invalid", access_token="unused-at-definition-time")
+# The definition-time source only tells Dagster which assets exist; it is never extracted, and
+# building it reads no config or secrets.
+_SPEC_SOURCE = spec_source()
 
 
 # Run config of a load lives under this op name: {"ops": {"coalesce_load": {"config": {...}}}}.
@@ -71,8 +72,9 @@ def coalesce_assets(
         explanation = explain(error)
         if explanation is None:
             raise
-        # One actionable sentence first; dlt's full chain stays attached as the cause.
-        raise dg.Failure(description=explanation, allow_retries=True) from error
+        # One actionable sentence first; dlt's full chain stays attached as the cause. Only a
+        # transient failure (429, 5xx, network) may be retried: a refused token fails again.
+        raise dg.Failure(description=explanation, allow_retries=is_transient(error)) from error
     finally:
         shutil.rmtree(working_dir, ignore_errors=True)
 
@@ -80,44 +82,52 @@ def coalesce_assets(
 def _with_coalesce_run_metadata(
     context: dg.AssetExecutionContext, events: Iterator[Any], pipeline: dlt.Pipeline, run_ids: list[int]
 ) -> Iterator[Any]:
-    """When loading given Coalesce runs, name them, their status and UI links on each run asset."""
+    """When loading given Coalesce runs, name them, their status and UI links on each run asset.
+
+    Metadata is added to dagster-dlt's own events (as its `fetch_row_count` does), keeping every
+    field they carry."""
     extra: Optional[dict[str, Any]] = None
     for event in events:
         if run_ids and isinstance(event, dg.MaterializeResult) and event.asset_key.path[-1] in RUN_TABLES:
             if extra is None:
                 extra = _loaded_runs_metadata(context, pipeline, run_ids)
-            event = dg.MaterializeResult(
-                asset_key=event.asset_key,
-                metadata={**(event.metadata or {}), **extra},
-                check_results=event.check_results,
-                data_version=event.data_version,
-                tags=event.tags,
-            )
+            event = event._replace(metadata={**(event.metadata or {}), **extra})
         yield event
 
 
 def _loaded_runs_metadata(context: dg.AssetExecutionContext, pipeline: dlt.Pipeline, run_ids: list[int]) -> dict[str, Any]:
     ids = sorted({int(run_id) for run_id in run_ids})
     metadata: dict[str, Any] = {"coalesce/run_ids": dg.MetadataValue.json(ids)}
+    id_list = ", ".join(str(run_id) for run_id in ids)  # ints only: safe to inline
+    failed_states = ", ".join(f"'{state}'" for state in sorted(FAILED_NODE_STATES))
     try:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name("runs")
-            placeholders = ", ".join(str(run_id) for run_id in ids)  # ints only: safe to inline
+            runs, results, status = (client.make_qualified_table_name(t) for t in ("runs", "run_results", "run_status"))
             rows = client.execute_sql(
-                f"SELECT id, run_status, run_type, environment_id, run_link FROM {table} "
-                f"WHERE id IN ({placeholders}) ORDER BY id"
+                f"SELECT r.id, r.run_status, r.run_type, r.environment_id, s.run_link FROM {runs} r "
+                f"LEFT JOIN {status} s ON s.run_id = r.id WHERE r.id IN ({id_list}) ORDER BY r.id"
+            )
+            failed_nodes = dict(
+                client.execute_sql(
+                    f"SELECT run_id, count(*) FROM {results} WHERE run_id IN ({id_list}) "
+                    f"AND lower(run_state) IN ({failed_states}) GROUP BY run_id"
+                )
             )
     except Exception as error:  # metadata is a courtesy: never fail a load over it
         context.log.warning(f"Could not read back the loaded Coalesce runs: {error}")
         return metadata
-    lines = ["| run | status | type | environment |", "|---|---|---|---|"]
-    lines += [f"| [{rid}]({link}) | {status} | {rtype} | {env} |" for rid, status, rtype, env, link in rows]
+    lines = ["| run | status | type | environment | failed nodes |", "|---|---|---|---|---|"]
+    for run_id, status, run_type, env, link in rows:
+        # Only the link Coalesce's scheduler gave; a run without one is named, not linked.
+        name = f"[{run_id}]({link})" if link else str(run_id)
+        lines.append(f"| {name} | {status} | {run_type} | {env} | {failed_nodes.get(run_id, 0)} |")
     metadata["coalesce/runs"] = dg.MetadataValue.md("\n".join(lines))
     statuses: dict[str, int] = {}
     for _, status, *_ in rows:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
     metadata["coalesce/run_statuses"] = dg.MetadataValue.json(statuses)
-    if len(rows) == 1:
+    metadata["coalesce/failed_nodes"] = dg.MetadataValue.int(sum(failed_nodes.values()))
+    if len(rows) == 1 and rows[0][4]:
         metadata["coalesce/run_link"] = dg.MetadataValue.url(rows[0][4])
     return metadata
 

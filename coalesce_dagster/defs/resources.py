@@ -5,21 +5,13 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import dagster as dg
-import dlt
 from dagster_dlt import DagsterDltResource
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.extract.source import DltSource
 from pydantic import Field
 
 from ..coalesce.client import CoalesceClient
-from ..coalesce.regions import normalize_base_url
+from ..coalesce.config import ConfigurationError
 from ..coalesce.source import coalesce_source
-
-TOKEN_HELP = (
-    "No Coalesce access token is configured. Generate one in Coalesce (Deploy tab -> "
-    "'Generate Access Token') and set it as `access_token` under [sources.coalesce_source] in "
-    ".dlt/secrets.toml, or in the environment variable SOURCES__COALESCE_SOURCE__ACCESS_TOKEN. "
-    "To try the project without an account, run the demo, which starts the bundled simulator."
-)
 
 
 class CoalesceConfigurationError(dg.Failure):
@@ -33,9 +25,10 @@ class CoalesceResource(dg.ConfigurableResource):
     """Where Coalesce is and how to reach it.
 
     Leave the fields unset to use dlt configuration (`[sources.coalesce_source]` in `.dlt/`, or
-    `SOURCES__COALESCE_SOURCE__*` variables), resolved when a run starts. To keep the token in a
-    Dagster-managed variable instead, pass `access_token=dg.EnvVar("MY_VAR")`: never a plain string,
-    which Dagster would show on the resource page.
+    `SOURCES__COALESCE_SOURCE__*` variables), resolved when a run or a sensor tick starts. To keep
+    the token in a Dagster-managed variable instead, pass `access_token=dg.EnvVar("MY_VAR")`: never
+    a plain string, which Dagster would show on the resource page. Loads and the sensor resolve the
+    connection the same way (`coalesce/config.py`).
     """
 
     base_url: Optional[str] = Field(
@@ -49,30 +42,24 @@ class CoalesceResource(dg.ConfigurableResource):
         default=None, description="Items per page for Coalesce list endpoints; default: dlt config."
     )
 
-    def build_source(self, run_ids: Optional[Sequence[int]] = None) -> Any:
+    def build_source(self, run_ids: Optional[Sequence[int]] = None) -> DltSource:
         """The dlt source for one run; resolves config and secrets now, not at import."""
-        kwargs: dict[str, Any] = {"run_ids": run_ids}
-        if self.page_size:
-            kwargs["page_size"] = self.page_size
-        if self.base_url:
-            kwargs["base_url"] = normalize_base_url(self.base_url)
-        if self.access_token:
-            kwargs["access_token"] = self.access_token
         try:
-            return coalesce_source(**kwargs)
-        except ConfigFieldMissingException as missing:
-            if "access_token" in missing.fields:
-                raise CoalesceConfigurationError(TOKEN_HELP) from None
-            raise
-
+            return coalesce_source(
+                base_url=self.base_url,
+                access_token=self.access_token,
+                page_size=self.page_size,
+                run_ids=run_ids,
+            )
+        except ConfigurationError as error:
+            raise CoalesceConfigurationError(str(error)) from None
 
     def client(self) -> CoalesceClient:
         """A client for the sensor's own calls, with settings resolved now (not at import)."""
-        base_url = self.base_url or dlt.config.get("sources.coalesce_source.base_url")
-        token = self.access_token or dlt.secrets.get("sources.coalesce_source.access_token")
-        if not token:
-            raise CoalesceConfigurationError(TOKEN_HELP)
-        return CoalesceClient(normalize_base_url(base_url), str(token))
+        try:
+            return CoalesceClient.from_config(self.base_url, self.access_token)
+        except ConfigurationError as error:
+            raise CoalesceConfigurationError(str(error)) from None
 
 
 def resource_defs() -> dict[str, Any]:

@@ -16,27 +16,75 @@ themselves are merged on their keys, so even a repeated load never duplicates th
 """
 
 import hashlib
+import logging
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import dagster as dg
 
 from .. import settings
 from ..coalesce.client import RunSummary
+from ..coalesce.config import ConfigurationError
 from ..coalesce.errors import explain
 from ..coalesce.run_tracker import TrackerCursor, track_runs
 from .assets import LOAD_OP_NAME
 from .resources import CoalesceConfigurationError, CoalesceResource
 from .schedules import runs_job
 
+logger = logging.getLogger(__name__)
+
 SENSOR_NAME = "coalesce_run_status_sensor"
 RUN_IDS_TAG = "coalesce/run_ids"
-# Dagster tag values are limited in length; a request holds at most this many ids in its tag.
+# Dagster tag values are limited in length: the tag names at most this many ids, for people to
+# read. What a run loads, and what the sensor checks after a reset, is its run config.
 _TAG_ID_LIMIT = 100
 
 
-def _int_setting(key: str, default: int) -> int:
-    return int(float(settings.setting(f"sensor.{key}", str(default))))
+@dataclass(frozen=True)
+class SensorSettings:
+    lookback_hours: float = 6
+    time_budget_seconds: float = 40
+    max_runs_per_request: int = 50
+
+
+def _number(key: str, default: float, *, whole: bool, minimum: float) -> Any:
+    """`[coalesce_dagster.sensor] <key>`, checked: a bad value names the key, the value and the range."""
+    raw = settings.setting(f"sensor.{key}", "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+        if whole and not value.is_integer():
+            raise ValueError(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum:  # also rejects NaN
+        kind = "a whole number" if whole else "a number"
+        raise ConfigurationError(
+            f"[coalesce_dagster.sensor] {key} = {raw!r} must be {kind} of at least {minimum:g} "
+            f"(COALESCE_DAGSTER__SENSOR__{key.upper()}; default {default})."
+        )
+    return int(value) if whole else value
+
+
+def sensor_settings() -> SensorSettings:
+    """The per-tick settings, read when a tick starts; raises `ConfigurationError` on a bad value."""
+    return SensorSettings(
+        lookback_hours=_number("lookback_hours", 6, whole=False, minimum=0),
+        time_budget_seconds=_number("time_budget_seconds", 40, whole=False, minimum=1),
+        max_runs_per_request=_number("max_runs_per_request", 50, whole=True, minimum=1),
+    )
+
+
+def _definition_setting(key: str, default: int) -> int:
+    """A setting Dagster needs when it loads the definitions: a bad value is logged and the default
+    used, so one typo cannot stop the code location from loading."""
+    try:
+        return _number(key, default, whole=True, minimum=1)
+    except ConfigurationError as error:
+        logger.warning("%s Using %s.", error, default)
+        return default
 
 
 def run_request_for(runs: Sequence[RunSummary]) -> dg.RunRequest:
@@ -49,33 +97,33 @@ def run_request_for(runs: Sequence[RunSummary]) -> dg.RunRequest:
         tags={
             RUN_IDS_TAG: ",".join(map(str, run_ids[:_TAG_ID_LIMIT])),
             "coalesce/run_count": str(len(run_ids)),
-            "coalesce/run_statuses": ",".join(sorted({run.status for run in runs})),
+            "coalesce/run_statuses": ",".join(sorted({str(run.status) for run in runs})),
         },
     )
 
 
 def _already_requested(context: dg.SensorEvaluationContext) -> set[int]:
-    """Coalesce run ids this sensor asked Dagster to load (recent runs only)."""
+    """Coalesce run ids this sensor asked Dagster to load (its 500 most recent requests), read from
+    each run's config, which holds every id whatever the batch size."""
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(tags={"dagster/sensor_name": SENSOR_NAME}), limit=500
     )
     requested: set[int] = set()
     for record in records:
-        for part in record.dagster_run.tags.get(RUN_IDS_TAG, "").split(","):
-            if part.strip().isdigit():
-                requested.add(int(part))
+        config = (record.dagster_run.run_config or {}).get("ops", {}).get(LOAD_OP_NAME, {}).get("config", {})
+        requested.update(int(run_id) for run_id in config.get("run_ids") or ())
     return requested
 
 
 def _batches(runs: list[RunSummary], size: int) -> Iterable[list[RunSummary]]:
-    for start in range(0, len(runs), max(size, 1)):
+    for start in range(0, len(runs), size):
         yield runs[start : start + size]
 
 
 @dg.sensor(
     name=SENSOR_NAME,
     job=runs_job,
-    minimum_interval_seconds=_int_setting("minimum_interval_seconds", 60),
+    minimum_interval_seconds=_definition_setting("minimum_interval_seconds", 60),
     default_status=(
         dg.DefaultSensorStatus.RUNNING
         if settings.setting("sensor.default_status", "stopped").lower() == "running"
@@ -86,15 +134,17 @@ def _batches(runs: list[RunSummary], size: int) -> Iterable[list[RunSummary]]:
 def coalesce_run_status_sensor(context: dg.SensorEvaluationContext, coalesce: CoalesceResource) -> dg.SensorResult:
     cursor, readable = TrackerCursor.deserialize(context.cursor)
     try:
+        options = sensor_settings()
         client = coalesce.client()
         tick = track_runs(
             client,
             cursor,
-            lookback=timedelta(hours=_int_setting("lookback_hours", 6)),
-            time_budget_seconds=_int_setting("time_budget_seconds", 40),
+            lookback=timedelta(hours=options.lookback_hours),
+            time_budget_seconds=options.time_budget_seconds,
         )
-    except CoalesceConfigurationError as error:
-        return dg.SensorResult(skip_reason=dg.SkipReason(str(error.description)), cursor=context.cursor)
+    except (CoalesceConfigurationError, ConfigurationError) as error:
+        message = error.description if isinstance(error, dg.Failure) else str(error)
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"Not configured: {message}"), cursor=context.cursor)
     except Exception as error:  # Coalesce down or refusing: skip, keep the cursor, try next tick
         explanation = explain(error)
         if explanation is None:
@@ -109,7 +159,7 @@ def coalesce_run_status_sensor(context: dg.SensorEvaluationContext, coalesce: Co
         # After a reset we may rediscover runs requested before it: do not request them twice.
         done = _already_requested(context)
         finished = [run for run in finished if run.id not in done]
-    requests = [run_request_for(batch) for batch in _batches(finished, _int_setting("max_runs_per_request", 50))]
+    requests = [run_request_for(batch) for batch in _batches(finished, options.max_runs_per_request)]
     context.log.info(
         f"Discovered {tick.discovered} new run(s), polled {tick.polled}, {tick.in_flight} still in flight, "
         f"{len(finished)} finished" + (" (time budget spent; resuming next tick)" if tick.budget_exhausted else "")

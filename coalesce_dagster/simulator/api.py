@@ -122,6 +122,8 @@ class CoalesceApi:
             limit = self._page_params(request.query, order_fields=("id",), default_direction="asc").limit
         except ApiError:
             return 0.0
+        if faults.detail_page_hang_with_cursor_only and not request.query.get("startingFrom"):
+            return 0.0
         return seconds if detail and limit > threshold else 0.0
 
     def _page_params(

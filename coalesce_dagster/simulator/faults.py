@@ -79,6 +79,8 @@ class Faults:
     # The wait holds no lock and ends when the simulator stops.
     detail_page_hang_above: int | None = None
     detail_page_hang_seconds: float = 0.0
+    # Only detail pages that continue from a cursor wait: a list that turns slow part-way through.
+    detail_page_hang_with_cursor_only: bool = False
     # /scheduler/runStatus runLink: "counter" <base>/runs/<run id> as documented, or "uuid"
     # <base>/runs/<UUID stable per seed and run>, as the real UI's run URLs carry a UUID.
     run_link_style: str = "counter"

@@ -5,7 +5,6 @@ from coalesce_dagster.coalesce.regions import (
     REGION_HOSTS,
     InvalidBaseUrlError,
     normalize_base_url,
-    run_link,
 )
 
 
@@ -44,5 +43,10 @@ def test_unusable_base_url_names_the_regions(bad):
         normalize_base_url(bad)
 
 
-def test_run_link_matches_coalesce_form():
-    assert run_link("eu", 42) == "https://app.eu.coalescesoftware.io/runs/42"
+@pytest.mark.parametrize("typo", ["eu-nowhere", "europe", "us_east_1"])
+def test_an_unknown_region_alias_is_named_at_once_with_the_valid_ones(typo):
+    with pytest.raises(InvalidBaseUrlError) as raised:
+        normalize_base_url(typo)
+    message = str(raised.value)
+    assert f"{typo!r} is not a known Coalesce region alias" in message
+    assert all(alias in message for alias in REGION_HOSTS)

@@ -86,6 +86,7 @@ def simulator_config() -> SimulatorConfig:
 def test_every_list_is_paged_through(simulator, instance, warehouse, monkeypatch):
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__PAGE_SIZE", "7")
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__RUNS_PAGE_SIZE", "7")
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__NODES_PAGE_SIZE", "7")
     assert materialize(instance).success
     assert_matches_simulator(warehouse, simulator)
 

@@ -1,0 +1,275 @@
+"""What real Coalesce accounts do that the reference did not say, and answers its spec allows.
+
+Each test drives the real dlt source over real HTTP against the simulator taught that behaviour (its
+switches are off by default), into DuckDB, and checks the destination against the simulator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import pytest
+
+from coalesce_dagster.coalesce.config import ConfigurationError, MissingTokenError
+from coalesce_dagster.coalesce.errors import explain
+from coalesce_dagster.coalesce.source import coalesce_source
+from coalesce_dagster.pipeline import make_pipeline, run_load
+from coalesce_dagster.simulator import SimulatorConfig, real_account_quirks
+from coalesce_dagster_tests.coalesce.test_faults import contents
+from coalesce_dagster_tests.expectations import assert_matches_simulator
+
+PAGED_LISTS = ("/api/v1/environments", "/api/v1/runs", "/api/v1/users")
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(environments=5, nodes_per_environment=9, runs=14, results_per_run=3, users=7, projects=3)
+
+
+def load(sim, **kwargs):
+    pipeline = make_pipeline()
+    run_load(pipeline, coalesce_source(base_url=sim.base_url, access_token=sim.config.token, **kwargs))
+    return pipeline
+
+
+def failed_load(sim, **kwargs) -> Exception:
+    with pytest.raises(Exception) as failure:
+        load(sim, **kwargs)
+    return failure.value
+
+
+def list_requests(sim):
+    """Every paged list request: environments, each environment's nodes, runs, users."""
+    return [r for r in sim.requests if r.path in PAGED_LISTS or r.path.endswith("/nodes")]
+
+
+# -- page sizes -------------------------------------------------------------------------------
+
+
+def test_default_page_sizes_are_accepted_by_a_real_account(simulator, warehouse):
+    simulator.faults.update(real_account_quirks())
+    load(simulator)  # the shipped defaults, from .dlt/config.toml
+    assert_matches_simulator(warehouse, simulator)
+    limits = {int(r.query["limit"]) for r in list_requests(simulator)}
+    assert limits and max(limits) <= 500
+    assert {r.status for r in list_requests(simulator)} == {200}
+
+
+def test_a_refused_page_size_is_halved_once_per_list_and_the_sync_completes(simulator, warehouse, caplog):
+    simulator.faults.max_page_size = 3
+    with caplog.at_level(logging.WARNING):
+        load(simulator, page_size=6, runs_page_size=6, nodes_page_size=6)
+    assert_matches_simulator(warehouse, simulator)
+
+    refused = [r for r in list_requests(simulator) if r.status == 400]
+    assert {int(r.query["limit"]) for r in refused} == {6}
+    assert {int(r.query["limit"]) for r in list_requests(simulator) if r.status == 200} == {3}
+    # Learned once per list: all five environments' node lists share one lesson.
+    shrinks = [m for m in caplog.messages if "asking for pages of 3" in m]
+    assert Counter(m.split(" for ")[1].split(" pages")[0] for m in shrinks) == {
+        "environments": 1, "environment nodes": 1, "runs": 1, "users": 1,
+    }
+
+
+def test_a_page_size_coalesce_never_accepts_fails_with_its_message(simulator, warehouse):
+    simulator.faults.status_override = {"/api/v1/environments": 400}
+    error = failed_load(simulator, page_size=40)
+    assert "(400)" in explain(error)
+    assert warehouse.path.exists() is False or "environments" not in warehouse.tables()
+
+
+@pytest.mark.parametrize("setting, value", [("runs_page_size", 1000), ("page_size", 0), ("nodes_page_size", "many")])
+def test_a_page_size_outside_1_to_500_is_refused_before_any_request(simulator, setting, value):
+    with pytest.raises(ConfigurationError) as refused:
+        load(simulator, **{setting: value})
+    assert f"[sources.coalesce_source] {setting} = {value!r}" in str(refused.value)
+    assert simulator.request_count() == 0
+
+
+# -- slow node detail pages ---------------------------------------------------------------------
+
+
+def test_a_node_page_that_times_out_is_asked_again_smaller_from_the_same_cursor(simulator, warehouse, caplog):
+    simulator.faults.update({
+        "detail_page_hang_above": 4,
+        "detail_page_hang_seconds": 30.0,  # far past the timeout; the simulator's stop ends it
+        "detail_page_hang_with_cursor_only": True,  # the first page is quick, the second is not
+    })
+    with caplog.at_level(logging.WARNING):
+        load(simulator, nodes_page_size=8, nodes_timeout=0.5)
+    assert_matches_simulator(warehouse, simulator, tables=("environments", "environment_nodes"))
+
+    first_env = sorted(simulator.state.environments, key=int)[0]
+    pages = [r for r in simulator.requests if r.path == f"/api/v1/environments/{first_env}/nodes"]
+    timed_out = next(r for r in pages if r.status == 0 or (r.query.get("startingFrom") and r.query["limit"] == "8"))
+    resumed = pages[pages.index(timed_out) + 1]
+    assert resumed.query["limit"] == "4"
+    assert resumed.query["startingFrom"] == timed_out.query["startingFrom"]
+    assert sum(1 for r in pages if "startingFrom" not in r.query) == 1  # page one was not read again
+    assert any("did not answer within 0.5 s for environment nodes pages of 8" in m for m in caplog.messages)
+
+
+def test_node_pages_have_their_own_page_size(simulator, warehouse):
+    load(simulator, page_size=100, nodes_page_size=4)
+    node_limits = {r.query["limit"] for r in simulator.requests if r.path.endswith("/nodes")}
+    env_limits = {r.query["limit"] for r in simulator.requests if r.path == "/api/v1/environments"}
+    assert node_limits == {"4"} and env_limits == {"100"}
+
+
+# -- lists longer than a page, read concurrently -------------------------------------------------
+
+
+def test_every_environment_project_and_user_loads_when_lists_span_pages(simulator, warehouse, monkeypatch):
+    """One shared paginator used to end every list after the first page of another (5 environments
+    with page_size=2 loaded 2). Each paging now has its own, across dlt's extract threads."""
+    monkeypatch.setenv("EXTRACT__WORKERS", "8")
+    load(simulator, page_size=2, runs_page_size=2, nodes_page_size=2)
+    assert_matches_simulator(warehouse, simulator)
+    assert warehouse.count("environment_nodes__columns") == sum(
+        len(node["metadata"]["columns"]) for nodes in simulator.state.nodes.values() for node in nodes.values()
+    )
+
+
+# -- optional fields the spec allows to be absent ------------------------------------------------
+
+
+def test_a_run_status_without_run_status_loads_as_null_and_everything_else_loads(simulator, warehouse):
+    simulator.faults.run_status_without_status = True
+    load(simulator)
+    assert_matches_simulator(warehouse, simulator, tables=("runs", "run_results", "environments"))
+    assert warehouse.count("run_status") == len(simulator.state.runs)
+    assert warehouse.count("run_status", "WHERE run_status IS NULL") == len(simulator.state.runs)
+    links = dict(warehouse.rows("SELECT run_id, run_link FROM coalesce_data.run_status"))
+    assert links == {run_id: simulator.state.run_link(run_id) for run_id in simulator.state.runs}
+
+
+def test_an_environment_detail_without_id_takes_the_id_it_was_asked_for(simulator, warehouse):
+    simulator.faults.environment_detail_without_id = True
+    load(simulator)
+    assert_matches_simulator(warehouse, simulator, tables=("environment",))
+    names = dict(warehouse.rows("SELECT id, name FROM coalesce_data.environment"))
+    assert names == {env_id: env["name"] for env_id, env in simulator.state.environments.items()}
+
+
+# -- run links and node failure states ---------------------------------------------------------------
+
+
+def test_every_stored_run_link_is_the_one_the_scheduler_returned(simulator, warehouse):
+    simulator.faults.run_link_style = "uuid"
+    load(simulator)
+    links = dict(warehouse.rows("SELECT run_id, run_link FROM coalesce_data.run_status"))
+    assert links == {run_id: simulator.state.run_link(run_id) for run_id in simulator.state.runs}
+    assert all(str(simulator.state.run_uuid(run_id)) in link for run_id, link in links.items())
+    # No other column anywhere holds a link of our own making.
+    scheduler_links = set(links.values())
+    for table in warehouse.tables() - {"run_status"}:
+        for column, in warehouse.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' "
+            "AND table_name = ? AND data_type = 'VARCHAR'", table):
+            stray = warehouse.rows(
+                f'SELECT "{column}" FROM coalesce_data."{table}" WHERE "{column}" LIKE \'%/runs/%\'')
+            assert not [value for (value,) in stray if value not in scheduler_links], (table, column)
+
+
+def test_failed_nodes_keep_the_state_coalesce_reported(simulator, warehouse):
+    simulator.faults.failed_run_state = "failed"
+    failing = simulator.state.add_runs(2, status="failed")
+    load(simulator)
+    states = warehouse.rows(
+        f"SELECT DISTINCT run_state FROM coalesce_data.run_results WHERE run_id IN ({failing[0]}, {failing[1]})")
+    assert ("failed",) in states and ("error",) not in states
+
+
+# -- results while a run is going ---------------------------------------------------------------
+
+
+def test_results_loaded_mid_run_are_replaced_by_the_final_ones(simulator, warehouse):
+    state = simulator.state
+    queued = state.start_run("1")
+    load(simulator)
+    assert warehouse.count("run_results", f"WHERE run_id = {queued}") == 0  # 200 with data: []
+
+    state.set_run_status(queued, "running")
+    load(simulator)
+    assert warehouse.count("run_results", f"WHERE run_id = {queued} AND is_running") == len(state.results[queued]) > 0
+
+    state.set_run_status(queued, "completed")
+    load(simulator)
+    assert_matches_simulator(warehouse, simulator)
+    assert warehouse.count("run_results", f"WHERE run_id = {queued} AND is_running") == 0
+    final_queries = sum(len(result["queryResults"]) for result in state.results[queued])
+    assert warehouse.scalar(
+        "SELECT count(*) FROM coalesce_data.run_results__query_results q JOIN coalesce_data.run_results r "
+        f"ON q._dlt_parent_id = r._dlt_id WHERE r.run_id = {queued}") == final_queries
+
+
+# -- run results in an envelope nobody documents; the frontier never skips a run -------------------
+
+
+def test_results_in_an_unknown_envelope_stop_the_load_naming_the_run_and_shape(simulator, warehouse):
+    load(simulator)
+    before = contents(warehouse)
+    new_run = simulator.state.add_runs(1)[0]
+    simulator.faults.results_envelope = "items"
+
+    message = explain(failed_load(simulator))
+    assert f"the results of run {new_run}" in message and "['items']" in message
+    assert contents(warehouse) == before
+
+    simulator.faults.results_envelope = "data"
+    load(simulator)
+    assert_matches_simulator(warehouse, simulator)
+
+
+def test_results_whose_key_comes_late_in_the_body_load(simulator, warehouse):
+    simulator.faults.results_envelope = "results_late"
+    load(simulator)
+    assert_matches_simulator(warehouse, simulator)
+
+
+PARTIAL_OR_FAILED = {
+    # The sync commits, but the run's results or status did not arrive.
+    "results_not_found": {"status_override": {"/api/v1/runs/{run}/results": 404}},
+    "status_not_found": {"status_override": {"/scheduler/runStatus": 404}},
+    # The sync fails part-way.
+    "results_unknown_envelope": {"results_envelope": "items"},
+    "results_outage": {"status_override": {"/api/v1/runs/{run}/results": 503}},
+}
+
+
+@pytest.mark.parametrize("fault", list(PARTIAL_OR_FAILED.values()), ids=list(PARTIAL_OR_FAILED))
+def test_after_a_partial_or_failed_sync_the_next_one_ends_with_every_result_row(simulator, warehouse, fault):
+    load(simulator)
+    new_runs = simulator.state.add_runs(3)
+    for name, value in fault.items():
+        if isinstance(value, dict):
+            value = {path.format(run=new_runs[1]): status for path, status in value.items()}
+        setattr(simulator.faults, name, value)
+    try:
+        load(simulator)
+    except Exception:
+        pass  # a failed sync is one of the cases; a committed partial one is the other
+
+    simulator.faults.reset()
+    load(simulator)
+    assert_matches_simulator(warehouse, simulator)
+
+
+# -- the token comes from the documented places only -------------------------------------------------
+
+
+def test_a_token_meant_for_another_tool_is_never_sent(simulator, monkeypatch):
+    monkeypatch.delenv("SOURCES__COALESCE_SOURCE__ACCESS_TOKEN")
+    monkeypatch.setenv("ACCESS_TOKEN", simulator.config.token)
+    monkeypatch.setenv("SOURCES__ACCESS_TOKEN", simulator.config.token)
+    with pytest.raises(MissingTokenError) as missing:
+        coalesce_source(base_url=simulator.base_url)
+    assert "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN" in str(missing.value)
+    assert simulator.request_count() == 0
+
+
+def test_the_documented_variable_is_used(simulator, warehouse):
+    pipeline = make_pipeline()
+    run_load(pipeline, coalesce_source())  # base URL and token from SOURCES__COALESCE_SOURCE__*
+    assert_matches_simulator(warehouse, simulator, tables=("environments",))
