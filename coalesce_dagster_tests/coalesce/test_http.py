@@ -41,7 +41,7 @@ def test_a_rewritten_body_is_parsed_again(simulator):
     response = _get(simulator, "/api/v1/environments")
     response.json()
 
-    response._content = b'{"data": []}'  # what a response hook such as `data_envelope` does
+    response._content = b'{"data": []}'  # what a response hook such as `run_results_envelope` does
 
     assert response.json() == {"data": []}
 
@@ -79,3 +79,27 @@ def test_no_proxy_still_applies(simulator, monkeypatch):
     response = _get(simulator, "/api/v1/environments")
 
     assert response.status_code == 200
+
+
+def test_one_session_across_extract_threads_keeps_every_answer_with_its_request(simulator):
+    """dlt's rest_api hands one client session to all its extract threads, and so does this project.
+    requests' connection pool is thread-safe and each response is a new object (its class is set
+    before anyone else sees it): 16 threads, 600 requests, every body parsed from its own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    simulator.faults.latency_ms = 2  # keep requests overlapping
+    session = coalesce_session(simulator.base_url)
+    headers = {"Authorization": f"Bearer {simulator.config.token}"}
+
+    def fetch(run_id: int) -> tuple[int, str, object, bool]:
+        response = session.get(f"{simulator.base_url}/api/v1/runs/{run_id}", headers=headers, timeout=10)
+        body = response.json()
+        return run_id, response.request.url, body["id"], response.json() is body and isinstance(response, JsonResponse)
+
+    asked = sorted(simulator.state.runs) * 15
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(fetch, asked))
+
+    assert simulator.max_concurrency > 1
+    for run_id, url, body_id, parsed_once in answers:
+        assert url.endswith(f"/api/v1/runs/{run_id}") and body_id == run_id and parsed_once
