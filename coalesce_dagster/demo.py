@@ -151,7 +151,7 @@ def _print_summary(use_simulator: bool) -> None:
         print(f'Query it:    {_python()} -c "import duckdb; print(duckdb.connect(\'{location}\', read_only=True)'
               f'.sql(\'select run_status, count(*) from {dataset}.runs group by 1\'))"')
     print(f"Pipeline:    {Path(_python()).parent / 'dlt'} pipeline --pipelines-dir {pipeline.pipelines_dir} {pipeline.pipeline_name} info")
-    ui = "./scripts/demo.sh --ui" if use_simulator else "dagster dev -w workspace.yaml"
+    ui = "./scripts/demo.sh --ui" if use_simulator else "./scripts/demo.sh --ui   (or: DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -w workspace.yaml)"
     print(f"Dagster UI:  {ui}   (then open http://127.0.0.1:3000)")
 
 
