@@ -28,6 +28,7 @@ import dlt
 from . import settings
 
 DEMO_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.duckdb"
+LOADING_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.loading.duckdb"
 DAGSTER_HOME = settings.PROJECT_ROOT / ".dagster_home"
 DEMO_DAGSTER_HOME = DAGSTER_HOME / "demo"
 TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"  # = coalesce.config.TOKEN_ENV (no import at start)
@@ -37,6 +38,13 @@ BASE_URL_ENV = "SOURCES__COALESCE_SOURCE__BASE_URL"
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parse_args(argv)
     use_simulator = args.simulator or not _token_configured()
+    problems = _configuration_problems(use_simulator)
+    if problems:
+        # Before anything is started, replaced or requested: a typo costs nothing.
+        print("The configuration has problems; nothing was loaded or changed:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
     _prepare_dagster_home(use_simulator)
     with ExitStack() as stack:
         if use_simulator:
@@ -45,9 +53,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             print(f"Loading from Coalesce at {_configured_base_url()}")
 
-        if not _materialize_all():
-            print("The load failed; see the errors above.", file=sys.stderr)
+        failure = _materialize_all()
+        if failure is not None:
+            # The one actionable sentence comes last, after Dagster's own output.
+            print(f"\nThe load failed; nothing partial was written.\n{failure}", file=sys.stderr)
             return 1
+        if use_simulator:
+            _replace_demo_file()
         _print_summary(use_simulator)
         if args.ui:
             return _serve_ui(args.port, use_simulator)
@@ -70,6 +82,12 @@ def _token_configured() -> bool:
     return token_configured()
 
 
+def _configuration_problems(use_simulator: bool) -> list[str]:
+    from .validation import configuration_problems
+
+    return configuration_problems(connection=not use_simulator)
+
+
 def _configured_base_url() -> str:
     from .coalesce.config import resolve_base_url
 
@@ -88,22 +106,36 @@ class _start_simulator:
         self.simulator = CoalesceSimulator(SimulatorConfig()).start()
         os.environ[BASE_URL_ENV] = self.simulator.base_url
         os.environ[TOKEN_ENV] = self.simulator.config.token
-        os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(DEMO_DUCKDB_PATH)
+        # Load into a new file; it replaces the previous demo file only once the load has succeeded.
+        _remove_duckdb(LOADING_DUCKDB_PATH)
+        os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(LOADING_DUCKDB_PATH)
         if self.args.ui and self.args.demo_run_interval > 0:
             self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
         return self.simulator
 
     def __exit__(self, *exc) -> None:
         self.simulator.stop()
+        _remove_duckdb(LOADING_DUCKDB_PATH)  # what a failed load left
+
+
+def _replace_demo_file() -> None:
+    """The new demo data replaces the old file (DuckDB keeps no path inside its file)."""
+    _remove_duckdb(DEMO_DUCKDB_PATH)
+    os.replace(LOADING_DUCKDB_PATH, DEMO_DUCKDB_PATH)
+    os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(DEMO_DUCKDB_PATH)
+
+
+def _remove_duckdb(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
 
 
 def _prepare_dagster_home(use_simulator: bool) -> None:
     if use_simulator:
         # The simulator regenerates its organisation on every start, so the demo's Dagster history,
-        # sensor cursor and DuckDB file start fresh too (they would describe another organisation).
+        # sensor cursor start fresh too (they would describe another organisation); the DuckDB file is
+        # replaced after a successful load (`_replace_demo_file`).
         shutil.rmtree(DEMO_DAGSTER_HOME, ignore_errors=True)
-        for leftover in (DEMO_DUCKDB_PATH, DEMO_DUCKDB_PATH.with_suffix(".duckdb.wal")):
-            leftover.unlink(missing_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(DEMO_DAGSTER_HOME if use_simulator else DAGSTER_HOME))
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
@@ -111,7 +143,8 @@ def _prepare_dagster_home(use_simulator: bool) -> None:
         shutil.copyfile(settings.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
 
 
-def _materialize_all() -> bool:
+def _materialize_all() -> Optional[str]:
+    """Materialize every asset; None on success, else the failure's one actionable sentence."""
     import dagster as dg
 
     from .definitions import defs
@@ -120,16 +153,22 @@ def _materialize_all() -> bool:
     keys = sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys)
     print(f"Materializing {len(keys)} assets: {', '.join(keys)} ...", flush=True)
     started = time.monotonic()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    # INFO shows the load's progress (pages, rows, retries, dlt's steps) without Dagster's own
+    # step-by-step DEBUG events.
+    console = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, run_config=console, raise_on_error=False)
     if result.success:
         print(f"Done in {time.monotonic() - started:.1f} s (Dagster run {result.run_id}).")
-    else:
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data:
-                print(f"\nFAILED: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
-    return result.success
+        return None
+    messages = [
+        event.step_failure_data.user_failure_data.description
+        if event.step_failure_data.user_failure_data and event.step_failure_data.user_failure_data.description
+        else event.step_failure_data.error.message.strip()
+        for event in result.all_events
+        if event.is_step_failure and event.step_failure_data
+    ]
+    return "\n".join(f"FAILED: {message}" for message in messages) or "FAILED: see the errors above."
 
 
 def _print_summary(use_simulator: bool) -> None:

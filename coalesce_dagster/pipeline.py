@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,8 +11,11 @@ from typing import Any, Iterator, Optional
 import dlt
 from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.pipeline.progress import _NULL_COLLECTOR
 
 from . import settings
+
+logger = logging.getLogger(__name__)
 
 
 def make_destination() -> Destination:
@@ -22,26 +26,69 @@ def make_destination() -> Destination:
     if configured is not None and not isinstance(configured, str):
         return dlt.destinations.duckdb()  # a full credentials section: dlt resolves it as given
     credentials = DuckDbCredentials(str(configured or settings.DEFAULT_DUCKDB_PATH))
-    # DuckDB's default memory limit is 80% of RAM; merging a million run results then holds a
-    # large part of it. A limit makes DuckDB spill to disk instead (`[coalesce_dagster]
-    # duckdb_memory_limit`).
-    credentials.global_config = {"memory_limit": settings.setting("duckdb_memory_limit", "128MB")}
+    limit = settings.setting("duckdb_memory_limit", settings.DEFAULT_DUCKDB_MEMORY_LIMIT)
+    credentials.global_config = {"memory_limit": limit}
     return dlt.destinations.duckdb(credentials=credentials)
 
 
-def make_pipeline(working_dir: Optional[Path] = None) -> dlt.Pipeline:
+def make_pipeline(working_dir: Optional[Path] = None, progress: Any = None) -> dlt.Pipeline:
     """A fresh pipeline object.
 
     Build one per run: dagster-dlt mutates the schema of a pipeline it has run once (dagster#34052),
     and a separate working dir per run keeps concurrent runs from wiping each other's load packages
     (dagster#21022). State and schema come back from the destination at the start of each run.
+
+    progress: a dlt collector reporting the load's progress (see `progress.LoadProgress`).
     """
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         pipelines_dir=str(working_dir or settings.pipelines_dir()),
         destination=make_destination(),
         dataset_name=settings.dataset_name(),
+        progress=progress or _NULL_COLLECTOR,
     )
+
+
+def definition_pipeline() -> dlt.Pipeline:
+    """The pipeline Dagster's definitions describe (never run). A destination that cannot be set up
+    here (a typo, a missing extra) is logged and DuckDB's used in its place, so the code location
+    still loads; a load then fails with dlt's own message about it."""
+    try:
+        return make_pipeline()
+    except Exception as error:
+        logger.warning(
+            "[coalesce_dagster] destination %r cannot be used (%s); describing the assets with %s.",
+            settings.destination_name(), str(error).splitlines()[0][:200], settings.DEFAULT_DESTINATION,
+        )
+        return dlt.pipeline(
+            pipeline_name=settings.PIPELINE_NAME,
+            pipelines_dir=str(settings.pipelines_dir()),
+            destination=settings.DEFAULT_DESTINATION,
+            dataset_name=settings.dataset_name(),
+        )
+
+
+def duckdb_file(pipeline: dlt.Pipeline) -> Optional[Path]:
+    """The DuckDB file a pipeline loads into, or None for another destination."""
+    if pipeline.destination.destination_name != "duckdb":
+        return None
+    return Path(str(pipeline.destination_client().config.credentials.database))
+
+
+@contextmanager
+def no_new_file_left_on_failure(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """A failed first load leaves no empty DuckDB file behind: dlt creates the file when it first
+    connects, so a file that did not exist before a load that failed is removed (with its WAL).
+    A file that existed before is never touched."""
+    path = duckdb_file(pipeline)
+    existed = path is None or path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and path is not None:
+            for created in (path, path.with_name(path.name + ".wal")):
+                created.unlink(missing_ok=True)
+        raise
 
 
 def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
@@ -58,8 +105,9 @@ def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
 def run_load(pipeline: dlt.Pipeline, source: Any) -> Any:
     """`pipeline.run(source)` with the preferred file format, as the Dagster asset runs it (through
     dagster-dlt): for loads outside Dagster, such as the tests and the benchmark."""
-    load_info = pipeline.run(source, loader_file_format=preferred_file_format(pipeline))
-    load_info.raise_on_failed_jobs()
+    with no_new_file_left_on_failure(pipeline):
+        load_info = pipeline.run(source, loader_file_format=preferred_file_format(pipeline))
+        load_info.raise_on_failed_jobs()
     return load_info
 
 

@@ -17,6 +17,9 @@ PIPELINE_NAME = "coalesce_pipeline"
 DEFAULT_DATASET_NAME = "coalesce_data"
 DEFAULT_DESTINATION = "duckdb"
 DEFAULT_DUCKDB_PATH = PROJECT_ROOT / "coalesce.duckdb"
+# DuckDB's default memory limit is 80% of RAM; merging a million run results then holds a large part
+# of it. A limit makes DuckDB spill to disk instead.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 # Every dlt asset writing to the destination runs in this Dagster concurrency pool (limit 1), so a
 # schedule, the sensor and a UI click never load into the same DuckDB file / dlt state at once.
 CONCURRENCY_POOL = "coalesce_destination"

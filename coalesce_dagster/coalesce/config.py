@@ -88,6 +88,28 @@ def resolve_source_settings(
     )
 
 
+def source_setting_problems(*, connection: bool = True) -> list[str]:
+    """Every unusable `[sources.coalesce_source]` value, one message each; the token is not required.
+
+    connection: also check `base_url` (skip it when the settings will point at the simulator).
+    """
+    checks = [
+        lambda: _page_size("page_size", None, DEFAULT_PAGE_SIZE),
+        lambda: _page_size("runs_page_size", None, DEFAULT_RUNS_PAGE_SIZE),
+        lambda: _page_size("nodes_page_size", None, DEFAULT_NODES_PAGE_SIZE),
+        lambda: _positive_number("nodes_timeout", None, DEFAULT_NODES_TIMEOUT_SECONDS),
+    ]
+    if connection:
+        checks.append(lambda: resolve_base_url())
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except ConfigurationError as error:
+            problems.append(str(error))
+    return problems
+
+
 def resolve_access_token(explicit: Optional[str] = None) -> str:
     token = explicit if explicit else dlt.secrets.get(TOKEN_KEY)
     if token is None or not str(token).strip():

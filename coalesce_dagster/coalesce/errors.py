@@ -9,6 +9,7 @@ token cannot appear in them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterator, Optional
 
 import requests
@@ -65,10 +66,33 @@ def error_string(response: Optional[requests.Response]) -> Optional[str]:
     return None
 
 
+# DuckDB's words when another process has the file open (even read-only).
+_DUCKDB_LOCK = re.compile(
+    r'Could not set lock on file "(?P<path>[^"]+)": Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)'
+)
+
+
+def destination_locked(exc: BaseException) -> Optional[str]:
+    """A message for a DuckDB file held open by another process, or None."""
+    for cause in _causes(exc):
+        match = _DUCKDB_LOCK.search(str(cause))
+        if match:
+            return (
+                f"Another process holds the DuckDB file {match['path']}: {match['program']} (PID "
+                f"{match['pid']}). DuckDB lets one process use a file for writing, and even a read-only "
+                "connection blocks the loader. Close that connection (a notebook, the DuckDB CLI, a BI "
+                f"tool) or stop the process (kill {match['pid']}), then run the load again. Nothing was "
+                "written."
+            )
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether trying the same load again later may succeed: rate limits, Coalesce failing (5xx), the
     network, timeouts, a body cut short. A refused token (401), a missing permission (403), a wrong
     path or region (404), a bad request or an answer of the wrong shape fail the same way next time."""
+    if destination_locked(exc):
+        return True  # the other process may be gone by the next attempt
     for cause in _causes(exc):
         if isinstance(cause, UnexpectedResponseError):
             return False
@@ -83,7 +107,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def explain(exc: BaseException) -> Optional[str]:
-    """A one-paragraph explanation of a Coalesce failure, or None if the cause is not Coalesce."""
+    """A one-paragraph explanation of a load failure (Coalesce, or a DuckDB file held by another
+    process), or None if the cause is something else."""
+    locked = destination_locked(exc)
+    if locked:
+        return locked
     for cause in _causes(exc):
         if isinstance(cause, UnexpectedResponseError):
             return str(cause)

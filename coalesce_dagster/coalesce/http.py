@@ -15,6 +15,8 @@ request, not Coalesce's latency, set the pace. Two costs of plain `requests` sho
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any, Optional
 
 import orjson
@@ -23,6 +25,8 @@ from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client, Response, Session
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
+
+logger = logging.getLogger(__name__)
 
 # Connections kept open per host: above the largest `[extract] workers` anyone should need.
 MAX_CONNECTIONS = 64
@@ -52,11 +56,65 @@ class JsonResponse(Response):
         return value
 
 
+class RequestStats:
+    """Requests sent to Coalesce by this process, and how many are in flight: for progress lines."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.in_flight = 0
+        self.retried = 0
+
+    def begin(self) -> None:
+        with self._lock:
+            self.sent += 1
+            self.in_flight += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retried += 1
+
+
+REQUESTS = RequestStats()
+
+
 class _JsonResponseAdapter(HTTPAdapter):
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        REQUESTS.begin()
+        try:
+            return super().send(request, *args, **kwargs)
+        finally:
+            REQUESTS.end()
+
     def build_response(self, req: Any, resp: Any) -> Response:
+        # A new object nobody else holds yet: setting its class here is what `requests` would do
+        # with a subclass hook, and is safe across threads (tests/coalesce/test_http.py).
         response = super().build_response(req, resp)
         response.__class__ = JsonResponse
         return response
+
+
+def _log_retry(state: Any) -> None:
+    """tenacity `before_sleep`: say what failed, which attempt follows and how long it waits."""
+    REQUESTS.count_retry()
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None and outcome.failed else None
+    response = getattr(error, "response", None) if error is not None else (outcome.result() if outcome else None)
+    if response is not None and getattr(response, "status_code", None) is not None:
+        request = getattr(response, "request", None)
+        path = request.path_url.split("?")[0] if request is not None else "?"
+        cause = f"{response.status_code} on {path}"
+    else:
+        cause = type(error).__name__ if error is not None else "no answer"
+    wait = state.next_action.sleep if state.next_action is not None else 0
+    logger.warning(
+        "Coalesce request failed (%s); retry %d of %d in %.1f s.",
+        cause, state.attempt_number, state.retry_object.stop.max_attempt_number - 1, wait,
+    )
 
 
 def runtime_settings() -> RuntimeConfiguration:
@@ -94,6 +152,8 @@ def coalesce_session(
         request_max_retry_delay=min(retry_delay, max_retry_delay) if max_retry_delay else retry_delay,
     )
     session = client.session
+    # dlt's retrying `send`, with each retry logged (cause, attempt, wait) as it is scheduled.
+    session.send = session.send.retry_with(before_sleep=_log_retry)  # type: ignore[attr-defined]
     adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

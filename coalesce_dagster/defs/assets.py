@@ -17,7 +17,14 @@ from ..coalesce.errors import explain, is_transient
 from ..coalesce.records import FAILED_NODE_STATES
 from ..coalesce.runs import RUN_TABLES
 from ..coalesce.source import spec_source
-from ..pipeline import in_process_normalize, make_pipeline, preferred_file_format
+from ..pipeline import (
+    definition_pipeline,
+    in_process_normalize,
+    make_pipeline,
+    no_new_file_left_on_failure,
+    preferred_file_format,
+)
+from ..progress import LoadProgress
 from .resources import CoalesceResource
 from .translator import CoalesceTranslator
 
@@ -42,7 +49,7 @@ class CoalesceLoadConfig(dg.Config):
 
 @dlt_assets(
     dlt_source=_SPEC_SOURCE,
-    dlt_pipeline=make_pipeline(),
+    dlt_pipeline=definition_pipeline(),
     name=LOAD_OP_NAME,
     dagster_dlt_translator=CoalesceTranslator(),
     pool=settings.CONCURRENCY_POOL,
@@ -56,11 +63,11 @@ def coalesce_assets(
     source = coalesce.build_source(run_ids=config.run_ids or None)
     # A private working dir per run: dlt state and schema are restored from the destination.
     working_dir = Path(tempfile.mkdtemp(prefix=f"run-{context.run_id[:8]}-", dir=_ensure_pipelines_dir()))
-    pipeline = make_pipeline(working_dir)
+    pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
     # A load of given runs (the sensor's) is small: normalize it without worker processes.
     normalize_scope = in_process_normalize() if config.run_ids else contextlib.nullcontext()
     try:
-        with normalize_scope:  # spans the iteration: dagster-dlt runs the pipeline lazily
+        with normalize_scope, no_new_file_left_on_failure(pipeline):  # span the lazy iteration
             events = dagster_dlt.run(
                 context=context,
                 dlt_source=source,

@@ -8,12 +8,17 @@
     default_status = "running"            # or "stopped"
 """
 
-from typing import Any
+import logging
+from typing import Any, Callable, Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
+from dagster._utils.schedules import is_valid_cron_string
 
 from .. import settings
 from .selections import ENVIRONMENT_FAMILY, ORGANISATION, RUN_FAMILY
+
+logger = logging.getLogger(__name__)
 
 environments_job = dg.define_asset_job(
     "coalesce_environments_job",
@@ -34,19 +39,71 @@ runs_job = dg.define_asset_job(
 JOBS = [environments_job, organisation_job, runs_job]
 
 
-def _schedule(name: str, job: Any, cron_key: str, default_cron: str) -> dg.ScheduleDefinition:
-    status = settings.setting("schedules.default_status", "running").lower()
+def _cron_problem(value: str) -> Optional[str]:
+    return None if is_valid_cron_string(value) else "is not a cron expression such as '0 5 * * *'"
+
+
+def _timezone_problem(value: str) -> Optional[str]:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "is not an IANA time zone such as 'UTC' or 'Europe/Berlin'"
+    return None
+
+
+def _status_problem(value: str) -> Optional[str]:
+    return None if value.lower() in ("running", "stopped") else "must be 'running' or 'stopped'"
+
+
+# key -> (default, check)
+SCHEDULE_SETTINGS: dict[str, tuple[str, Callable[[str], Optional[str]]]] = {
+    "timezone": ("UTC", _timezone_problem),
+    "environments_cron": ("0 5 * * *", _cron_problem),
+    "organisation_cron": ("15 5 * * *", _cron_problem),
+    "runs_cron": ("30 5 * * *", _cron_problem),
+    "default_status": ("running", _status_problem),
+}
+
+
+def schedule_setting_problems() -> list[str]:
+    """Every unusable `[coalesce_dagster.schedules]` value, one message each (naming key and value)."""
+    problems = []
+    for key, (default, check) in SCHEDULE_SETTINGS.items():
+        value = settings.setting(f"schedules.{key}", default)
+        problem = check(value)
+        if problem:
+            problems.append(
+                f"[coalesce_dagster.schedules] {key} = {value!r} {problem} "
+                f"(COALESCE_DAGSTER__SCHEDULES__{key.upper()}; default {default!r})."
+            )
+    return problems
+
+
+def _schedule_setting(key: str) -> str:
+    """A schedule setting for the definitions: a bad value is logged and its default used, so one
+    typo cannot stop the code location from loading (`demo.sh` refuses it outright)."""
+    default, check = SCHEDULE_SETTINGS[key]
+    value = settings.setting(f"schedules.{key}", default)
+    problem = check(value)
+    if problem:
+        logger.warning("[coalesce_dagster.schedules] %s = %r %s; using %r.", key, value, problem, default)
+        return default
+    return value
+
+
+def _schedule(name: str, job: Any, cron_key: str) -> dg.ScheduleDefinition:
+    status = _schedule_setting("default_status").lower()
     return dg.ScheduleDefinition(
         name=name,
         job=job,
-        cron_schedule=settings.setting(f"schedules.{cron_key}", default_cron),
-        execution_timezone=settings.setting("schedules.timezone", "UTC"),
+        cron_schedule=_schedule_setting(cron_key),
+        execution_timezone=_schedule_setting("timezone"),
         default_status=dg.DefaultScheduleStatus.RUNNING if status == "running" else dg.DefaultScheduleStatus.STOPPED,
     )
 
 
 SCHEDULES = [
-    _schedule("coalesce_daily_environments", environments_job, "environments_cron", "0 5 * * *"),
-    _schedule("coalesce_daily_organisation", organisation_job, "organisation_cron", "15 5 * * *"),
-    _schedule("coalesce_daily_runs", runs_job, "runs_cron", "30 5 * * *"),
+    _schedule("coalesce_daily_environments", environments_job, "environments_cron"),
+    _schedule("coalesce_daily_organisation", organisation_job, "organisation_cron"),
+    _schedule("coalesce_daily_runs", runs_job, "runs_cron"),
 ]

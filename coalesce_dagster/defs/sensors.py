@@ -77,6 +77,33 @@ def sensor_settings() -> SensorSettings:
     )
 
 
+def sensor_setting_problems() -> list[str]:
+    """Every unusable `[coalesce_dagster.sensor]` value, one message each."""
+    checks = [
+        lambda: _number("lookback_hours", 6, whole=False, minimum=0),
+        lambda: _number("time_budget_seconds", 40, whole=False, minimum=1),
+        lambda: _number("max_runs_per_request", 50, whole=True, minimum=1),
+        lambda: _number("minimum_interval_seconds", 60, whole=True, minimum=1),
+        _check_default_status,
+    ]
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except ConfigurationError as error:
+            problems.append(str(error))
+    return problems
+
+
+def _check_default_status() -> None:
+    value = settings.setting("sensor.default_status", "stopped")
+    if value.lower() not in ("running", "stopped"):
+        raise ConfigurationError(
+            f"[coalesce_dagster.sensor] default_status = {value!r} must be 'running' or 'stopped' "
+            "(COALESCE_DAGSTER__SENSOR__DEFAULT_STATUS; default 'stopped')."
+        )
+
+
 def _definition_setting(key: str, default: int) -> int:
     """A setting Dagster needs when it loads the definitions: a bad value is logged and the default
     used, so one typo cannot stop the code location from loading."""

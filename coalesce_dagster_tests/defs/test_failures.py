@@ -32,3 +32,56 @@ def test_failure_says_what_happened_and_what_to_do(simulator, instance, monkeypa
     description = failure_description(result)
     assert expected in description
     assert len(description) < 1200  # a paragraph, not a traceback
+
+
+def test_a_duckdb_file_held_by_another_process_is_named_with_its_pid(simulator, instance, warehouse):
+    import subprocess
+    import sys
+
+    from coalesce_dagster_tests.coalesce.test_faults import contents
+
+    assert materialize(instance, selection=["environments", "projects"]).success
+    before = contents(warehouse)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('holding', flush=True); sys.stdin.read()", str(warehouse.path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"  # it has the file open now
+        result = materialize(instance, selection=["environments", "projects"], raise_on_error=False)
+    finally:
+        holder.stdin.close()  # lets it exit, releasing the file
+        holder.wait(timeout=30)
+
+    assert not result.success
+    description = failure_description(result)
+    assert description.startswith(f"Another process holds the DuckDB file {warehouse.path}")
+    assert f"(PID {holder.pid})" in description and f"kill {holder.pid}" in description
+    assert contents(warehouse) == before
+
+
+def test_progress_and_retries_reach_the_dagster_run_log(simulator, tmp_path):
+    """With the committed dagster.yaml's `python_logs`, the run log shows dlt's steps with counts,
+    the Coalesce requests, and each retry with its cause and wait."""
+    import dagster as dg
+    import yaml
+
+    from coalesce_dagster_tests.project_copy import REPO_ROOT
+
+    python_logs = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["python_logs"]
+    simulator.faults.update({"server_error_burst": 1, "fault_path_prefix": "/api/v1/projects"})
+    with dg.instance_for_test(overrides={"python_logs": python_logs}) as instance:
+        result = materialize(instance)
+        assert result.success
+        messages = [
+            record.user_message
+            for record in instance.all_logs(result.run_id)
+            if not record.is_dagster_event
+        ]
+    text = "\n".join(messages)
+    for step in ("Extract coalesce_source", "Normalize coalesce_source", "Load coalesce_source"):
+        assert step in text, step
+    sent = [int(line.split()[2]) for line in text.splitlines() if line.startswith("Coalesce requests: ")]
+    assert max(sent) == simulator.request_count()
+    assert "Coalesce request failed (503 on /api/v1/projects); retry 1 of 2" in text
