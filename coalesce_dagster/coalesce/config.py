@@ -17,7 +17,7 @@ Nothing here runs at import: callers resolve when a run or a sensor tick starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import dlt
 
@@ -101,6 +101,11 @@ def source_setting_problems(*, connection: bool = True) -> list[str]:
     ]
     if connection:
         checks.append(lambda: resolve_base_url())
+    return collect_problems(checks)
+
+
+def collect_problems(checks: list[Callable[[], Any]]) -> list[str]:
+    """Run every check; the message of each that raised `ConfigurationError`, in order."""
     problems = []
     for check in checks:
         try:

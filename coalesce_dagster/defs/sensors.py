@@ -25,7 +25,7 @@ import dagster as dg
 
 from .. import settings
 from ..coalesce.client import RunSummary
-from ..coalesce.config import ConfigurationError
+from ..coalesce.config import ConfigurationError, collect_problems
 from ..coalesce.errors import explain
 from ..coalesce.run_tracker import TrackerCursor, track_runs
 from .assets import LOAD_OP_NAME
@@ -86,13 +86,7 @@ def sensor_setting_problems() -> list[str]:
         lambda: _number("minimum_interval_seconds", 60, whole=True, minimum=1),
         _check_default_status,
     ]
-    problems = []
-    for check in checks:
-        try:
-            check()
-        except ConfigurationError as error:
-            problems.append(str(error))
-    return problems
+    return collect_problems(checks)
 
 
 def _check_default_status() -> None:
