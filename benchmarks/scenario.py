@@ -125,7 +125,7 @@ def run_sensor_tick(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "scenario": "sensor_tick",
         "runs_in_flight": len(added),
-        "high_water_before": first.cursor.high_water,
+        "highest_run_id_before": first.cursor.highest_run_id,
         "ticks": ticks,
     }
 

@@ -8,7 +8,7 @@ fail at once), with shorter timeouts: a sensor tick has a deadline.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
@@ -17,24 +17,8 @@ from .. import __version__
 from .config import DEFAULT_RUNS_PAGE_SIZE, resolve_access_token, resolve_base_url
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
 from .http import coalesce_session
-from .lists import PageSize, read_pages
-from .records import TERMINAL_RUN_STATUSES, normalize_run
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    id: int
-    status: Optional[str]  # None: Coalesce did not say (the scheduler's `runStatus` is optional)
-    run_type: Optional[str]
-    environment_id: Optional[str]
-    start_time: Optional[str]
-    # The `runLink` /scheduler/runStatus returned; None until it has. Never built by us: the real
-    # UI's run URL carries a UUID, not the run id.
-    link: Optional[str] = None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_RUN_STATUSES
+from .lists import PageSize, read_runs_newest_first
+from .types import CoalesceRun
 
 
 @dataclass(frozen=True)
@@ -73,16 +57,16 @@ class CoalesceClient:
         """A client for the configured account (`config.py`); raises `ConfigurationError` first."""
         return cls(resolve_base_url(base_url), resolve_access_token(access_token))
 
-    def run_pages_newest_first(self, page_size: Optional[int] = None) -> Iterator[list[RunSummary]]:
-        """Pages of runs, newest first (summaries); stop iterating when you have seen enough."""
+    def new_runs(
+        self, is_known: Callable[[CoalesceRun], bool], page_size: Optional[int] = None
+    ) -> Iterator[tuple[list[CoalesceRun], Optional[int]]]:
+        """Runs newest first, down to the known ones (`lists.read_runs_newest_first`), as summaries:
+        per page, the new runs and the highest run id on the page."""
         sizes = PageSize("runs", page_size) if page_size else self._runs_page_size
-        params = {"detail": "false", "orderBy": "id", "orderByDirection": "desc"}
-        seen: set[int] = set()
-        for page in read_pages(self._rest, "api/v1/runs", params, sizes):
-            summaries = [self._summary(raw) for raw in page]
-            fresh = [s for s in summaries if s.id not in seen]  # an inclusive cursor repeats one
-            seen.update(s.id for s in fresh)
-            yield fresh
+        for page in read_runs_newest_first(
+            self._rest, sizes, detail=False, is_known=lambda row: is_known(_run(row))
+        ):
+            yield [_run(row) for row in page.new_runs], page.highest_id
 
     def run_status(self, run_id: int) -> Optional[SchedulerStatus]:
         """The scheduler's view of a run, or None if Coalesce no longer knows the run (404)."""
@@ -99,16 +83,16 @@ class CoalesceClient:
             link=_text(body.get("runLink")),
         )
 
-    @staticmethod
-    def _summary(raw: Any) -> RunSummary:
-        run = normalize_run(raw)
-        return RunSummary(
-            id=run["id"],
-            status=_text(run.get("runStatus")),
-            run_type=run.get("runType"),
-            environment_id=run.get("environmentID"),
-            start_time=run.get("runStartTime"),
-        )
+
+
+def _run(row: dict[str, Any]) -> CoalesceRun:
+    return CoalesceRun(
+        id=row["id"],
+        status=_text(row.get("runStatus")),
+        run_type=row.get("runType"),
+        environment_id=row.get("environmentID"),
+        start_time=row.get("runStartTime"),
+    )
 
 
 def _text(value: Any) -> Optional[str]:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 import dlt
 
-from .regions import InvalidBaseUrlError, normalize_base_url
+from .regions import InvalidBaseUrlError, canonical_base_url
 
 SECTION = "sources.coalesce_source"
 TOKEN_KEY = f"{SECTION}.access_token"
@@ -135,7 +135,7 @@ def resolve_base_url(explicit: Optional[str] = None) -> str:
     """The host root API paths hang off; explicit value, else `[sources.coalesce_source] base_url`."""
     value = explicit if explicit else dlt.config.get(f"{SECTION}.base_url")
     try:
-        return normalize_base_url(None if value is None else str(value))
+        return canonical_base_url(None if value is None else str(value))
     except InvalidBaseUrlError as error:
         raise ConfigurationError(f"[sources.coalesce_source] base_url: {error}") from None
 

@@ -35,12 +35,12 @@ class InvalidBaseUrlError(ValueError):
     """The configured Coalesce base URL cannot be used."""
 
 
-def normalize_base_url(value: str | None) -> str:
+def canonical_base_url(value: str | None) -> str:
     """Return the scheme + host (+ port) root that `/api/v1/...` and `/scheduler/...` hang off.
 
-    >>> normalize_base_url("eu")
+    >>> canonical_base_url("eu")
     'https://app.eu.coalescesoftware.io'
-    >>> normalize_base_url("https://acme.app.coalescesoftware.io/api/v1/")
+    >>> canonical_base_url("https://acme.app.coalescesoftware.io/api/v1/")
     'https://acme.app.coalescesoftware.io'
     """
     raw = (value or "").strip()

@@ -3,9 +3,9 @@
 Pure logic over `CoalesceClient`, with no Dagster in it; `defs/sensors.py` wraps it in a sensor.
 
 Each tick:
-1. discovers runs newer than the cursor's high-water mark (`/api/v1/runs`, newest first, stopping at
-   the mark, so the cost grows with new runs, never with history); on a first start only runs that
-   started within the look-back window count, older history being the catch-up schedule's job;
+1. discovers runs above the cursor's highest run id (`/api/v1/runs`, newest first, stopping there,
+   so the cost grows with new runs, never with history); on a first start only runs that started
+   within the look-back window count, older history being the catch-up schedule's job;
 2. asks `/scheduler/runStatus` about each run still in flight, oldest first, until the time budget
    is spent (the rest wait for the next tick);
 3. returns the runs that reached `completed`, `failed` or `canceled`, and the next cursor.
@@ -18,14 +18,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from .client import CoalesceClient, RunSummary
-from .records import TERMINAL_RUN_STATUSES
+from .client import CoalesceClient
+from .types import CoalesceRun, is_terminal
 
 logger = logging.getLogger(__name__)
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2  # 1 called the highest run id `high_water`; it is still read
 UNKNOWN_STATUS = "unknown"  # a run followed whose status Coalesce did not give
 
 
@@ -33,14 +33,14 @@ UNKNOWN_STATUS = "unknown"  # a run followed whose status Coalesce did not give
 class TrackerCursor:
     """What the sensor remembers between ticks (serialised as versioned JSON)."""
 
-    high_water: Optional[int] = None  # highest run id discovered so far
+    highest_run_id: Optional[int] = None  # every run at or below it has been discovered
     in_flight: dict[int, str] = field(default_factory=dict)  # run id -> last status seen
 
     def serialize(self) -> str:
         return json.dumps(
             {
                 "version": CURSOR_VERSION,
-                "high_water": self.high_water,
+                "highest_run_id": self.highest_run_id,
                 "in_flight": {str(k): v for k, v in sorted(self.in_flight.items())},
             },
             sort_keys=True,
@@ -53,12 +53,13 @@ class TrackerCursor:
             return cls(), True
         try:
             data = json.loads(raw)
-            if data.get("version") != CURSOR_VERSION:
-                raise ValueError(f"cursor version {data.get('version')!r} is not {CURSOR_VERSION}")
-            high_water = data["high_water"]
+            version = data.get("version")
+            if version not in (1, CURSOR_VERSION):
+                raise ValueError(f"cursor version {version!r} is not {CURSOR_VERSION}")
+            highest = data["high_water" if version == 1 else "highest_run_id"]
             return (
                 cls(
-                    high_water=None if high_water is None else int(high_water),
+                    highest_run_id=None if highest is None else int(highest),
                     in_flight={int(k): str(v) for k, v in dict(data["in_flight"]).items()},
                 ),
                 True,
@@ -70,7 +71,7 @@ class TrackerCursor:
 
 @dataclass
 class TickResult:
-    finished: list[RunSummary]
+    finished: list[CoalesceRun]
     cursor: TrackerCursor
     in_flight: int
     discovered: int
@@ -84,20 +85,19 @@ def track_runs(
     *,
     lookback: timedelta,
     time_budget_seconds: float,
-    page_size: int = 100,
     now: Optional[datetime] = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TickResult:
     """One tick of run tracking. Raises on API errors; the caller keeps the old cursor then."""
     deadline = clock() + time_budget_seconds
     now = now or datetime.now(timezone.utc)
-    finished: dict[int, RunSummary] = {}
+    finished: dict[int, CoalesceRun] = {}
     in_flight = dict(cursor.in_flight)
 
-    discovered, newest_seen = _discover(client, cursor.high_water, now - lookback, page_size)
+    discovered, highest_seen = _discover(client, cursor.highest_run_id, now - lookback)
     # Runs outside the look-back still move the mark: they are history, for the catch-up schedule.
     # With no runs at all the mark is 0, so every future run counts as new.
-    high_water = max(newest_seen, cursor.high_water or 0)
+    highest_run_id = max(highest_seen, cursor.highest_run_id or 0)
     fresh: set[int] = set()
     for run in discovered:
         fresh.add(run.id)
@@ -116,19 +116,16 @@ def track_runs(
         polled += 1
         if answer is None:  # deleted in Coalesce: nothing left to load
             in_flight.pop(run_id)
-        elif answer.status in TERMINAL_RUN_STATUSES:
+        elif is_terminal(answer.status):
             in_flight.pop(run_id)
-            finished[run_id] = RunSummary(
-                id=run_id, status=answer.status, run_type=answer.run_type, environment_id=None,
-                start_time=None, link=answer.link,
-            )
+            finished[run_id] = CoalesceRun(id=run_id, status=answer.status, run_type=answer.run_type, link=answer.link)
         else:
             # Still going, or Coalesce did not say (`runStatus` is optional): keep following it.
             in_flight[run_id] = answer.status or UNKNOWN_STATUS
 
     return TickResult(
         finished=[finished[k] for k in sorted(finished)],
-        cursor=TrackerCursor(high_water=high_water, in_flight=in_flight),
+        cursor=TrackerCursor(highest_run_id=highest_run_id, in_flight=in_flight),
         in_flight=len(in_flight),
         discovered=len(discovered),
         polled=polled,
@@ -137,41 +134,30 @@ def track_runs(
 
 
 def _discover(
-    client: CoalesceClient, high_water: Optional[int], not_before: datetime, page_size: int
-) -> tuple[list[RunSummary], int]:
-    """Runs newer than `high_water` (on a first start: started after `not_before`), and the
-    highest run id seen at all."""
-    found: list[RunSummary] = []
-    newest_seen = 0
-    for page in client.run_pages_newest_first(page_size):
-        reached_old_runs = False
-        for run in page:
-            newest_seen = max(newest_seen, run.id)
-            if _is_old(run, high_water, not_before):
-                reached_old_runs = True
-            else:
-                found.append(run)
-        if reached_old_runs and _is_descending(page):
-            break
-    return found, newest_seen
+    client: CoalesceClient, highest_run_id: Optional[int], not_before: datetime
+) -> tuple[list[CoalesceRun], int]:
+    """Runs above `highest_run_id` (on a first start: started after `not_before`), and the highest
+    run id seen at all."""
+
+    def is_known(run: CoalesceRun) -> bool:
+        if highest_run_id is not None:
+            return run.id <= highest_run_id
+        started = _parse_time(run.start_time)
+        return started is not None and started < not_before
+
+    found: list[CoalesceRun] = []
+    highest_seen = 0
+    for new_runs, page_highest in client.new_runs(is_known):
+        found.extend(new_runs)
+        highest_seen = max(highest_seen, page_highest or 0)
+    return found, highest_seen
 
 
-def _is_old(run: RunSummary, high_water: Optional[int], not_before: datetime) -> bool:
-    if high_water is not None:
-        return run.id <= high_water
-    started = _parse_time(run.start_time)
-    return started is not None and started < not_before
-
-
-def _is_descending(page: list[RunSummary]) -> bool:
-    return all(a.id >= b.id for a, b in zip(page, page[1:]))
-
-
-def _parse_time(value: Optional[str]) -> Optional[datetime]:
+def _parse_time(value: Any) -> Optional[datetime]:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

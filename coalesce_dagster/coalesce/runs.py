@@ -3,7 +3,7 @@
 Coalesce has no "changed since" filter for runs, and a run's status and end time change after it
 starts. So a sync keeps a *frontier* in dlt resource state, committed in the same load as the rows:
 
-* `max_run_id`: every run at or below it has been seen;
+* `highest_run_id`: every run at or below it has been seen;
 * `revisit`: the runs at or below it to read again next time, each with the reason: its status when
   it was still in flight, or `unconfirmed` when its results or its status did not arrive.
 
@@ -29,22 +29,23 @@ import dlt
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.requests import Response
 
-from .lists import PageSize, read_pages
-from .records import TERMINAL_RUN_STATUSES, normalize_run, run_columns
+from .columns import run_columns
+from .lists import RUNS_PATH, PageSize, read_runs_newest_first
+from .rows import run_row
+from .types import TERMINAL_RUN_STATUSES
 
 logger = logging.getLogger(__name__)
 
 RUN_TABLES = ("runs", "run_results", "run_status")
 CHILD_TABLES = ("run_results", "run_status")
-RUNS_PATH = "api/v1/runs"
 UNCONFIRMED = "unconfirmed"  # revisit reason: the run's results or status did not arrive
 
 
 class RunFrontier:
     """What the last complete run sync saw, as kept in dlt state."""
 
-    def __init__(self, max_run_id: Optional[int] = None, revisit: Optional[Mapping[int, str]] = None) -> None:
-        self.max_run_id = max_run_id
+    def __init__(self, highest_run_id: Optional[int] = None, revisit: Optional[Mapping[int, str]] = None) -> None:
+        self.highest_run_id = highest_run_id
         self.revisit: dict[int, str] = dict(revisit or {})
 
     @classmethod
@@ -53,10 +54,11 @@ class RunFrontier:
         revisit = {int(run_id): str(reason) for run_id, reason in (saved.get("revisit") or {}).items()}
         # State written before `revisit` existed listed in-flight run ids only.
         revisit.update({int(run_id): "in flight" for run_id in saved.get("in_flight", ()) if int(run_id) not in revisit})
-        return cls(saved.get("max_run_id"), revisit)
+        # ...and called the highest run id `max_run_id`.
+        return cls(saved.get("highest_run_id", saved.get("max_run_id")), revisit)
 
     def is_new(self, run_id: int) -> bool:
-        return self.max_run_id is None or run_id > self.max_run_id
+        return self.highest_run_id is None or run_id > self.highest_run_id
 
 
 class RunLedger:
@@ -96,7 +98,7 @@ class RunLedger:
                 if self._revisit.get(str(run_id)) == UNCONFIRMED:
                     del self._revisit[str(run_id)]
 
-    def publish(self, state: dict[str, Any], max_run_id: Optional[int], statuses: Mapping[int, Optional[str]]) -> None:
+    def publish(self, state: dict[str, Any], highest_run_id: Optional[int], statuses: Mapping[int, Optional[str]]) -> None:
         """Write the frontier after a sync that yielded the runs `statuses` (run id -> status)."""
         with self._lock:
             revisit: dict[str, str] = {}
@@ -105,7 +107,7 @@ class RunLedger:
                     revisit[str(run_id)] = status or "unknown"
                 elif len(self._answered.get(run_id, ())) < len(CHILD_TABLES):
                     revisit[str(run_id)] = UNCONFIRMED
-            state["frontier"] = {"max_run_id": max_run_id, "revisit": revisit}
+            state["frontier"] = {"highest_run_id": highest_run_id, "revisit": revisit}
             self._revisit = revisit
 
 
@@ -130,21 +132,12 @@ def runs_resource(
         frontier = RunFrontier.from_state(state)
         seen: dict[int, Optional[str]] = {}  # run id -> status of every run yielded by this sync
 
-        for page in _pages_newest_first(client, pages):
-            batch, reached_frontier = [], False
-            for raw in page:
-                run = normalize_run(raw)
-                if run["id"] in seen:
-                    continue
-                if not frontier.is_new(run["id"]):
-                    reached_frontier = True
-                    continue
+        is_known = lambda run: not frontier.is_new(run["id"])  # noqa: E731
+        for page in read_runs_newest_first(client, pages, detail=True, is_known=is_known):
+            for run in page.new_runs:
                 seen[run["id"]] = run.get("runStatus")
-                batch.append(run)
-            if batch:
-                yield batch
-            if reached_frontier and _is_descending(page):
-                break  # everything further down the list is older than the frontier
+            if page.new_runs:
+                yield page.new_runs
 
         revisit = sorted(set(frontier.revisit) - seen.keys())
         for batch in _runs_by_id(client, revisit):
@@ -153,15 +146,10 @@ def runs_resource(
             yield batch
 
         if _all_run_tables_selected():
-            known = [*seen, *([frontier.max_run_id] if frontier.max_run_id is not None else [])]
+            known = [*seen, *([frontier.highest_run_id] if frontier.highest_run_id is not None else [])]
             ledger.publish(state, max(known) if known else None, seen)
 
     return runs
-
-
-def _pages_newest_first(client: RESTClient, page_size: PageSize) -> Iterator[list[dict[str, Any]]]:
-    params = {"detail": "true", "orderBy": "id", "orderByDirection": "desc"}
-    yield from read_pages(client, RUNS_PATH, params, page_size)
 
 
 def _runs_by_id(client: RESTClient, run_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
@@ -173,17 +161,12 @@ def _runs_by_id(client: RESTClient, run_ids: Sequence[int]) -> Iterator[list[dic
             logger.warning("Coalesce run %s no longer exists (404); skipping it.", run_id)
             continue
         response.raise_for_status()
-        batch.append(normalize_run(response.json()))
+        batch.append(run_row(response.json()))
         if len(batch) >= 100:
             yield batch
             batch = []
     if batch:
         yield batch
-
-
-def _is_descending(page: list[dict[str, Any]]) -> bool:
-    ids = [int(str(r.get("id"))) for r in page if r.get("id") is not None]
-    return all(a >= b for a, b in zip(ids, ids[1:]))
 
 
 def _all_run_tables_selected() -> bool:

@@ -33,20 +33,16 @@ from .config import SourceSettings, resolve_source_settings
 from .http import coalesce_session
 from .lists import PageSize, read_pages
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
-from .records import (
-    FirstSeen,
+from .columns import (
     environment_columns,
     id_columns,
     node_column_columns,
     node_columns,
-    normalize_by_id,
-    normalize_environment,
-    normalize_node,
-    normalize_run_result,
-    normalize_run_status,
     run_result_columns,
     run_status_columns,
 )
+from .lists import FirstSeen
+from .rows import environment_row, node_row, row_by_id, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource
 
 logger = logging.getLogger(__name__)
@@ -166,7 +162,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, session: Any, environment
                     # The environment may be deleted between the list and this call.
                     "response_actions": IGNORE_404,
                 },
-                "processing_steps": [{"map": normalize_environment}],
+                "processing_steps": [{"map": environment_row}],
             },
             runs,
             {
@@ -188,7 +184,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, session: Any, environment
                         *IGNORE_404,
                     ],
                 },
-                "processing_steps": [{"map": normalize_run_result}],
+                "processing_steps": [{"map": run_result_row}],
             },
             {
                 "name": "run_status",
@@ -202,7 +198,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, session: Any, environment
                     "params": {"runCounter": "{resources.runs.id}"},
                     "response_actions": [ledger.response_hook("run_status"), *IGNORE_404],
                 },
-                "processing_steps": [{"map": normalize_run_status}],
+                "processing_steps": [{"map": run_status_row}],
             },
             {
                 "name": "projects",
@@ -215,7 +211,7 @@ def _rest_api_config(root: str, auth: BearerTokenAuth, session: Any, environment
                     "data_selector": DATA_SELECTOR,
                     "response_actions": [_require_data_list],
                 },
-                "processing_steps": [{"map": normalize_by_id}, {"filter": FirstSeen("id")}],
+                "processing_steps": [{"map": row_by_id}, {"filter": FirstSeen("id")}],
             },
         ],
     }
@@ -227,7 +223,7 @@ def environments_resource(client: RESTClient, page_size: PageSize) -> Any:
         first_seen = FirstSeen("id")
         params = {**ASCENDING, "detail": "false"}
         for page in read_pages(client, "api/v1/environments", params, page_size):
-            yield [env for env in map(normalize_by_id, page) if first_seen(env)]
+            yield [env for env in map(row_by_id, page) if first_seen(env)]
 
     return environments
 
@@ -261,7 +257,7 @@ def _nodes_of(client: RESTClient, environment_id: str, page_size: PageSize, time
             timeout=timeout, shrink_on_timeout=True,
         ):
             for raw in page:
-                node = normalize_node({**raw, "_environments_id": environment_id})
+                node = node_row({**raw, "_environments_id": environment_id})
                 if first_seen(node):
                     nodes.append(node)
     except HTTPError as error:
@@ -282,7 +278,7 @@ def users_resource(client: RESTClient, page_size: PageSize) -> Any:
             try:
                 for page in read_pages(client, path, ASCENDING, page_size):
                     started = True
-                    yield [user for user in map(normalize_by_id, page) if first_seen(user)]
+                    yield [user for user in map(row_by_id, page) if first_seen(user)]
                 return
             except HTTPError as error:
                 not_here = error.response is not None and error.response.status_code == 404

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from .. import settings
 from ..coalesce.errors import explain, is_transient
-from ..coalesce.records import FAILED_NODE_STATES
+from ..coalesce.types import FAILED_NODE_STATES
 from ..coalesce.runs import RUN_TABLES
 from ..coalesce.source import spec_source
 from ..pipeline import (

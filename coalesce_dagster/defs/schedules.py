@@ -9,6 +9,7 @@
 """
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -79,31 +80,43 @@ def schedule_setting_problems() -> list[str]:
     return problems
 
 
-def _schedule_setting(key: str) -> str:
-    """A schedule setting for the definitions: a bad value is logged and its default used, so one
-    typo cannot stop the code location from loading (`demo.sh` refuses it outright)."""
-    default, check = SCHEDULE_SETTINGS[key]
-    value = settings.setting(f"schedules.{key}", default)
-    problem = check(value)
-    if problem:
-        logger.warning("[coalesce_dagster.schedules] %s = %r %s; using %r.", key, value, problem, default)
-        return default
-    return value
+@dataclass(frozen=True)
+class ScheduleSettings:
+    timezone: str = "UTC"
+    environments_cron: str = "0 5 * * *"
+    organisation_cron: str = "15 5 * * *"
+    runs_cron: str = "30 5 * * *"
+    default_status: str = "running"
 
 
-def _schedule(name: str, job: Any, cron_key: str) -> dg.ScheduleDefinition:
-    status = _schedule_setting("default_status").lower()
-    return dg.ScheduleDefinition(
-        name=name,
-        job=job,
-        cron_schedule=_schedule_setting(cron_key),
-        execution_timezone=_schedule_setting("timezone"),
-        default_status=dg.DefaultScheduleStatus.RUNNING if status == "running" else dg.DefaultScheduleStatus.STOPPED,
+def schedule_settings() -> ScheduleSettings:
+    """The configured schedule settings, for the definitions: a bad value is logged and its default
+    used, so one typo cannot stop the code location from loading (`demo.sh` refuses it outright)."""
+    values = {}
+    for key, (default, check) in SCHEDULE_SETTINGS.items():
+        value = settings.setting(f"schedules.{key}", default)
+        problem = check(value)
+        if problem:
+            logger.warning("[coalesce_dagster.schedules] %s = %r %s; using %r.", key, value, problem, default)
+            value = default
+        values[key] = value
+    return ScheduleSettings(**values)
+
+
+def build_schedules(options: ScheduleSettings) -> list[dg.ScheduleDefinition]:
+    """The three daily syncs, with the given cron strings, time zone and default status."""
+    status = (
+        dg.DefaultScheduleStatus.RUNNING if options.default_status.lower() == "running"
+        else dg.DefaultScheduleStatus.STOPPED
     )
 
+    def schedule(name: str, job: Any, cron: str) -> dg.ScheduleDefinition:
+        return dg.ScheduleDefinition(
+            name=name, job=job, cron_schedule=cron, execution_timezone=options.timezone, default_status=status
+        )
 
-SCHEDULES = [
-    _schedule("coalesce_daily_environments", environments_job, "environments_cron"),
-    _schedule("coalesce_daily_organisation", organisation_job, "organisation_cron"),
-    _schedule("coalesce_daily_runs", runs_job, "runs_cron"),
-]
+    return [
+        schedule("coalesce_daily_environments", environments_job, options.environments_cron),
+        schedule("coalesce_daily_organisation", organisation_job, options.organisation_cron),
+        schedule("coalesce_daily_runs", runs_job, options.runs_cron),
+    ]

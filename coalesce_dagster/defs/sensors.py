@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 import dagster as dg
 
 from .. import settings
-from ..coalesce.client import RunSummary
+from ..coalesce.types import CoalesceRun
 from ..coalesce.config import ConfigurationError, collect_problems
 from ..coalesce.errors import explain
 from ..coalesce.run_tracker import TrackerCursor, track_runs
@@ -98,17 +98,27 @@ def _check_default_status() -> None:
         )
 
 
-def _definition_setting(key: str, default: int) -> int:
-    """A setting Dagster needs when it loads the definitions: a bad value is logged and the default
-    used, so one typo cannot stop the code location from loading."""
+def sensor_definition_settings() -> dict[str, Any]:
+    """The settings Dagster needs when it loads the definitions, for `build_run_status_sensor`: a
+    bad value is logged and its default used, so one typo cannot stop the code location loading."""
     try:
-        return _number(key, default, whole=True, minimum=1)
+        interval = _number("minimum_interval_seconds", 60, whole=True, minimum=1)
     except ConfigurationError as error:
-        logger.warning("%s Using %s.", error, default)
-        return default
+        logger.warning("%s Using 60.", error)
+        interval = 60
+    try:
+        _check_default_status()
+        running = settings.setting("sensor.default_status", "stopped").lower() == "running"
+    except ConfigurationError as error:
+        logger.warning("%s Using 'stopped'.", error)
+        running = False
+    return {
+        "minimum_interval_seconds": interval,
+        "default_status": dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+    }
 
 
-def run_request_for(runs: Sequence[RunSummary]) -> dg.RunRequest:
+def run_request_for(runs: Sequence[CoalesceRun]) -> dg.RunRequest:
     """One Dagster run loading exactly these Coalesce runs; the same runs give the same run_key."""
     run_ids = sorted(run.id for run in runs)
     digest = hashlib.sha256(",".join(map(str, run_ids)).encode()).hexdigest()[:12]
@@ -136,23 +146,13 @@ def _already_requested(context: dg.SensorEvaluationContext) -> set[int]:
     return requested
 
 
-def _batches(runs: list[RunSummary], size: int) -> Iterable[list[RunSummary]]:
+def _batches(runs: list[CoalesceRun], size: int) -> Iterable[list[CoalesceRun]]:
     for start in range(0, len(runs), size):
         yield runs[start : start + size]
 
 
-@dg.sensor(
-    name=SENSOR_NAME,
-    job=runs_job,
-    minimum_interval_seconds=_definition_setting("minimum_interval_seconds", 60),
-    default_status=(
-        dg.DefaultSensorStatus.RUNNING
-        if settings.setting("sensor.default_status", "stopped").lower() == "running"
-        else dg.DefaultSensorStatus.STOPPED
-    ),
-    description="Polls Coalesce for finished runs and loads their runs, run_results and run_status rows.",
-)
-def coalesce_run_status_sensor(context: dg.SensorEvaluationContext, coalesce: CoalesceResource) -> dg.SensorResult:
+def evaluate_run_status_tick(context: dg.SensorEvaluationContext, coalesce: CoalesceResource) -> dg.SensorResult:
+    """One tick: the Coalesce runs that finished since the last, as run requests (module docstring)."""
     cursor, readable = TrackerCursor.deserialize(context.cursor)
     try:
         options = sensor_settings()
@@ -176,7 +176,7 @@ def coalesce_run_status_sensor(context: dg.SensorEvaluationContext, coalesce: Co
         )
 
     finished = tick.finished
-    if not readable or cursor.high_water is None:
+    if not readable or cursor.highest_run_id is None:
         # After a reset we may rediscover runs requested before it: do not request them twice.
         done = _already_requested(context)
         finished = [run for run in finished if run.id not in done]
@@ -193,4 +193,25 @@ def coalesce_run_status_sensor(context: dg.SensorEvaluationContext, coalesce: Co
     return dg.SensorResult(run_requests=requests, cursor=tick.cursor.serialize())
 
 
-SENSORS = [coalesce_run_status_sensor]
+def build_run_status_sensor(
+    *,
+    minimum_interval_seconds: int = 60,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
+    """The run-status sensor, as Dagster schedules it (the per-tick settings are read at each tick)."""
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=runs_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description="Polls Coalesce for finished runs and loads their runs, run_results and run_status rows.",
+    )
+    def coalesce_run_status_sensor(context: dg.SensorEvaluationContext, coalesce: CoalesceResource) -> dg.SensorResult:
+        return evaluate_run_status_tick(context, coalesce)
+
+    return coalesce_run_status_sensor
+
+
+# With the defaults; the code location builds its own from configuration (`definitions.py`).
+coalesce_run_status_sensor = build_run_status_sensor()

@@ -35,12 +35,14 @@ def _check(sim: CoalesceSimulator, faults: dict, page_size: int) -> None:
     users = [u["id"] for u in source.resources["users"]]
     assert sorted(users) == sorted(sim.state.users)
 
-    source = coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size)
+    source = coalesce_source(
+        base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, nodes_page_size=page_size
+    )
     nodes = [(n["environment_id"], n["id"]) for n in source.with_resources("environment_nodes").resources["environment_nodes"]]
     assert sorted(nodes) == sorted((e, n) for e, ns in sim.state.nodes.items() for n in ns)
 
     client = CoalesceClient(sim.base_url, sim.config.token)
-    runs = [run.id for page in client.run_pages_newest_first(page_size) for run in page]
+    runs = [run.id for new_runs, _ in client.new_runs(lambda run: False, page_size) for run in new_runs]
     assert sorted(runs) == sorted(sim.state.runs)
 
 

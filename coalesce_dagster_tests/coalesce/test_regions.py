@@ -4,7 +4,7 @@ from coalesce_dagster.coalesce.regions import (
     DEFAULT_BASE_URL,
     REGION_HOSTS,
     InvalidBaseUrlError,
-    normalize_base_url,
+    canonical_base_url,
 )
 
 
@@ -27,26 +27,26 @@ from coalesce_dagster.coalesce.regions import (
         ("http://127.0.0.1:8765/api/v1", "http://127.0.0.1:8765"),
     ],
 )
-def test_normalize_base_url(configured, expected):
-    assert normalize_base_url(configured) == expected
+def test_canonical_base_url(configured, expected):
+    assert canonical_base_url(configured) == expected
 
 
 def test_every_region_alias_is_an_https_coalesce_host():
     for alias, host in REGION_HOSTS.items():
-        assert normalize_base_url(alias) == f"https://{host}"
+        assert canonical_base_url(alias) == f"https://{host}"
         assert host.startswith("app.") and host.endswith(".coalescesoftware.io"), alias
 
 
 @pytest.mark.parametrize("bad", ["ftp://app.coalescesoftware.io", "https://", "https:///api/v1"])
 def test_unusable_base_url_names_the_regions(bad):
     with pytest.raises(InvalidBaseUrlError, match="region alias"):
-        normalize_base_url(bad)
+        canonical_base_url(bad)
 
 
 @pytest.mark.parametrize("typo", ["eu-nowhere", "europe", "us_east_1"])
 def test_an_unknown_region_alias_is_named_at_once_with_the_valid_ones(typo):
     with pytest.raises(InvalidBaseUrlError) as raised:
-        normalize_base_url(typo)
+        canonical_base_url(typo)
     message = str(raised.value)
     assert f"{typo!r} is not a known Coalesce region alias" in message
     assert all(alias in message for alias in REGION_HOSTS)

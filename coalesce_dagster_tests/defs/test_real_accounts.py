@@ -182,7 +182,7 @@ def test_load_and_sensor_take_the_token_from_the_same_place(simulator, instance,
 
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__ACCESS_TOKEN", simulator.config.token)
     assert materialize(instance, selection=["projects"]).success
-    assert json.loads(tick(instance).cursor)["high_water"] == max(simulator.state.runs)
+    assert json.loads(tick(instance).cursor)["highest_run_id"] == max(simulator.state.runs)
 
 
 def test_a_dagster_env_var_token_serves_loads_and_sensor(simulator, instance, monkeypatch):

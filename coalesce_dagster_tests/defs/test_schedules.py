@@ -1,12 +1,12 @@
 """Schedules: each daily tick requests a run of its asset selection; together they cover the group."""
 
-import importlib
 from datetime import datetime, timezone
 
 import dagster as dg
 import pytest
 
 from coalesce_dagster.definitions import defs
+from coalesce_dagster.defs.schedules import ScheduleSettings, build_schedules, schedule_settings
 
 EXPECTED = {
     "coalesce_daily_environments": {"coalesce/environments", "coalesce/environment", "coalesce/environment_nodes"},
@@ -42,17 +42,19 @@ def test_cron_and_timezone_come_from_config(monkeypatch):
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__TIMEZONE", "Europe/Berlin")
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__RUNS_CRON", "*/30 * * * *")
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__DEFAULT_STATUS", "stopped")
-    import coalesce_dagster.defs.schedules as schedules
+    runs = next(s for s in build_schedules(schedule_settings()) if s.name == "coalesce_daily_runs")
+    assert runs.cron_schedule == "*/30 * * * *"
+    assert runs.execution_timezone == "Europe/Berlin"
+    assert runs.default_status == dg.DefaultScheduleStatus.STOPPED
 
-    reloaded = importlib.reload(schedules)
-    try:
-        runs = next(s for s in reloaded.SCHEDULES if s.name == "coalesce_daily_runs")
-        assert runs.cron_schedule == "*/30 * * * *"
-        assert runs.execution_timezone == "Europe/Berlin"
-        assert runs.default_status == dg.DefaultScheduleStatus.STOPPED
-    finally:
-        monkeypatch.undo()
-        importlib.reload(schedules)
+
+def test_a_bad_schedule_setting_falls_back_to_its_default(monkeypatch, caplog):
+    monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__TIMEZONE", "Mars/Olympus_Mons")
+    monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__ENVIRONMENTS_CRON", "daily")
+    options = schedule_settings()
+    assert options == ScheduleSettings(timezone="UTC", environments_cron="0 5 * * *")
+    assert "timezone = 'Mars/Olympus_Mons' is not an IANA time zone" in caplog.text
+    assert "environments_cron = 'daily' is not a cron expression" in caplog.text
 
 
 def test_the_sensor_ships_stopped_and_targets_the_run_family():

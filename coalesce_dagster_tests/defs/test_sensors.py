@@ -54,7 +54,7 @@ def test_first_start_does_not_replay_history(live, instance):
     assert not result.run_requests
     assert "No Coalesce run finished" in result.skip_reason.skip_message
     cursor = json.loads(result.cursor)
-    assert cursor["version"] == 1 and cursor["high_water"] == max(live.state.runs)
+    assert cursor["version"] == 2 and cursor["highest_run_id"] == max(live.state.runs)
     assert live.request_count("/api/v1/runs") == 1  # newest page only: history is not walked
 
 

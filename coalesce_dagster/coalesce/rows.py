@@ -1,11 +1,12 @@
 """Shape Coalesce API objects into the rows we load.
 
-dlt would load the raw objects as they are, but three things need a hand:
+dlt would load the raw objects as they are, but some need a hand:
 * identifiers: run ids arrive as ints or strings (docs/coalesce-api.md §3.3), so they are coerced to
   int, and rows of child endpoints get explicit `run_id` / `environment_id` key columns;
-* fields whose *keys* are data (`currentMappings`, `runTimeParameters`, lineage `aliases`) would
-  become one column per key; they are stored as JSON instead (see the column hints below);
-* a run's `environmentID` sits at the top level in summaries but inside `runDetails` in details.
+* a run's `environmentID` sits at the top level in summaries but inside `runDetails` in details;
+* a node's columns and lineage move out of `metadata`, to their own child table and column;
+* an item without its key stops the load (`UnexpectedResponseError`) rather than load a row that
+  could never be merged or replaced.
 """
 
 from __future__ import annotations
@@ -14,62 +15,9 @@ from typing import Any, Mapping, Optional
 
 from .errors import UnexpectedResponseError
 
-TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "canceled"})
-# /scheduler/runStatus also reports these early phases (docs §5); all are "not finished yet".
-IN_FLIGHT_RUN_STATUSES = frozenset({"waitingToRun", "initializing", "rendering", "running"})
-# A node that failed reports runState `error` on some accounts and `failed` on others. The raw value
-# is stored as reported; everything that counts or reports failures treats both as a failure.
-FAILED_NODE_STATES = frozenset({"error", "failed"})
-
-
-def is_failed_node_state(run_state: Any) -> bool:
-    return str(run_state or "").strip().lower() in FAILED_NODE_STATES
-
 # Secret-bearing keys Coalesce accepts in startRun bodies. Run objects should never echo them, but
 # if one ever does, it must not reach the destination.
 _CREDENTIAL_KEYS = frozenset({"snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass"})
-
-# Column hints. Functions, not constants: dlt writes into the hint dicts it is given, so every
-# resource must get its own copies.
-
-
-def _columns(**types: str) -> dict[str, Any]:
-    """`{name: column}` hints; key columns (type ending in `!`) are NOT NULL."""
-    return {
-        name: {"name": name, "data_type": data_type.rstrip("!"), "nullable": not data_type.endswith("!")}
-        for name, data_type in types.items()
-    }
-
-
-def environment_columns() -> dict[str, Any]:
-    return _columns(id="text!", current_mappings="json", run_time_parameters="json", currently_running_jobs="json")
-
-
-def node_columns() -> dict[str, Any]:
-    return _columns(environment_id="text!", id="text!", source_mapping="json", metadata="json", config="json",
-                    storage_locations="json")
-
-
-def node_column_columns() -> dict[str, Any]:
-    return _columns(sources="json", config="json", hash_details="json", applied_column_tests="json")
-
-
-def run_columns() -> dict[str, Any]:
-    return _columns(id="bigint!", run_time_parameters="json", run_history="json")
-
-
-def run_result_columns() -> dict[str, Any]:
-    return _columns(run_id="bigint!", node_id="text!", render_query_result="json")
-
-
-def run_status_columns() -> dict[str, Any]:
-    # Typed up front: a first load whose statuses or links are all still unknown (NULL) must
-    # create the columns all the same.
-    return _columns(run_id="bigint!", run_status="text", run_type="text", run_link="text")
-
-
-def id_columns() -> dict[str, Any]:
-    return _columns(id="text!")
 
 
 def _require(record: Any, fields: tuple[str, ...], what: str) -> Mapping[str, Any]:
@@ -90,7 +38,9 @@ def run_id_of(value: Any) -> int:
     return int(str(value).strip())
 
 
-def normalize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
+def run_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A run, from a list page or by id: its id an int, its environment at the top level, and no
+    credential values even if Coalesce ever echoed them."""
     _require(raw, ("id",), "a run")
     run = {k: v for k, v in raw.items() if k != "userCredentials"}
     run["id"] = run_id_of(raw["id"])
@@ -105,17 +55,17 @@ def normalize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
     return run
 
 
-def normalize_environment(raw: Mapping[str, Any]) -> dict[str, Any]:
+def environment_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     """An environment's detail. Coalesce's spec declares no `id` in it: the id is the one asked for
     (rest_api passes it from the parent list as `_environments_id`)."""
     if not isinstance(raw, Mapping):
         _require(raw, ("id",), "an environment")
     record = {k: v for k, v in raw.items() if k != "_environments_id"}
     record["id"] = str(raw.get("id") or raw.get("_environments_id") or "")
-    return normalize_by_id(record, "an environment")
+    return row_by_id(record, "an environment")
 
 
-def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
+def node_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     """One node; its column list becomes the child table `environment_nodes__columns`."""
     _require(raw, ("id",), "a node")
     node = {k: v for k, v in raw.items() if not k.startswith("_environments_")}
@@ -133,11 +83,11 @@ def normalize_node(raw: Mapping[str, Any]) -> dict[str, Any]:
     return node
 
 
-def normalize_run_result(raw: Mapping[str, Any]) -> dict[str, Any]:
+def run_result_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     return _of_run(raw, "nodeID", "a run result")
 
 
-def normalize_run_status(raw: Mapping[str, Any]) -> dict[str, Any]:
+def run_status_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The scheduler's view of a run. Its `runStatus` is optional in Coalesce's spec: without it the
     row says NULL, and the run stays followed (the `runs` resource revisits unfinished runs)."""
     record = _of_run(raw, None, "a run status")
@@ -156,27 +106,8 @@ def _of_run(raw: Mapping[str, Any], required: Optional[str], what: str) -> dict[
     return record
 
 
-def normalize_by_id(raw: Mapping[str, Any], what: str = "an item") -> dict[str, Any]:
+def row_by_id(raw: Mapping[str, Any], what: str = "an item") -> dict[str, Any]:
     _require(raw, ("id",), what)
     record = dict(raw)
     record["id"] = str(raw["id"])
     return record
-
-
-class FirstSeen:
-    """A filter that drops records whose key was already seen in this extraction.
-
-    Guards against APIs whose `startingFrom` turns out to be inclusive (one repeated item per page)
-    and against a list that shifts while it is being paged.
-    """
-
-    def __init__(self, *key_fields: str) -> None:
-        self.key_fields = key_fields
-        self._seen: set[tuple[Any, ...]] = set()
-
-    def __call__(self, record: Mapping[str, Any]) -> bool:
-        key = tuple(str(record.get(field)) for field in self.key_fields)
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True

@@ -1,0 +1,62 @@
+"""Coalesce's run vocabulary, typed: run statuses, node states, and the run record the sensor uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Optional
+
+
+class RunStatus(str, Enum):
+    """A run's `runStatus` (docs/coalesce-api.md §5). `/scheduler/runStatus` also reports the early
+    phases `initializing` and `rendering`; every status but the last three means "not finished"."""
+
+    WAITING_TO_RUN = "waitingToRun"
+    INITIALIZING = "initializing"
+    RENDERING = "rendering"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+# As plain strings, for rows and cursors, which carry statuses as Coalesce sent them.
+TERMINAL_RUN_STATUSES = frozenset(status.value for status in _TERMINAL)
+IN_FLIGHT_RUN_STATUSES = frozenset(status.value for status in RunStatus if status not in _TERMINAL)
+
+
+def is_terminal(status: Optional[str]) -> bool:
+    """Whether a status as Coalesce sent it (possibly None or unknown) means the run is over."""
+    return status in TERMINAL_RUN_STATUSES
+
+
+# A node that failed reports runState `error` on some accounts and `failed` on others (§10.4). The raw
+# value is stored as reported; everything that counts or reports failures treats both as a failure.
+FAILED_NODE_STATES = frozenset({"error", "failed"})
+
+
+def is_failed_node_state(run_state: Any) -> bool:
+    return str(run_state or "").strip().lower() in FAILED_NODE_STATES
+
+
+@dataclass(frozen=True)
+class CoalesceRun:
+    """A run as the sensor follows it."""
+
+    id: int
+    status: Optional[str]  # None: Coalesce did not say (the scheduler's `runStatus` is optional)
+    run_type: Optional[str] = None
+    environment_id: Optional[str] = None
+    start_time: Optional[str] = None
+    # The `runLink` /scheduler/runStatus returned; None until it has. Never built by us: the real
+    # UI's run URL carries a UUID, not the run id (§10.3).
+    link: Optional[str] = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return is_terminal(self.status)
