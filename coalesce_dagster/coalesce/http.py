@@ -1,7 +1,7 @@
 """The HTTP session every Coalesce call goes through: dlt's retrying session, cheaper per request.
 
-A full sync makes tens of thousands of small requests, and on a two-core machine the client's CPU per
-request, not Coalesce's latency, set the pace. Two costs of plain `requests` showed up in profiles
+A full sync makes tens of thousands of small requests, and on a small machine the client's CPU per
+request, not Coalesce's latency, sets the pace. Two costs of plain `requests` showed up in profiles
 (`benchmarks/`), and this module takes both away without changing what is sent or how it is retried:
 
 * `requests` re-reads proxy and CA-bundle variables from the environment on every request
