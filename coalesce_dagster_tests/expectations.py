@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from coalesce_dagster.coalesce.types import TERMINAL_RUN_STATUSES as TERMINAL
 from coalesce_dagster.simulator import CoalesceSimulator
-
-TERMINAL = {"completed", "failed", "canceled"}
 
 
 def expected_keys(sim: CoalesceSimulator) -> dict[str, set[tuple]]:

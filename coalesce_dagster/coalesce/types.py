@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Optional
+from typing import Optional
 
 
 class RunStatus(str, Enum):
@@ -27,7 +27,6 @@ class RunStatus(str, Enum):
 _TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 # As plain strings, for rows and cursors, which carry statuses as Coalesce sent them.
 TERMINAL_RUN_STATUSES = frozenset(status.value for status in _TERMINAL)
-IN_FLIGHT_RUN_STATUSES = frozenset(status.value for status in RunStatus if status not in _TERMINAL)
 
 
 def is_terminal(status: Optional[str]) -> bool:
@@ -38,10 +37,6 @@ def is_terminal(status: Optional[str]) -> bool:
 # A node that failed reports runState `error` on some accounts and `failed` on others (§10.4). The raw
 # value is stored as reported; everything that counts or reports failures treats both as a failure.
 FAILED_NODE_STATES = frozenset({"error", "failed"})
-
-
-def is_failed_node_state(run_state: Any) -> bool:
-    return str(run_state or "").strip().lower() in FAILED_NODE_STATES
 
 
 @dataclass(frozen=True)

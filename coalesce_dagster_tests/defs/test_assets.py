@@ -10,7 +10,7 @@ import pytest
 
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
-from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simulator
+from coalesce_dagster_tests.expectations import KEY_COLUMNS, TERMINAL, assert_matches_simulator
 
 ALL_TABLES = tuple(KEY_COLUMNS)
 
@@ -105,7 +105,7 @@ def test_every_list_is_paged_through(simulator, instance, warehouse, monkeypatch
 def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehouse):
     assert materialize(instance).success
     before = {table: warehouse.count(table) for table in ALL_TABLES + ("environment_nodes__columns",)}
-    in_flight = [rid for rid, run in simulator.state.runs.items() if run["runStatus"] not in ("completed", "failed", "canceled")]
+    in_flight = [rid for rid, run in simulator.state.runs.items() if run["runStatus"] not in TERMINAL]
     simulator.reset_request_log()
 
     assert materialize(instance).success
@@ -121,7 +121,7 @@ def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehou
 def test_new_runs_and_runs_that_finished_are_picked_up(simulator, instance, warehouse):
     state = simulator.state
     assert materialize(instance).success
-    in_flight = sorted(rid for rid, run in state.runs.items() if run["runStatus"] not in ("completed", "failed", "canceled"))
+    in_flight = sorted(rid for rid, run in state.runs.items() if run["runStatus"] not in TERMINAL)
     assert in_flight, "the default simulator has runs in flight"
     still_running = in_flight[0]
     assert warehouse.scalar("SELECT run_end_time FROM coalesce_data.runs WHERE id = ?", still_running) is None
