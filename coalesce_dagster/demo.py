@@ -21,7 +21,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import dlt
 
@@ -161,14 +161,17 @@ def _materialize_all() -> Optional[str]:
     if result.success:
         print(f"Done in {time.monotonic() - started:.1f} s (Dagster run {result.run_id}).")
         return None
-    messages = [
-        event.step_failure_data.user_failure_data.description
-        if event.step_failure_data.user_failure_data and event.step_failure_data.user_failure_data.description
-        else event.step_failure_data.error.message.strip()
-        for event in result.all_events
-        if event.is_step_failure and event.step_failure_data
-    ]
+    messages = [_failure_message(event.step_failure_data) for event in result.all_events if event.is_step_failure]
     return "\n".join(f"FAILED: {message}" for message in messages) or "FAILED: see the errors above."
+
+
+def _failure_message(failure: Any) -> str:
+    """A step failure's own description (our one sentence), else its error's message."""
+    if failure is None:
+        return "see the errors above."
+    if failure.user_failure_data is not None and failure.user_failure_data.description:
+        return str(failure.user_failure_data.description)
+    return failure.error.message.strip() if failure.error is not None else "see the errors above."
 
 
 def _print_summary(use_simulator: bool) -> None:
@@ -182,7 +185,7 @@ def _print_summary(use_simulator: bool) -> None:
         for table in sorted(pipeline.default_schema.data_table_names()):
             qualified = client.make_qualified_table_name(table)
             with client.execute_query(f"SELECT count(*) FROM {qualified}") as cursor:
-                (count,) = cursor.fetchone()
+                (count,) = cursor.fetchone() or (0,)
             print(f"  {table:<48} {count:>8} rows")
     location = _duckdb_location(pipeline)
     if location:
@@ -214,7 +217,7 @@ def _python() -> str:
 def _duckdb_location(pipeline: dlt.Pipeline) -> Optional[str]:
     if pipeline.destination.destination_name != "duckdb":
         return None
-    return str(pipeline.destination_client().config.credentials.database)
+    return str(getattr(pipeline.destination_client().config.credentials, "database"))
 
 
 def _serve_ui(port: int, use_simulator: bool) -> int:

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import dlt
+from dlt.common.destination import TLoaderFileFormat
 from dlt.common.destination.reference import Destination
+from dlt.common.pipeline import LoadInfo
+from dlt.extract.source import DltSource
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.progress import _NULL_COLLECTOR
 
@@ -21,8 +24,11 @@ logger = logging.getLogger(__name__)
 def make_destination() -> Destination:
     name = settings.destination_name()
     if name != "duckdb":
-        return Destination.from_reference(name)
-    configured = dlt.config.get("destination.duckdb.credentials")
+        destination = Destination.from_reference(name)
+        if destination is None:
+            raise ValueError(f"[coalesce_dagster] destination {name!r} is not a dlt destination")
+        return destination
+    configured: Any = dlt.config.get("destination.duckdb.credentials")
     if configured is not None and not isinstance(configured, str):
         return dlt.destinations.duckdb()  # a full credentials section: dlt resolves it as given
     credentials = DuckDbCredentials(str(configured or settings.DEFAULT_DUCKDB_PATH))
@@ -72,7 +78,7 @@ def duckdb_file(pipeline: dlt.Pipeline) -> Optional[Path]:
     """The DuckDB file a pipeline loads into, or None for another destination."""
     if pipeline.destination.destination_name != "duckdb":
         return None
-    return Path(str(pipeline.destination_client().config.credentials.database))
+    return Path(str(getattr(pipeline.destination_client().config.credentials, "database")))
 
 
 @contextmanager
@@ -91,7 +97,7 @@ def no_new_file_left_on_failure(pipeline: dlt.Pipeline) -> Iterator[None]:
         raise
 
 
-def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
+def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[TLoaderFileFormat]:
     """Parquet where the destination takes it (DuckDB, Snowflake, BigQuery, ...), else dlt's default.
 
     On DuckDB, parquet loads several times faster and with far less memory than dlt's default INSERT
@@ -101,11 +107,15 @@ def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     return "parquet" if "parquet" in capabilities.supported_loader_file_formats else None
 
 
-def run_load(pipeline: dlt.Pipeline, source: Any) -> Any:
+def run_load(pipeline: dlt.Pipeline, source: DltSource) -> LoadInfo:
     """`pipeline.run(source)` with the preferred file format, as the Dagster asset runs it (through
     dagster-dlt): for loads outside Dagster, such as the tests and the benchmark."""
+    file_format = preferred_file_format(pipeline)
     with no_new_file_left_on_failure(pipeline):
-        load_info = pipeline.run(source, loader_file_format=preferred_file_format(pipeline))
+        if file_format is None:
+            load_info = pipeline.run(source)
+        else:
+            load_info = pipeline.run(source, loader_file_format=file_format)
         load_info.raise_on_failed_jobs()
     return load_info
 

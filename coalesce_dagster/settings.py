@@ -7,6 +7,7 @@ it decides the asset kinds shown in the UI, and it is not a secret.
 from __future__ import annotations
 
 import os
+from typing import Any
 from pathlib import Path
 
 import dlt
@@ -49,5 +50,5 @@ def setting(key: str, default: str) -> str:
     Read from `.dlt/config.toml` or COALESCE_DAGSTER__<SECTION>__<KEY>; used for schedule and sensor
     options, which Dagster needs when it loads definitions.
     """
-    value = dlt.config.get(f"coalesce_dagster.{key}")
+    value: Any = dlt.config.get(f"coalesce_dagster.{key}")
     return default if value is None or str(value).strip() == "" else str(value).strip()

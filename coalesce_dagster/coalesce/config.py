@@ -93,7 +93,7 @@ def source_setting_problems(*, connection: bool = True) -> list[str]:
 
     connection: also check `base_url` (skip it when the settings will point at the simulator).
     """
-    checks = [
+    checks: list[Callable[[], object]] = [
         lambda: _page_size("page_size", None, DEFAULT_PAGE_SIZE),
         lambda: _page_size("runs_page_size", None, DEFAULT_RUNS_PAGE_SIZE),
         lambda: _page_size("nodes_page_size", None, DEFAULT_NODES_PAGE_SIZE),
@@ -181,7 +181,7 @@ def _positive_number(key: str, explicit: Optional[float], default: float) -> flo
 def _raw(key: str, explicit: Any) -> Any:
     if explicit is not None:
         return explicit
-    value = dlt.config.get(f"{SECTION}.{key}")
+    value: Any = dlt.config.get(f"{SECTION}.{key}")
     return None if value is None or str(value).strip() == "" else value
 
 

@@ -153,7 +153,7 @@ def coalesce_session(
     )
     session = client.session
     # dlt's retrying `send`, with each retry logged (cause, attempt, wait) as it is scheduled.
-    session.send = session.send.retry_with(before_sleep=_log_retry)  # type: ignore[attr-defined]
+    session.send = session.send.retry_with(before_sleep=_log_retry)  # type: ignore[attr-defined,method-assign]
     adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

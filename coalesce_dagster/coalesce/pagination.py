@@ -49,7 +49,7 @@ class CoalescePaginator(BaseReferencePaginator):
         self._next_reference = None
         self._has_next_page = True
         self._seen_cursors = set()
-        limit = (request.params or {}).get("limit")
+        limit = request.params.get("limit") if isinstance(request.params, dict) else None
         self._limit = int(limit) if limit is not None and str(limit).isdigit() else None
 
     def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
@@ -80,7 +80,7 @@ class CoalescePaginator(BaseReferencePaginator):
         return self._next_reference
 
     def update_request(self, request: Request) -> None:
-        if request.params is None:
+        if not isinstance(request.params, dict):
             request.params = {}
         request.params[CURSOR_PARAM] = self._next_reference
 

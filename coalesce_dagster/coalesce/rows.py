@@ -44,7 +44,8 @@ def run_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     _require(raw, ("id",), "a run")
     run = {k: v for k, v in raw.items() if k != "userCredentials"}
     run["id"] = run_id_of(raw["id"])
-    details = raw.get("runDetails") if isinstance(raw.get("runDetails"), Mapping) else {}
+    given_details = raw.get("runDetails")
+    details: Mapping[str, Any] = given_details if isinstance(given_details, Mapping) else {}
     env_id = raw.get("environmentID", details.get("environmentID"))
     run["environmentID"] = None if env_id is None else str(env_id)
     credentials = raw.get("userCredentials")

@@ -179,7 +179,7 @@ def _all_run_tables_selected() -> bool:
 
 def _run_id_of_request(response: Response) -> int:
     """The run a child request asked about: `/api/v1/runs/{id}/results` or `?runCounter={id}`."""
-    url = urlsplit(response.request.url if response.request is not None else str(response.url))
+    url = urlsplit(str(response.request.url if response.request is not None else response.url))
     counter = parse_qs(url.query).get("runCounter")
     if counter:
         return int(counter[0])

@@ -95,7 +95,12 @@ def _with_coalesce_run_metadata(
     field they carry."""
     extra: Optional[dict[str, Any]] = None
     for event in events:
-        if run_ids and isinstance(event, dg.MaterializeResult) and event.asset_key.path[-1] in RUN_TABLES:
+        if (
+            run_ids
+            and isinstance(event, dg.MaterializeResult)
+            and event.asset_key is not None
+            and event.asset_key.path[-1] in RUN_TABLES
+        ):
             if extra is None:
                 extra = _loaded_runs_metadata(context, pipeline, run_ids)
             event = event._replace(metadata={**(event.metadata or {}), **extra})
@@ -113,13 +118,15 @@ def _loaded_runs_metadata(context: dg.AssetExecutionContext, pipeline: dlt.Pipel
             rows = client.execute_sql(
                 f"SELECT r.id, r.run_status, r.run_type, r.environment_id, s.run_link FROM {runs} r "
                 f"LEFT JOIN {status} s ON s.run_id = r.id WHERE r.id IN ({id_list}) ORDER BY r.id"
-            )
-            failed_nodes = dict(
-                client.execute_sql(
+            ) or []
+            failed_nodes: dict[int, int] = {
+                int(run_id): int(count)
+                for run_id, count in client.execute_sql(
                     f"SELECT run_id, count(*) FROM {results} WHERE run_id IN ({id_list}) "
                     f"AND lower(run_state) IN ({failed_states}) GROUP BY run_id"
                 )
-            )
+                or []
+            }
     except Exception as error:  # metadata is a courtesy: never fail a load over it
         context.log.warning(f"Could not read back the loaded Coalesce runs: {error}")
         return metadata

@@ -141,7 +141,8 @@ def _already_requested(context: dg.SensorEvaluationContext) -> set[int]:
     )
     requested: set[int] = set()
     for record in records:
-        config = (record.dagster_run.run_config or {}).get("ops", {}).get(LOAD_OP_NAME, {}).get("config", {})
+        run_config: dict[str, Any] = dict(record.dagster_run.run_config or {})
+        config = run_config.get("ops", {}).get(LOAD_OP_NAME, {}).get("config", {})
         requested.update(int(run_id) for run_id in config.get("run_ids") or ())
     return requested
 
