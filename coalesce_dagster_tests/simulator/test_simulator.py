@@ -712,8 +712,40 @@ def test_request_log(client: Client, sim: CoalesceSimulator) -> None:
         ("GET", "/_simulator/stats", 200),
     ]
     assert records[0].query == {"limit": "2"}
+    assert records[0].arrived <= records[1].arrived <= records[2].arrived  # time.monotonic() on arrival
     sim.reset_request_log()
     assert sim.request_count() == 0 and sim.max_concurrency == 0
+
+
+def test_wait_for_request_wakes_on_arrival(client: Client, sim: CoalesceSimulator) -> None:
+    client.get("/api/v1/runs/1")
+    assert sim.wait_for_request(lambda r: r.path == "/api/v1/runs/1", timeout=5).status == 200  # already seen
+    later = threading.Thread(target=client.get, args=("/api/v1/runs/2",))
+    later.start()
+    assert sim.wait_for_request(lambda r: r.path == "/api/v1/runs/2", timeout=30).path == "/api/v1/runs/2"
+    later.join()
+    with pytest.raises(TimeoutError):
+        sim.wait_for_request(lambda r: r.path == "/never", timeout=0.01)
+
+
+def test_after_answering_changes_the_state_once_between_two_requests(client: Client, sim: CoalesceSimulator) -> None:
+    run_id, env_id = max(sim.state.runs), sorted(sim.state.environments)[0]
+    sim.after_answering("/api/v1/runs", lambda: sim.state.delete_run(run_id))
+    sim.after_answering("/api/v1/environments", lambda: sim.state.delete_environment(env_id))
+    client.get("/api/v1/environments/999")  # a 404 for another path does not fire anything
+
+    listed = client.get("/api/v1/runs", orderBy="id", orderByDirection="desc", limit=1).json()["data"]
+    assert listed[0]["id"] == run_id  # the answer that fired the action was made before it
+    for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/results"):
+        assert_error(client.get(path), 404)
+    assert_error(client.get("/scheduler/runStatus", runCounter=str(run_id)), 404)
+    assert run_id not in [r["id"] for r in client.collect("/api/v1/runs")[0]]
+
+    assert env_id in [e["id"] for e in client.get("/api/v1/environments").json()["data"]]
+    assert_error(client.get(f"/api/v1/environments/{env_id}"), 404)
+    assert_error(client.get(f"/api/v1/environments/{env_id}/nodes"), 404)
+    assert env_id not in [e["id"] for e in client.get("/api/v1/environments").json()["data"]]  # once only
+    assert sim.state.start_run(sorted(sim.state.environments)[0]) == run_id + 1  # ids are not reused
 
 
 def test_max_concurrency_with_parallel_clients(sim: CoalesceSimulator) -> None:
