@@ -11,7 +11,8 @@ import pytest
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.resources import CoalesceResource
-from coalesce_dagster.defs.sensors import SENSOR_NAME, coalesce_run_status_sensor
+from coalesce_dagster.coalesce.client import RunSummary
+from coalesce_dagster.defs.sensors import SENSOR_NAME, coalesce_run_status_sensor, run_request_for
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
 
@@ -20,7 +21,8 @@ SENSOR_JOB = defs.resolve_job_def(coalesce_run_status_sensor.job_name)
 
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
-    return SimulatorConfig(environments=3, nodes_per_environment=10, runs=30, results_per_run=4)
+    # More history than the sensor's pages of 100 runs, so "one page" means something.
+    return SimulatorConfig(environments=3, nodes_per_environment=10, runs=230, results_per_run=4)
 
 
 @pytest.fixture
@@ -55,7 +57,9 @@ def test_first_start_does_not_replay_history(live, instance):
     assert "No Coalesce run finished" in result.skip_reason.skip_message
     cursor = json.loads(result.cursor)
     assert cursor["version"] == 1 and cursor["high_water"] == max(live.state.runs)
-    assert live.request_count("/api/v1/runs") == 1  # newest page only: history is not walked
+    # The newest page of 100 only: the rest of the 230 runs' history is not walked.
+    assert live.request_count("/api/v1/runs") == 1
+    assert [r.query["limit"] for r in live.requests if r.path == "/api/v1/runs"] == ["100"]
 
 
 def test_first_start_loads_runs_that_finished_within_the_lookback(live, instance):
@@ -97,8 +101,27 @@ def test_runs_that_start_and_finish_between_ticks_in_every_environment(live, ins
         finish(live.state, run_id, "canceled" if run_id == started[0] else "completed")
     result = tick(instance, cursor)
     assert requested_run_ids(result) == [sorted(started)]
-    # Same runs, same run_key: a repeated evaluation is deduplicated by Dagster itself.
-    assert result.run_requests[0].run_key == tick(instance, cursor).run_requests[0].run_key
+
+
+def test_a_repeated_evaluation_requests_each_batch_under_the_same_run_key(live, instance, monkeypatch):
+    """Dagster launches one run per run_key of a sensor, so a tick evaluated twice from the same
+    cursor (a daemon restart, a cursor set back) must give each batch the key it had; different
+    batches must never share one."""
+    monkeypatch.setenv("COALESCE_DAGSTER__SENSOR__MAX_RUNS_PER_REQUEST", "2")
+    cursor = tick(instance).cursor
+    finished = [live.state.start_run(env_id) for env_id in ("1", "2", "3", "1", "2")]
+    for run_id in finished:
+        finish(live.state, run_id)
+
+    first, again = tick(instance, cursor), tick(instance, cursor)
+
+    assert requested_run_ids(first) == [finished[0:2], finished[2:4], finished[4:5]]
+    keys = [request.run_key for request in first.run_requests]
+    assert all(keys) and len(set(keys)) == len(keys)
+    assert [request.run_key for request in again.run_requests] == keys
+    # The key names the runs it loads: the same runs in another order give the same key.
+    reordered = run_request_for([RunSummary(i, "completed", None, None, None) for i in reversed(finished[0:2])])
+    assert reordered.run_key == keys[0]
 
 
 def test_coalesce_down_skips_the_tick_and_keeps_the_cursor(live, instance):
@@ -116,10 +139,11 @@ def test_coalesce_down_skips_the_tick_and_keeps_the_cursor(live, instance):
 
 
 def test_a_rejected_token_skips_with_the_fix(live, instance):
-    result = tick(instance, resources={"coalesce": CoalesceResource(access_token="wrong")})
+    revoked = "revoked-token-4f1c9e27"
+    result = tick(instance, resources={"coalesce": CoalesceResource(access_token=revoked)})
     assert not result.run_requests
     assert "401" in result.skip_reason.skip_message and "Generate Access Token" in result.skip_reason.skip_message
-    assert "wrong" not in result.skip_reason.skip_message
+    assert revoked not in result.skip_reason.skip_message
 
 
 def test_many_runs_cost_calls_per_new_or_in_flight_run_not_per_history(live, instance):
