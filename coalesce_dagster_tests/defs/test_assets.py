@@ -102,8 +102,10 @@ def test_every_list_is_paged_through(simulator, instance, warehouse, monkeypatch
     assert len(user_pages) >= math.ceil(len(state.users) / 7)
 
 
-def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehouse):
+def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehouse, monkeypatch):
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__RUNS_PAGE_SIZE", "10")  # the 45 runs span 5 pages
     assert materialize(instance).success
+    assert len([r for r in simulator.requests if r.path == "/api/v1/runs"]) == 5
     before = {table: warehouse.count(table) for table in ALL_TABLES + ("environment_nodes__columns",)}
     in_flight = [rid for rid, run in simulator.state.runs.items() if run["runStatus"] not in ("completed", "failed", "canceled")]
     simulator.reset_request_log()
@@ -112,7 +114,7 @@ def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehou
 
     assert {table: warehouse.count(table) for table in before} == before
     assert_matches_simulator(warehouse, simulator)
-    # Incremental: one page of the run list, and results only for runs that were still going.
+    # Incremental: one page of the run list (of five), and results only for runs that were still going.
     assert len([r for r in simulator.requests if r.path == "/api/v1/runs"]) == 1
     results_calls = {r.path for r in simulator.requests if r.path.endswith("/results")}
     assert results_calls == {f"/api/v1/runs/{rid}/results" for rid in in_flight}
