@@ -21,6 +21,7 @@ from coalesce_dagster.simulator import DEFAULT_TOKEN, CoalesceSimulator, Faults,
 from coalesce_dagster.simulator.data import SimulatorState
 from coalesce_dagster.simulator.paging import PageParams, paginate
 from coalesce_dagster.simulator.timeutil import UTC, parse_iso
+from coalesce_dagster_tests.helpers import read_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNAUTHORIZED = {
@@ -834,7 +835,7 @@ def test_cli_starts_and_answers() -> None:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
+        line = read_line(process.stdout, timeout=60)
         match = re.search(r"(http://127\.0\.0\.1:\d+)\S*", line)
         assert match and "cli-token" in line, line
         base_url = match.group(1)
