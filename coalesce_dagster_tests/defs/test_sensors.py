@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import dagster as dg
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.resources import CoalesceResource
-from coalesce_dagster.coalesce.client import RunSummary
+from coalesce_dagster.coalesce.client import CoalesceClient, RunSummary
+from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
 from coalesce_dagster.defs.sensors import SENSOR_NAME, coalesce_run_status_sensor, run_request_for
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
@@ -162,17 +164,34 @@ def test_many_runs_cost_calls_per_new_or_in_flight_run_not_per_history(live, ins
     assert live.request_count("/scheduler/runStatus") == len(in_flight)
 
 
-def test_time_budget_leaves_the_rest_for_the_next_tick(live, instance, monkeypatch):
+def test_time_budget_leaves_the_rest_for_the_next_tick(live, instance):
+    """Polling stops once the tick's budget is spent and the runs not asked about wait in the cursor.
+    The tracker reads the clock it is given: here the first status answer costs the whole budget."""
+    client = CoalesceClient(live.base_url, live.config.token)
+    lookback = timedelta(hours=6)
+    cursor = TrackerCursor.deserialize(tick(instance).cursor)[0]
+    runs = [live.state.start_run(env_id) for env_id in ("1", "2", "3")]
+    cursor = track_runs(client, cursor, lookback=lookback, time_budget_seconds=40).cursor
+    for run_id in runs:
+        finish(live.state, run_id)
+    now = [0.0]
+    live.after_answering("/scheduler/runStatus", lambda: now.__setitem__(0, 41.0))
+
+    spent = track_runs(client, cursor, lookback=lookback, time_budget_seconds=40, clock=lambda: now[0])
+
+    assert spent.budget_exhausted and spent.polled == 1
+    assert [run.id for run in spent.finished] == runs[:1]  # oldest first
+    assert spent.cursor.in_flight == {run_id: "waitingToRun" for run_id in runs[1:]}
+    assert requested_run_ids(tick(instance, spent.cursor.serialize())) == [runs[1:]]
+
+
+def test_a_time_budget_below_one_second_skips_the_tick_naming_the_key(live, instance, monkeypatch):
     cursor = tick(instance).cursor
-    run_id = live.state.start_run("1")
-    cursor = tick(instance, cursor).cursor
-    finish(live.state, run_id)
+    finish(live.state, live.state.start_run("1"))
     monkeypatch.setenv("COALESCE_DAGSTER__SENSOR__TIME_BUDGET_SECONDS", "0")
-    spent = tick(instance, cursor)
-    assert not spent.run_requests
-    assert json.loads(spent.cursor)["in_flight"] == {str(run_id): "waitingToRun"}
-    monkeypatch.delenv("COALESCE_DAGSTER__SENSOR__TIME_BUDGET_SECONDS")
-    assert requested_run_ids(tick(instance, spent.cursor)) == [[run_id]]
+    refused = tick(instance, cursor)
+    assert not refused.run_requests and refused.cursor == cursor
+    assert "[coalesce_dagster.sensor] time_budget_seconds = '0'" in refused.skip_reason.skip_message
 
 
 @pytest.mark.parametrize("lost_cursor", [None, "not json {", json.dumps({"version": 99})])
