@@ -12,9 +12,9 @@ import logging
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit

@@ -14,7 +14,8 @@ def test_a_bad_nodes_timeout_is_refused_before_any_request(simulator, monkeypatc
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__NODES_TIMEOUT", value)
     with pytest.raises(ConfigurationError) as refused:
         coalesce_source()
-    assert f"[sources.coalesce_source] nodes_timeout = {value!r} must be a positive number of seconds" in str(refused.value)
+    expected = f"[sources.coalesce_source] nodes_timeout = {value!r} must be a positive number of seconds"
+    assert expected in str(refused.value)
     assert simulator.request_count() == 0
 
 

@@ -160,7 +160,8 @@ def test_each_guard_alone_launches_one_load_at_a_time(
 ):
     """Two loads queued at once (a schedule and a click, say): with either guard of the committed
     dagster.yaml on its own, the queue launches one and holds the other; with neither, both go."""
-    with daemon_instance(_empty_instance_home, tmp_path / "home", _without(COMMITTED_CONCURRENCY, removed)) as instance, \
+    concurrency = _without(COMMITTED_CONCURRENCY, removed)
+    with daemon_instance(_empty_instance_home, tmp_path / "home", concurrency) as instance, \
             code_location(instance) as workspace:
         # A first load: Dagster creates a pool's limit (`default_limit`) when it first sees the pool.
         launch_by_hand(instance, workspace, "coalesce_organisation_job", IN_PROCESS)

@@ -9,12 +9,16 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
+from coalesce_dagster.coalesce.client import CoalesceClient, RunSummary
+from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.resources import CoalesceResource
-from coalesce_dagster.coalesce.client import CoalesceClient, RunSummary
-from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
-from coalesce_dagster.defs.sensors import SENSOR_NAME, coalesce_run_status_sensor, run_request_for
+from coalesce_dagster.defs.sensors import (
+    SENSOR_NAME,
+    coalesce_run_status_sensor,
+    run_request_for,
+)
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
 

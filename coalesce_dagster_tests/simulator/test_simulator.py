@@ -583,16 +583,6 @@ def test_start_demo_auto_schedules_api_runs(client: Client, sim: CoalesceSimulat
 # -- faults ------------------------------------------------------------------------------------------
 
 
-def test_rate_limit_burst(client: Client, sim: CoalesceSimulator) -> None:
-    sim.faults.rate_limit_burst = 2
-    sim.faults.retry_after_seconds = 3
-    for _ in range(2):
-        response = client.get("/api/v1/environments")
-        assert_error(response, 429)
-        assert response.headers["Retry-After"] == "3"
-    assert client.get("/api/v1/environments").status_code == 200
-
-
 def test_server_error_burst_and_outage(client: Client, sim: CoalesceSimulator) -> None:
     sim.faults.server_error_burst = 1
     assert_error(client.get("/api/v1/users"), 503)
