@@ -1,5 +1,6 @@
 """The README's guarantees name the tests that prove them; every name must be a test that exists, so
-renaming or deleting one cannot leave a guarantee pointing at nothing."""
+renaming or deleting one cannot leave a guarantee pointing at nothing, and none may be a test of the
+simulator alone."""
 
 from __future__ import annotations
 
@@ -33,3 +34,11 @@ def test_every_test_the_readme_names_exists():
         if not source.is_file() or (name and not re.search(rf"^def {name}\(", source.read_text(), re.MULTILINE)):
             missing.append(f"{path}::{name}" if name else path)
     assert not missing, f"README names tests that do not exist: {missing}"
+
+
+def test_no_guarantee_rests_on_a_simulator_test():
+    """The simulator's own tests pin its fidelity to the API; what the project promises is proven
+    by loading through the product."""
+    start = README.read_text().index("| sensor guarantee |")
+    on_the_simulator = [path for path, _ in named_tests(README.read_text()[start:]) if path.startswith("simulator/")]
+    assert not on_the_simulator
