@@ -14,7 +14,7 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 
 from .. import __version__
-from .config import DEFAULT_RUNS_PAGE_SIZE, resolve_access_token, resolve_base_url
+from .config import resolve_access_token, resolve_base_url
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
 from .http import coalesce_session
 from .lists import PageSize, read_runs_newest_first
@@ -33,6 +33,8 @@ class SchedulerStatus:
 # A sensor tick must finish inside Dagster's 60 s evaluation timeout, so the shared retry policy is
 # capped here: no single wait or request may eat the whole tick.
 SENSOR_MAX_TIMEOUT = 15.0
+# A tick usually finds a handful of new runs: a small first page is all it reads.
+SENSOR_RUNS_PAGE_SIZE = 100
 SENSOR_MAX_RETRY_DELAY = 10.0
 
 
@@ -50,7 +52,7 @@ class CoalesceClient:
             headers={"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"},
             session=session,
         )
-        self._runs_page_size = PageSize("runs", DEFAULT_RUNS_PAGE_SIZE)
+        self._runs_page_size = PageSize("runs", SENSOR_RUNS_PAGE_SIZE)
 
     @classmethod
     def from_config(cls, base_url: Optional[str] = None, access_token: Optional[str] = None) -> "CoalesceClient":

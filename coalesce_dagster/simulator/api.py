@@ -207,7 +207,7 @@ class CoalesceApi:
             sort_value=_run_time,
             date_fields=_RUN_DATE_FIELDS,
             v62=self.faults.runs_v62_paging,
-            presorted=True,  # run ids only grow and runs are never deleted: the dict is in id order
+            presorted=True,  # run ids only grow (a deleted run leaves a gap): the dict is in id order
         )
         view = render.run_info if detail else render.run_summary
         faults = self.faults

@@ -116,7 +116,7 @@ class SimulatorState:
         # this many seconds by advance_all().
         self.auto_drive_seconds: float | None = None
         self._schedules: dict[int, _Schedule] = {}
-        self._last_run_id = 0  # runs are never deleted, so ids only grow
+        self._last_run_id = 0  # ids only grow, even past deleted runs
         self._rng = random.Random(self.config.seed)
         with self.lock:
             self._generate()
@@ -727,6 +727,17 @@ class SimulatorState:
         project = self.projects.get(env["project"])
         if project is not None and env["id"] in project["environments"]:
             project["environments"].remove(env["id"])
+
+    @_locked
+    def delete_run(self, run_id: int) -> None:
+        """Make a run unknown to the API (every view of it answers 404), as a client sees a run
+        that disappeared between two of its requests. Ids are not reused."""
+        run = self._run(run_id)
+        del self.runs[run["id"]]
+        del self.results[run["id"]]
+        self._schedules.pop(run["id"], None)
+        env_runs = self._runs_by_env.get(str(run["environmentID"]), [])
+        env_runs[:] = [other for other in env_runs if other is not run]
 
     # ---------------------------------------------------------------------------------------
     # snapshots

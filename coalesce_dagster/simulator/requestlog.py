@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 CONTROL_PREFIX = "/_simulator"
 
@@ -16,6 +17,9 @@ class RequestRecord:
     query: dict[str, str]
     status: int = 0  # final HTTP status; 0 while in flight or when the connection was reset
     user_agent: str = ""
+    # time.monotonic() when the request arrived: tests compare when a retry came with when the
+    # answer it retries was given (e.g. a 429's Retry-After), not wall-clock totals.
+    arrived: float = field(default_factory=time.monotonic)
 
 
 class RequestLog:
@@ -28,6 +32,8 @@ class RequestLog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Notified on every arrival and answer, so a test can wait for a request instead of polling.
+        self._changed = threading.Condition(self._lock)
         self._records: list[RequestRecord] = []
         self._in_flight = 0
         self._max_concurrency = 0
@@ -39,6 +45,7 @@ class RequestLog:
             if not _is_control(path):
                 self._in_flight += 1
                 self._max_concurrency = max(self._max_concurrency, self._in_flight)
+            self._changed.notify_all()
         return record
 
     def end(self, record: RequestRecord, status: int) -> None:
@@ -46,6 +53,24 @@ class RequestLog:
             record.status = status
             if not _is_control(record.path):
                 self._in_flight -= 1
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[RequestRecord], bool], timeout: float) -> RequestRecord:
+        """The first request (arrived or still to come) for which `predicate` holds.
+
+        Wakes on each arrival and answer rather than polling; raises TimeoutError after `timeout`
+        seconds without one (a bound for a test that would otherwise hang, not a schedule).
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for record in self._records:
+                    if predicate(record):
+                        return record
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching request within {timeout:g} s")
+                self._changed.wait(remaining)
 
     def snapshot(self) -> list[RequestRecord]:
         with self._lock:

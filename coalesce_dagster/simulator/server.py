@@ -12,6 +12,7 @@ import logging
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -123,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Log before answering, so a client that has its answer also sees it in the log.
             simulator._log.end(record, 0 if outcome is None else outcome[0].status)
             logged = True
+            if outcome is not None and outcome[0].status == 200:
+                simulator._after_answer(path)
             if outcome is None:
                 self._reset_connection()
             else:
@@ -208,6 +211,8 @@ class CoalesceSimulator:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()  # interrupts fault sleeps on stop()
         self._demo: DemoDriver | None = None
+        self._after_answer_actions: dict[str, list[Callable[[], None]]] = {}
+        self._after_answer_lock = threading.Lock()
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -302,6 +307,30 @@ class CoalesceSimulator:
     def max_concurrency(self) -> int:
         """Most simultaneous in-flight API requests since start or the last log reset."""
         return self._log.max_concurrency
+
+    def wait_for_request(self, predicate: Callable[[RequestRecord], bool], timeout: float = 60) -> RequestRecord:
+        """The first request matching ``predicate``, waiting for it to arrive (woken by each request,
+        never polling); TimeoutError after ``timeout`` s."""
+        return self._log.wait_for(predicate, timeout)
+
+    # -- changes in the middle of a client's sync -------------------------------------------------
+
+    def after_answering(self, path: str, action: Callable[[], None]) -> None:
+        """Run ``action`` once, right after the first 200 answer to a request for ``path`` (exact
+        path, any query) is made and before it is sent.
+
+        Lets a test change the organisation at a known point of a client's sync, e.g. delete an
+        environment between the list that names it and the client's request for its detail:
+        whatever the client asks after reading that answer sees the change.
+        """
+        with self._after_answer_lock:
+            self._after_answer_actions.setdefault(path, []).append(action)
+
+    def _after_answer(self, path: str) -> None:
+        with self._after_answer_lock:
+            actions = self._after_answer_actions.pop(path, [])
+        for action in actions:
+            action()
 
     # -- the request pipeline -------------------------------------------------------------------
 

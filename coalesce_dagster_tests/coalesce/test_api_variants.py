@@ -48,14 +48,6 @@ def test_variant_loads_every_row_once(simulator, warehouse, faults):
     assert_matches_simulator(warehouse, simulator)
 
 
-def test_unknown_fields_become_new_columns(simulator, warehouse):
-    simulator.faults.extra_fields = True
-    load(simulator)
-    columns = {name for (name,) in warehouse.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' AND table_name = 'runs'")}
-    assert any(name.startswith("simulator_extra") for name in columns)
-
-
 def test_users_are_found_at_the_organization_path_too(simulator, warehouse):
     simulator.faults.status_override = {"/api/v1/users": 404}
     load(simulator)

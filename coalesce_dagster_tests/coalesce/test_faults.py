@@ -1,14 +1,14 @@
 """Fault injection: what Coalesce-like APIs do to a load, and what the destination looks like after.
 
-Transient faults (429 with Retry-After, 503, a hang past the timeout, a reset connection) are retried
-and the load completes exactly. Permanent ones (401/403/404, a garbage or truncated body, a body of the
-wrong shape, an outage that outlasts the retries) stop the load with one clear message, leave the
-destination exactly as it was, and the next healthy run completes the data.
+Transient faults (429 with or without Retry-After, 503, a hang past the timeout, a reset connection,
+a host that cannot be reached, resolved or spoken TLS to) are retried and the load completes
+exactly, or fails with one clear message once the retries are spent. Permanent ones (401/403/404, a
+garbage or truncated body, a body of the wrong shape, an outage that outlasts the retries) stop the
+load with one clear message, leave the destination exactly as it was, and the next healthy run
+completes the data.
 """
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -17,6 +17,9 @@ from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simulator
+from coalesce_dagster_tests.helpers import CountingServer, contents, refused_port
+
+__all__ = ["contents"]  # other fault tests import it from here
 
 # One path prefix per resource family (a prefix also covers the paths below it).
 TARGETS = {
@@ -28,18 +31,17 @@ TARGETS = {
     "users": "/api/v1/users",
 }
 
-TRANSIENT = {
-    "429_burst_with_retry_after": {"rate_limit_burst": 1, "retry_after_seconds": 1},
-    "503_burst": {"server_error_burst": 2},
-    "hang_longer_than_timeout": {"hang_burst": 1, "hang_seconds": 2.5},
-    "connection_reset": {"reset_burst": 2},
+# Every transient fault, in the order the simulator applies them to a request: two resets, a hang
+# past the timeout, a 429 with Retry-After, two 503s. Seven attempts get one request through all.
+EVERY_TRANSIENT_FAULT = {
+    "reset_burst": 2,
+    "hang_burst": 1,
+    "hang_seconds": 2.5,
+    "rate_limit_burst": 1,
+    "retry_after_seconds": 1,
+    "server_error_burst": 2,
 }
-BURST_OF = {
-    "429_burst_with_retry_after": "rate_limit_burst",
-    "503_burst": "server_error_burst",
-    "hang_longer_than_timeout": "hang_burst",
-    "connection_reset": "reset_burst",
-}
+BURSTS = ("reset_burst", "hang_burst", "rate_limit_burst", "server_error_burst")
 
 
 @pytest.fixture
@@ -52,9 +54,9 @@ def _short_timeouts(monkeypatch):
     monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "1")
 
 
-def load(sim, page_size: int = 4):
+def load(sim, page_size: int = 4, **kwargs):
     pipeline = make_pipeline()
-    source = coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size)
+    source = coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs)
     run_load(pipeline, source)
 
 
@@ -62,21 +64,6 @@ def failed_load(sim) -> Exception:
     with pytest.raises(Exception) as failure:
         load(sim)
     return failure.value
-
-
-def contents(warehouse) -> dict[str, list[tuple]]:
-    """Every row of every table (without dlt's per-load ids), to compare before and after."""
-    snapshot = {}
-    for table in sorted(warehouse.tables()):
-        if table.startswith("_dlt"):
-            continue
-        columns = [c for (c,) in warehouse.rows(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' "
-            "AND table_name = ? AND column_name NOT IN ('_dlt_load_id', '_dlt_id', '_dlt_parent_id') "
-            "ORDER BY column_name", table)]
-        snapshot[table] = sorted(map(repr, warehouse.rows(
-            f"SELECT {', '.join(columns)} FROM coalesce_data.{table}")))
-    return snapshot
 
 
 def change_coalesce(sim) -> None:
@@ -88,21 +75,46 @@ def change_coalesce(sim) -> None:
 
 
 @pytest.mark.parametrize("target", list(TARGETS.values()), ids=list(TARGETS))
-@pytest.mark.parametrize("fault", list(TRANSIENT), ids=list(TRANSIENT))
-def test_transient_faults_are_retried_and_the_load_is_exact(simulator, warehouse, fault, target):
-    simulator.faults.update({**TRANSIENT[fault], "fault_path_prefix": target})
-    load(simulator)
-    assert getattr(simulator.faults, BURST_OF[fault]) == 0, "the fault never fired"
+def test_every_transient_fault_is_retried_and_the_load_is_exact(simulator, warehouse, monkeypatch, target):
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "7")
+    simulator.faults.update({**EVERY_TRANSIENT_FAULT, "fault_path_prefix": target})
+    # A node page that does not answer in time is asked again smaller (`lists.read_pages`).
+    load(simulator, nodes_timeout=1)
+    unfired = {burst: getattr(simulator.faults, burst) for burst in BURSTS if getattr(simulator.faults, burst)}
+    assert not unfired, f"faults that never fired: {unfired}"
+    statuses = [r.status for r in simulator.requests if r.path.startswith(target)]
+    assert {0, 429, 503} <= set(statuses) and statuses[-1] == 200
     assert_matches_simulator(warehouse, simulator)
 
 
-def test_retry_after_is_honoured(simulator, warehouse):
-    simulator.faults.update({"rate_limit_burst": 2, "retry_after_seconds": 1, "fault_path_prefix": "/api/v1/users"})
-    started = time.monotonic()
+def _retry_of(sim, rejected):
+    """The next request that asked what `rejected` asked."""
+    records = sim.requests
+    later = records[records.index(rejected) + 1 :]
+    return next(r for r in later if (r.path, r.query) == (rejected.path, rejected.query))
+
+
+def test_retry_after_is_honoured(simulator, warehouse, monkeypatch):
+    # Room for the 2 s Coalesce asks for; backoff alone would wait 0.05 s (conftest).
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "5")
+    simulator.faults.update({"rate_limit_burst": 1, "retry_after_seconds": 2, "fault_path_prefix": "/api/v1/users"})
     load(simulator)
-    # Backoff alone would wait 0.05 s + 0.1 s here; Retry-After asks for 1 s each time.
-    assert time.monotonic() - started >= 2.0
+    (rejected,) = [r for r in simulator.requests if r.status == 429]
+    retry = _retry_of(simulator, rejected)
+    # By the simulator's clock, the retry came no sooner than Retry-After after the request it answered.
+    assert retry.arrived - rejected.arrived >= 2.0
+    assert retry.status == 200
     assert_matches_simulator(warehouse, simulator, tables=("users",))
+
+
+def test_429_without_retry_after_is_retried_and_the_load_is_exact(simulator, warehouse):
+    """Coalesce documents no Retry-After: a 429 without one is retried on the backoff schedule."""
+    simulator.faults.update({"rate_limit_burst": 2, "retry_after_header": False, "fault_path_prefix": "/api/v1/runs"})
+    load(simulator)
+    rejected = [r for r in simulator.requests if r.status == 429]
+    assert len(rejected) == 2
+    assert _retry_of(simulator, rejected[-1]).status == 200
+    assert_matches_simulator(warehouse, simulator)
 
 
 PERMANENT = {
@@ -115,19 +127,19 @@ PERMANENT = {
 }
 
 
-@pytest.mark.parametrize("fault", list(PERMANENT), ids=list(PERMANENT))
-def test_permanent_faults_stop_cleanly_and_the_next_run_completes(simulator, warehouse, fault):
+def test_permanent_faults_stop_cleanly_and_the_next_run_completes(simulator, warehouse, subtests):
+    """Each permanent fault in turn stops a load with its message and leaves every table exactly as it
+    was; with the faults gone, the next run loads everything the failed ones did not."""
     load(simulator)
     before = contents(warehouse)
     change_coalesce(simulator)
-    settings, message = PERMANENT[fault]
-    simulator.faults.update(settings)
-
-    error = failed_load(simulator)
-
-    explanation = explain(error)
-    assert explanation and message in explanation
-    assert contents(warehouse) == before, "a failed load changed the destination"
+    for fault, (settings, message) in PERMANENT.items():
+        with subtests.test(fault=fault):
+            simulator.faults.reset()
+            simulator.faults.update(settings)
+            explanation = explain(failed_load(simulator))
+            assert explanation and message in explanation
+            assert contents(warehouse) == before, "a failed load changed the destination"
 
     simulator.faults.reset()
     load(simulator)
@@ -150,13 +162,38 @@ def test_a_wrong_token_quotes_coalesce_and_says_where_to_get_one(simulator, ware
     assert "Generate Access Token" in explanation
 
 
-def test_unreachable_host_names_the_regions(warehouse, monkeypatch):
-    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")
-    pipeline = make_pipeline()
+def _connection_failure(base_url: str) -> str:
     with pytest.raises(Exception) as failure:
-        run_load(pipeline, coalesce_source(base_url="http://127.0.0.1:9", access_token="t"))
+        run_load(make_pipeline(), coalesce_source(base_url=base_url, access_token="t"))
     explanation = explain(failure.value)
     assert "Could not connect to Coalesce" in explanation and "app.eu.coalescesoftware.io" in explanation
+    return explanation
+
+
+def test_a_dropped_connection_is_retried_then_could_not_connect(simulator, warehouse):
+    simulator.faults.update({"reset_burst": 100, "fault_path_prefix": "/api/v1/environments"})
+    with pytest.raises(Exception) as failure:
+        load(simulator)
+    assert "Could not connect to Coalesce" in explain(failure.value)
+    # As many attempts as `[runtime] request_max_attempts` allows (3 in tests), then the message.
+    assert [r.status for r in simulator.requests if r.path == "/api/v1/environments"] == [0, 0, 0]
+
+
+def test_an_unreachable_host_names_the_regions(warehouse):
+    with refused_port() as port:
+        _connection_failure(f"http://127.0.0.1:{port}")
+
+
+def test_a_host_name_that_does_not_resolve_names_the_regions(warehouse):
+    _connection_failure("https://coalesce-dagster-test.invalid")  # .invalid never resolves (RFC 6761)
+
+
+def test_a_failed_tls_handshake_is_retried_then_could_not_connect(warehouse):
+    # A host that answers in plain text where TLS is expected (a wrong port, or a proxy).
+    with CountingServer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as server:
+        explanation = _connection_failure(f"https://127.0.0.1:{server.port}")
+    assert "SSL" in explanation
+    assert server.connections == 3  # as many attempts as `[runtime] request_max_attempts` allows
 
 
 @pytest.mark.parametrize(
@@ -173,16 +210,12 @@ def test_a_body_of_the_wrong_shape_never_replaces_good_data(simulator, warehouse
     assert contents(warehouse) == before
 
 
-def test_user_agent_names_the_project(simulator, warehouse):
+def test_every_request_names_the_project_and_every_key_is_loaded(simulator, warehouse):
     from coalesce_dagster import __version__
 
     load(simulator)
     agents = {record.user_agent for record in simulator.requests}
     assert agents == {f"coalesce-dagster/{__version__}"}
-
-
-def test_every_key_column_is_loaded_not_null(simulator, warehouse):
-    load(simulator)
     for table, columns in KEY_COLUMNS.items():
         for column in columns:
             assert warehouse.count(table, f"WHERE {column} IS NULL") == 0, (table, column)

@@ -7,18 +7,18 @@ malformed bodies still raise requests' own error, and a rewritten body is parsed
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import requests
 
 from coalesce_dagster.coalesce.http import JsonResponse, coalesce_session
+from coalesce_dagster_tests.helpers import refused_port
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture
+def dead_proxy():
+    """A proxy address nothing answers at, held for the whole test."""
+    with refused_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def _get(simulator, path: str) -> requests.Response:
@@ -55,8 +55,7 @@ def test_a_malformed_body_raises_the_requests_error(simulator):
         response.json()
 
 
-def test_proxy_variables_still_apply(simulator, monkeypatch):
-    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+def test_proxy_variables_still_apply(simulator, monkeypatch, dead_proxy):
     monkeypatch.setenv("HTTP_PROXY", dead_proxy)
     monkeypatch.setenv("http_proxy", dead_proxy)
     for name in ("NO_PROXY", "no_proxy"):
@@ -69,8 +68,7 @@ def test_proxy_variables_still_apply(simulator, monkeypatch):
         session.get(simulator.base_url + "/api/v1/environments", timeout=5)
 
 
-def test_no_proxy_still_applies(simulator, monkeypatch):
-    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+def test_no_proxy_still_applies(simulator, monkeypatch, dead_proxy):
     monkeypatch.setenv("HTTP_PROXY", dead_proxy)
     monkeypatch.setenv("http_proxy", dead_proxy)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")

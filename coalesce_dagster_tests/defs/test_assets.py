@@ -48,35 +48,6 @@ def test_full_load_matches_the_simulator(simulator, instance, warehouse):
     assert {"id", "environment_id", "name", "node_type", "source_mapping"} <= {c.name for c in schema.columns}
 
 
-def test_parallel_normalize_loads_exactly_once(simulator, instance, warehouse, monkeypatch):
-    """The shipped `[normalize] workers = 2`: two spawned worker processes share extracted files
-    small enough that both get results, and every row lands once."""
-    monkeypatch.delenv("NORMALIZE__WORKERS")  # the suite's in-process override (conftest)
-    monkeypatch.setenv("SOURCES__DATA_WRITER__FILE_MAX_ITEMS", "40")
-    assert dlt.config.get("normalize.workers", int) == 2
-    assert dlt.config.get("normalize.start_method", str) == "spawn"
-
-    assert materialize(instance).success
-    assert materialize(instance).success
-
-    assert_matches_simulator(warehouse, simulator)
-    assert warehouse.count("run_results__query_results") == sum(
-        len(result["queryResults"]) for results in simulator.state.results.values() for result in results
-    )
-
-
-def test_lineage_and_json_fields_are_queryable(simulator, instance, warehouse):
-    materialize(instance, selection=["environment_nodes"])
-    env_id, nodes = next((e, n) for e, n in simulator.state.nodes.items() if n)
-    node_id, node = next((i, n) for i, n in nodes.items() if n["metadata"]["sourceMapping"])
-    (mapping,) = warehouse.rows(
-        "SELECT source_mapping FROM coalesce_data.environment_nodes WHERE environment_id = ? AND id = ?",
-        env_id,
-        node_id,
-    )[0]
-    assert '"dependencies"' in mapping  # lineage arrives as JSON, not one column per alias
-
-
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
     # Enough rows that a page size of 7 means many pages on every list.
@@ -102,8 +73,10 @@ def test_every_list_is_paged_through(simulator, instance, warehouse, monkeypatch
     assert len(user_pages) >= math.ceil(len(state.users) / 7)
 
 
-def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehouse):
+def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehouse, monkeypatch):
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__RUNS_PAGE_SIZE", "10")  # the 45 runs span 5 pages
     assert materialize(instance).success
+    assert len([r for r in simulator.requests if r.path == "/api/v1/runs"]) == 5
     before = {table: warehouse.count(table) for table in ALL_TABLES + ("environment_nodes__columns",)}
     in_flight = [rid for rid, run in simulator.state.runs.items() if run["runStatus"] not in TERMINAL]
     simulator.reset_request_log()
@@ -112,7 +85,7 @@ def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehou
 
     assert {table: warehouse.count(table) for table in before} == before
     assert_matches_simulator(warehouse, simulator)
-    # Incremental: one page of the run list, and results only for runs that were still going.
+    # Incremental: one page of the run list (of five), and results only for runs that were still going.
     assert len([r for r in simulator.requests if r.path == "/api/v1/runs"]) == 1
     results_calls = {r.path for r in simulator.requests if r.path.endswith("/results")}
     assert results_calls == {f"/api/v1/runs/{rid}/results" for rid in in_flight}
@@ -170,6 +143,15 @@ def test_a_subset_loads_only_the_selected_tables(simulator, instance, warehouse)
     ]
     assert "environments" not in warehouse.tables()
     assert_matches_simulator(warehouse, simulator, tables=("environment_nodes",))
+    # Lineage arrives as one JSON column, not one column per alias.
+    env_id, nodes = next((e, n) for e, n in simulator.state.nodes.items() if n)
+    node_id = next(i for i, n in nodes.items() if n["metadata"]["sourceMapping"])
+    (mapping,) = warehouse.rows(
+        "SELECT source_mapping FROM coalesce_data.environment_nodes WHERE environment_id = ? AND id = ?",
+        env_id,
+        node_id,
+    )[0]
+    assert '"dependencies"' in mapping
 
 
 def test_loading_runs_alone_does_not_make_results_skip_those_runs(simulator, instance, warehouse):
@@ -191,12 +173,18 @@ def test_run_ids_config_loads_exactly_those_runs(simulator, instance, warehouse)
     assert [rid for (rid,) in warehouse.keys("run_status", "run_id")] == wanted
 
 
-def test_a_load_of_given_runs_normalizes_without_worker_processes(simulator, instance, warehouse, monkeypatch):
-    """Under the shipped `[normalize] workers = 2`, a full sync gets two normalize workers and a
-    sensor-sized load of given runs gets none (`pipeline.in_process_normalize`)."""
+def test_full_syncs_normalize_in_worker_processes_and_a_load_of_given_runs_in_none(
+    simulator, instance, warehouse, monkeypatch
+):
+    """The shipped `[normalize] workers = 2`: a full sync's two spawned workers share extracted files
+    small enough that both get rows, and every row lands once; a sensor-sized load of given runs
+    normalizes in this process (`pipeline.in_process_normalize`)."""
     import concurrent.futures
 
     monkeypatch.delenv("NORMALIZE__WORKERS")  # the suite's in-process override (conftest)
+    monkeypatch.setenv("SOURCES__DATA_WRITER__FILE_MAX_ITEMS", "40")
+    assert dlt.config.get("normalize.workers", int) == 2
+    assert dlt.config.get("normalize.start_method", str) == "spawn"
     pool_sizes: list[int] = []
 
     class RecordingPool(concurrent.futures.ProcessPoolExecutor):  # dlt's pool, with its size noted
@@ -212,7 +200,13 @@ def test_a_load_of_given_runs_normalizes_without_worker_processes(simulator, ins
     run_config = {"ops": {"coalesce_load": {"config": {"run_ids": wanted}}}}
     assert materialize(instance, selection=["runs", "run_results", "run_status"], run_config=run_config).success
     assert pool_sizes == [2]  # no process pool at all: dlt normalized in this process
+    assert materialize(instance).success
+    assert pool_sizes == [2, 2]
+
     assert_matches_simulator(warehouse, simulator)
+    assert warehouse.count("run_results__query_results") == sum(
+        len(result["queryResults"]) for results in simulator.state.results.values() for result in results
+    )
 
 
 def test_a_missing_token_fails_with_an_actionable_message(simulator, instance, monkeypatch):

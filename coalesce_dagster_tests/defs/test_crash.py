@@ -1,4 +1,10 @@
-"""A load killed with SIGKILL leaves the destination consistent; the next run completes it exactly."""
+"""A load killed with SIGKILL leaves every table of the destination whole; the next run completes it
+exactly.
+
+The kill lands at a known point each time, never by racing the load: mid-extract once the simulator
+holds one of the load's requests (it signals the arrival), after normalize and in the middle of the
+load step by the killed process itself (`coalesce_dagster_tests/crash_load.py`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
+from coalesce_dagster_tests.crash_load import LAST_TABLE
 from coalesce_dagster_tests.expectations import assert_matches_simulator
+from coalesce_dagster_tests.helpers import contents
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,91 +40,64 @@ def start_load(mode: str, **env: str) -> subprocess.Popen:
     )
 
 
-def wait_for_hung_request(simulator, prefix: str, load: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the load is blocked inside a request the simulator is holding open (status 0)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert load.poll() is None, "the load ended before reaching the hung request"
-        if any(r.path.startswith(prefix) and r.status == 0 for r in simulator.requests):
-            return
-        time.sleep(0.05)  # polling another process's progress
-    raise AssertionError("the load never reached the hung request")
-
-
 def change_coalesce(sim) -> None:
+    """Changes to runs, nodes and users, so the next load has something new for every kind of table."""
     sim.state.add_runs(4)
     env_id = next(iter(sim.state.nodes))
     sim.state.delete_node(env_id, next(iter(sim.state.nodes[env_id])))
+    for user in sim.state.users.values():
+        user["lastName"] += " (renamed)"
 
 
 def test_sigkill_during_extract(simulator, instance, warehouse):
     assert materialize(instance).success
     change_coalesce(simulator)
-    before = {table: warehouse.count(table) for table in ("runs", "run_results", "environment_nodes")}
+    before = contents(warehouse)
     # The second new run's results never come back: the load is stuck mid-extract, then killed.
     hung = f"/api/v1/runs/{max(simulator.state.runs) - 1}/results"
     simulator.faults.update({"hang_burst": 1, "hang_seconds": 120, "fault_path_prefix": hung})
     load = start_load("dagster")
-    wait_for_hung_request(simulator, hung, load)
-    load.send_signal(signal.SIGKILL)
-    load.wait(timeout=30)
+    try:
+        simulator.wait_for_request(lambda r: r.path == hung and r.status == 0, timeout=120)
+    finally:
+        load.send_signal(signal.SIGKILL)
+        load.wait(timeout=30)
 
-    assert {table: warehouse.count(table) for table in before} == before  # nothing half-written
+    assert contents(warehouse) == before  # nothing half-written, in any table
     simulator.faults.reset()
     assert materialize(instance).success
     assert_matches_simulator(warehouse, simulator)
 
 
-@pytest.mark.parametrize("mode", ["after-normalize"])
-def test_sigkill_between_steps(simulator, instance, warehouse, mode):
+def test_sigkill_between_normalize_and_load(simulator, instance, warehouse):
     assert materialize(instance).success
     change_coalesce(simulator)
-    before = {table: warehouse.count(table) for table in ("runs", "run_results", "environment_nodes")}
-    load = start_load(mode)
+    before = contents(warehouse)
+    load = start_load("after-normalize")
     assert load.wait(timeout=120) == -signal.SIGKILL
 
-    assert {table: warehouse.count(table) for table in before} == before
+    assert contents(warehouse) == before
     assert materialize(instance).success
     # ...including the new runs: the killed load's frontier was never committed.
     assert_matches_simulator(warehouse, simulator)
 
 
-def _jobs(pipelines_dir: Path, state: str) -> list[Path]:
-    return list(pipelines_dir.glob(f"*/coalesce_pipeline/load/normalized/*/{state}/*"))
-
-
-def _kill_mid_load(pipelines_dir: Path, load: subprocess.Popen, fraction: float, timeout: float = 120) -> bool:
-    """Freeze the loader once `fraction` of its load jobs (at least one) completed, then kill it.
-
-    True when jobs were still waiting at that moment, i.e. the kill really landed mid-load."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and load.poll() is None:
-        done = len(_jobs(pipelines_dir, "completed_jobs"))
-        waiting = len(_jobs(pipelines_dir, "new_jobs") + _jobs(pipelines_dir, "started_jobs"))
-        if done and done >= fraction * (done + waiting):
-            load.send_signal(signal.SIGSTOP)
-            pending = _jobs(pipelines_dir, "new_jobs") + _jobs(pipelines_dir, "started_jobs")
-            load.send_signal(signal.SIGKILL)
-            load.wait(timeout=30)
-            return bool(pending)
-        time.sleep(0.001)  # polling another process's progress
-    load.kill()
-    load.wait(timeout=30)
-    return False
-
-
-@pytest.mark.parametrize("fraction", [0.6], ids=["most_jobs_done"])
-def test_sigkill_during_load(simulator, instance, warehouse, tmp_path, fraction):
-    """Killed between load jobs (some tables written, others not), the next run repairs everything."""
+def test_sigkill_during_load_leaves_every_table_old_or_new(simulator, instance, warehouse):
+    """Killed in the load step with every table loaded but one: each table holds either all of its
+    old rows or all of its new ones (replaced tables are swapped in from staging, merged tables
+    merged from it, one transaction each), and the next run completes the rest."""
     assert materialize(instance).success
-    for _attempt in range(5):  # the load is fast; retry until the kill lands between its jobs
-        change_coalesce(simulator)
-        # One load worker: jobs run one after another, so there is a "between" to land in.
-        load = start_load("dagster", LOAD__WORKERS="1")
-        if _kill_mid_load(tmp_path / "pipelines", load, fraction):
-            break
-    else:
-        pytest.fail("could not kill the load between its jobs in 5 attempts")
+    old = contents(warehouse)
+    change_coalesce(simulator)
+    # One load worker: jobs run one after another, so "all but one table" is a point in the load.
+    load = start_load("before-users-load", LOAD__WORKERS="1")
+    assert load.wait(timeout=120) == -signal.SIGKILL
+    killed = contents(warehouse)
 
     assert materialize(instance).success
+    new = contents(warehouse)
     assert_matches_simulator(warehouse, simulator)
+    assert killed[LAST_TABLE] == old[LAST_TABLE] != new[LAST_TABLE], "a table whose load never started changed"
+    changed = [table for table in new if table != LAST_TABLE and killed.get(table) != new[table]]
+    assert not changed, f"tables neither old nor new after the kill: {changed}"
+    assert [table for table in new if old.get(table) != new[table]] != [LAST_TABLE], "the kill was not mid-load"

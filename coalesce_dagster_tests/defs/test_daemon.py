@@ -1,30 +1,43 @@
-"""Sensor-launched and manually launched runs under the real Dagster daemon, with the committed
-dagster.yaml.
+"""Loads launched by the sensor and by hand, under the Dagster daemon's own sensor and run-queue code
+and the committed dagster.yaml.
 
-The daemon ticks the sensor, which launches one Dagster run per finished Coalesce run, while a run is
-also launched by hand; the runs must queue behind each other (they write the same DuckDB file) and
-all succeed.
+The daemon's iterations are run here one at a time (its sensor tick, then its run queue, each
+dequeued run executed as it is launched), against the code location `workspace.yaml` declares, so
+every step is a point the test can look at: no polling, no waiting on a clock. Loads write one
+DuckDB file and one dlt state, so they must go one at a time; each of the two guards in
+dagster.yaml (the run-queue tag limit and the concurrency pool) must do that on its own.
 """
 
 from __future__ import annotations
 
-import os
+import copy
+import logging
 import shutil
-import signal
-import subprocess
 import sys
-import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Optional
 
 import dagster as dg
 import pytest
+import yaml
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+from dagster._daemon.sensor import execute_sensor_iteration
 
+from coalesce_dagster.definitions import defs
+from coalesce_dagster.defs.sensors import SENSOR_NAME
 from coalesce_dagster.simulator import SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SENSOR_RUNS = 3
-LAUNCHED = SENSOR_RUNS + 1  # plus one launched by hand, as from the UI
-DEADLINE_SECONDS = 300
+COMMITTED_CONCURRENCY = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())["concurrency"]
+(CODE_LOCATION,) = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())["load_from"]
+LOCATION_NAME = CODE_LOCATION["python_module"]["location_name"]
+MODULE_NAME = CODE_LOCATION["python_module"]["module_name"]
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
 @pytest.fixture
@@ -32,71 +45,131 @@ def simulator_config() -> SimulatorConfig:
     return SimulatorConfig(environments=2, nodes_per_environment=8, runs=10, results_per_run=4)
 
 
-def _wait_for_runs(instance: dg.DagsterInstance, daemon: subprocess.Popen, count: int) -> list[dg.DagsterRun]:
-    """Poll the instance until `count` runs have finished (bounded; the daemon is a separate process)."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        assert daemon.poll() is None, "the Dagster daemon exited early"
-        runs = instance.get_runs()
-        if len(runs) >= count and all(run.is_finished for run in runs):
-            return runs
-        time.sleep(0.5)  # polling an external process's progress, not synchronising on a guess
-    raise AssertionError(f"runs did not finish within {DEADLINE_SECONDS}s: {[r.status for r in instance.get_runs()]}")
-
-
-def test_sensor_launched_runs_queue_and_all_succeed(simulator, tmp_path, warehouse):
-    simulator.state.use_real_clock()
-    coalesce_runs = []
-    for env_id in ("1", "2", "1"):
-        run_id = simulator.state.start_run(env_id)
-        simulator.state.set_run_status(run_id, "running")
-        simulator.state.set_run_status(run_id, "completed")
-        coalesce_runs.append(run_id)
-
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")  # the committed settings
-    # Create the instance's SQLite storage once, before the daemon and the CLI both try to.
-    dg.DagsterInstance.from_config(str(home)).dispose()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "COALESCE_DAGSTER__SENSOR__DEFAULT_STATUS": "running",
-        "COALESCE_DAGSTER__SENSOR__MINIMUM_INTERVAL_SECONDS": "1",
-        "COALESCE_DAGSTER__SENSOR__MAX_RUNS_PER_REQUEST": "1",  # one Dagster run per Coalesce run
-        "COALESCE_DAGSTER__SCHEDULES__DEFAULT_STATUS": "stopped",
+@contextmanager
+def daemon_instance(empty_home: Path, home: Path, concurrency: Optional[dict]) -> Iterator[dg.DagsterInstance]:
+    """An instance that queues runs (as `dagster dev` and deployments do) with the given
+    `concurrency` block, and executes each run in this process the moment the queue launches it."""
+    shutil.copytree(empty_home, home)
+    overrides = {
+        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"},
+        "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher",
+                         "class": "SyncInMemoryRunLauncher"},
+        **({"concurrency": concurrency} if concurrency else {}),
     }
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        # A manual launch (what the UI's Materialize does) goes through the same queue.
-        launch = subprocess.run(
-            [sys.executable, "-m", "dagster", "job", "launch", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-             "-j", "coalesce_organisation_job"],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )
-        assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            runs = _wait_for_runs(instance, daemon, LAUNCHED)
-            stats = {run.run_id: instance.get_run_stats(run.run_id) for run in runs}
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
+    with dg.instance_for_test(overrides=overrides, temp_dir=str(home)) as instance:
+        yield instance
 
-    assert len(runs) == LAUNCHED
-    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [run.status for run in runs]
-    sensor_runs = [run for run in runs if run.tags.get("dagster/sensor_name") == "coalesce_run_status_sensor"]
+
+@contextmanager
+def code_location(instance: dg.DagsterInstance):
+    """The workspace the daemon sees: `workspace.yaml`'s code location, loaded in this process."""
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=MODULE_NAME,
+                             working_directory=str(PROJECT_ROOT)),
+        location_name=LOCATION_NAME,
+    )
+    with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
+        yield workspace
+
+
+def repository(workspace):
+    location = workspace.create_request_context().get_code_location(LOCATION_NAME)
+    (repo,) = location.get_repositories().values()
+    return repo
+
+
+def launch_by_hand(instance, workspace, job_name: str, run_config: Optional[dict] = None) -> dg.DagsterRun:
+    """What the UI's Materialize does: a run of the code location's job, submitted to the queue."""
+    remote_job = repository(workspace).get_full_job(job_name)
+    run = instance.create_run_for_job(
+        defs.resolve_job_def(job_name),
+        run_config=run_config,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+    )
+    instance.submit_run(run.run_id, workspace.create_request_context())
+    return run
+
+
+def dequeue_once(workspace) -> None:
+    """One iteration of the daemon's run queue: launch (here: execute) what the limits allow."""
+    list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(workspace))
+
+
+def statuses(instance) -> list[dg.DagsterRunStatus]:
+    return [run.status for run in instance.get_runs()]
+
+
+def test_sensor_and_manual_loads_queue_one_at_a_time_and_all_succeed(
+    simulator, warehouse, tmp_path, monkeypatch, _empty_instance_home
+):
+    state = simulator.state
+    state.use_real_clock()
+    coalesce_runs = []
+    for env_id in ("1", "2"):
+        run_id = state.start_run(env_id)
+        state.set_run_status(run_id, "running")
+        state.set_run_status(run_id, "completed")
+        coalesce_runs.append(run_id)
+    monkeypatch.setenv("COALESCE_DAGSTER__SENSOR__MAX_RUNS_PER_REQUEST", "1")  # one Dagster run per Coalesce run
+
+    with daemon_instance(_empty_instance_home, tmp_path / "home", COMMITTED_CONCURRENCY) as instance, \
+            code_location(instance) as workspace:
+        instance.start_sensor(repository(workspace).get_sensor(SENSOR_NAME))  # the UI's toggle
+        list(execute_sensor_iteration(workspace, logging.getLogger(__name__), None, None))
+        launch_by_hand(instance, workspace, "coalesce_organisation_job")
+        assert statuses(instance) == [dg.DagsterRunStatus.QUEUED] * 3
+
+        # Each pass of the queue launches exactly one load; the rest wait their turn.
+        for finished in range(1, 4):
+            dequeue_once(workspace)
+            assert sorted(statuses(instance), key=str) == sorted(
+                [dg.DagsterRunStatus.SUCCESS] * finished + [dg.DagsterRunStatus.QUEUED] * (3 - finished), key=str
+            )
+        runs = instance.get_runs()
+        (tick,) = instance.get_ticks(repository(workspace).get_sensor(SENSOR_NAME).get_remote_origin_id(),
+                                     repository(workspace).get_sensor(SENSOR_NAME).selector_id)
+
+    sensor_runs = [run for run in runs if run.tags.get("dagster/sensor_name") == SENSOR_NAME]
     assert sorted(int(run.tags["coalesce/run_ids"]) for run in sensor_runs) == sorted(coalesce_runs)
+    # Each run carries the run_key its request had: what Dagster refuses to launch twice.
+    assert sorted(run.tags["dagster/run_key"] for run in sensor_runs) == sorted(tick.run_keys)
+    assert len(set(tick.run_keys)) == len(coalesce_runs)
     assert [run.job_name for run in runs if run not in sensor_runs] == ["coalesce_organisation_job"]
-    # Queued one behind the other: no two runs were executing at the same time.
-    spans = sorted((stats[run.run_id].start_time, stats[run.run_id].end_time) for run in runs)
-    for (_, earlier_end), (later_start, _) in zip(spans, spans[1:]):
-        assert later_start >= earlier_end
+    assert all(run.tags["dagster/code_location"] == LOCATION_NAME for run in runs)
     assert sorted(r for (r,) in warehouse.keys("runs", "id")) == sorted(coalesce_runs)
-    assert warehouse.count("users") == len(simulator.state.users)
+    assert warehouse.count("users") == len(state.users)
+
+
+def _without(concurrency: dict, guard: str) -> dict:
+    kept = copy.deepcopy(concurrency)
+    if guard in ("tag_limit", "both"):
+        kept["runs"].pop("tag_concurrency_limits")
+    if guard in ("pool", "both"):
+        kept.pop("pools")
+    return kept
+
+
+@pytest.mark.parametrize(
+    "removed, launched_together",
+    [("pool", 1), ("tag_limit", 1), ("both", 2)],
+    ids=["tag_limit_alone", "pool_alone", "neither_guard"],
+)
+def test_each_guard_alone_launches_one_load_at_a_time(
+    simulator, tmp_path, _empty_instance_home, removed, launched_together
+):
+    """Two loads queued at once (a schedule and a click, say): with either guard of the committed
+    dagster.yaml on its own, the queue launches one and holds the other; with neither, both go."""
+    concurrency = _without(COMMITTED_CONCURRENCY, removed)
+    with daemon_instance(_empty_instance_home, tmp_path / "home", concurrency) as instance, \
+            code_location(instance) as workspace:
+        # A first load: Dagster creates a pool's limit (`default_limit`) when it first sees the pool.
+        launch_by_hand(instance, workspace, "coalesce_organisation_job", IN_PROCESS)
+        dequeue_once(workspace)
+        for _ in range(2):
+            launch_by_hand(instance, workspace, "coalesce_organisation_job", IN_PROCESS)
+
+        dequeue_once(workspace)
+
+        assert statuses(instance).count(dg.DagsterRunStatus.QUEUED) == 2 - launched_together
+        assert dg.DagsterRunStatus.FAILURE not in statuses(instance)

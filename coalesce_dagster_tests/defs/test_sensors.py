@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import dagster as dg
 import pytest
 
+from coalesce_dagster.coalesce.client import CoalesceClient, RunSummary
+from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.resources import CoalesceResource
-from coalesce_dagster.defs.sensors import SENSOR_NAME, coalesce_run_status_sensor
+from coalesce_dagster.defs.sensors import (
+    SENSOR_NAME,
+    coalesce_run_status_sensor,
+    run_request_for,
+)
 from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
 
@@ -20,7 +27,8 @@ SENSOR_JOB = defs.resolve_job_def(coalesce_run_status_sensor.job_name)
 
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
-    return SimulatorConfig(environments=3, nodes_per_environment=10, runs=30, results_per_run=4)
+    # More history than the sensor's pages of 100 runs, so "one page" means something.
+    return SimulatorConfig(environments=3, nodes_per_environment=10, runs=230, results_per_run=4)
 
 
 @pytest.fixture
@@ -55,7 +63,9 @@ def test_first_start_does_not_replay_history(live, instance):
     assert "No Coalesce run finished" in result.skip_reason.skip_message
     cursor = json.loads(result.cursor)
     assert cursor["version"] == 2 and cursor["highest_run_id"] == max(live.state.runs)
-    assert live.request_count("/api/v1/runs") == 1  # newest page only: history is not walked
+    # The newest page of 100 only: the rest of the 230 runs' history is not walked.
+    assert live.request_count("/api/v1/runs") == 1
+    assert [r.query["limit"] for r in live.requests if r.path == "/api/v1/runs"] == ["100"]
 
 
 def test_first_start_loads_runs_that_finished_within_the_lookback(live, instance):
@@ -97,8 +107,27 @@ def test_runs_that_start_and_finish_between_ticks_in_every_environment(live, ins
         finish(live.state, run_id, "canceled" if run_id == started[0] else "completed")
     result = tick(instance, cursor)
     assert requested_run_ids(result) == [sorted(started)]
-    # Same runs, same run_key: a repeated evaluation is deduplicated by Dagster itself.
-    assert result.run_requests[0].run_key == tick(instance, cursor).run_requests[0].run_key
+
+
+def test_a_repeated_evaluation_requests_each_batch_under_the_same_run_key(live, instance, monkeypatch):
+    """Dagster launches one run per run_key of a sensor, so a tick evaluated twice from the same
+    cursor (a daemon restart, a cursor set back) must give each batch the key it had; different
+    batches must never share one."""
+    monkeypatch.setenv("COALESCE_DAGSTER__SENSOR__MAX_RUNS_PER_REQUEST", "2")
+    cursor = tick(instance).cursor
+    finished = [live.state.start_run(env_id) for env_id in ("1", "2", "3", "1", "2")]
+    for run_id in finished:
+        finish(live.state, run_id)
+
+    first, again = tick(instance, cursor), tick(instance, cursor)
+
+    assert requested_run_ids(first) == [finished[0:2], finished[2:4], finished[4:5]]
+    keys = [request.run_key for request in first.run_requests]
+    assert all(keys) and len(set(keys)) == len(keys)
+    assert [request.run_key for request in again.run_requests] == keys
+    # The key names the runs it loads: the same runs in another order give the same key.
+    reordered = run_request_for([RunSummary(i, "completed", None, None, None) for i in reversed(finished[0:2])])
+    assert reordered.run_key == keys[0]
 
 
 def test_coalesce_down_skips_the_tick_and_keeps_the_cursor(live, instance):
@@ -116,10 +145,11 @@ def test_coalesce_down_skips_the_tick_and_keeps_the_cursor(live, instance):
 
 
 def test_a_rejected_token_skips_with_the_fix(live, instance):
-    result = tick(instance, resources={"coalesce": CoalesceResource(access_token="wrong")})
+    revoked = "revoked-token-4f1c9e27"
+    result = tick(instance, resources={"coalesce": CoalesceResource(access_token=revoked)})
     assert not result.run_requests
     assert "401" in result.skip_reason.skip_message and "Generate Access Token" in result.skip_reason.skip_message
-    assert "wrong" not in result.skip_reason.skip_message
+    assert revoked not in result.skip_reason.skip_message
 
 
 def test_many_runs_cost_calls_per_new_or_in_flight_run_not_per_history(live, instance):
@@ -138,17 +168,34 @@ def test_many_runs_cost_calls_per_new_or_in_flight_run_not_per_history(live, ins
     assert live.request_count("/scheduler/runStatus") == len(in_flight)
 
 
-def test_time_budget_leaves_the_rest_for_the_next_tick(live, instance, monkeypatch):
+def test_time_budget_leaves_the_rest_for_the_next_tick(live, instance):
+    """Polling stops once the tick's budget is spent and the runs not asked about wait in the cursor.
+    The tracker reads the clock it is given: here the first status answer costs the whole budget."""
+    client = CoalesceClient(live.base_url, live.config.token)
+    lookback = timedelta(hours=6)
+    cursor = TrackerCursor.deserialize(tick(instance).cursor)[0]
+    runs = [live.state.start_run(env_id) for env_id in ("1", "2", "3")]
+    cursor = track_runs(client, cursor, lookback=lookback, time_budget_seconds=40).cursor
+    for run_id in runs:
+        finish(live.state, run_id)
+    now = [0.0]
+    live.after_answering("/scheduler/runStatus", lambda: now.__setitem__(0, 41.0))
+
+    spent = track_runs(client, cursor, lookback=lookback, time_budget_seconds=40, clock=lambda: now[0])
+
+    assert spent.budget_exhausted and spent.polled == 1
+    assert [run.id for run in spent.finished] == runs[:1]  # oldest first
+    assert spent.cursor.in_flight == {run_id: "waitingToRun" for run_id in runs[1:]}
+    assert requested_run_ids(tick(instance, spent.cursor.serialize())) == [runs[1:]]
+
+
+def test_a_time_budget_below_one_second_skips_the_tick_naming_the_key(live, instance, monkeypatch):
     cursor = tick(instance).cursor
-    run_id = live.state.start_run("1")
-    cursor = tick(instance, cursor).cursor
-    finish(live.state, run_id)
+    finish(live.state, live.state.start_run("1"))
     monkeypatch.setenv("COALESCE_DAGSTER__SENSOR__TIME_BUDGET_SECONDS", "0")
-    spent = tick(instance, cursor)
-    assert not spent.run_requests
-    assert json.loads(spent.cursor)["in_flight"] == {str(run_id): "waitingToRun"}
-    monkeypatch.delenv("COALESCE_DAGSTER__SENSOR__TIME_BUDGET_SECONDS")
-    assert requested_run_ids(tick(instance, spent.cursor)) == [[run_id]]
+    refused = tick(instance, cursor)
+    assert not refused.run_requests and refused.cursor == cursor
+    assert "[coalesce_dagster.sensor] time_budget_seconds = '0'" in refused.skip_reason.skip_message
 
 
 @pytest.mark.parametrize("lost_cursor", [None, "not json {", json.dumps({"version": 99})])

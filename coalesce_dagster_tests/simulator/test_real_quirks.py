@@ -25,6 +25,7 @@ from coalesce_dagster.simulator import (
     SimulatorState,
     real_account_quirks,
 )
+from coalesce_dagster_tests.helpers import read_line
 
 from .test_simulator import REPO_ROOT, Client, assert_error
 
@@ -432,7 +433,7 @@ def test_cli_real_account_flag() -> None:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
+        line = read_line(process.stdout, timeout=60)
         match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         assert match, line
         base_url = match.group(1)

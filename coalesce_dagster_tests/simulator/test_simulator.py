@@ -21,6 +21,7 @@ from coalesce_dagster.simulator import DEFAULT_TOKEN, CoalesceSimulator, Faults,
 from coalesce_dagster.simulator.data import SimulatorState
 from coalesce_dagster.simulator.paging import PageParams, paginate
 from coalesce_dagster.simulator.timeutil import UTC, parse_iso
+from coalesce_dagster_tests.helpers import read_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNAUTHORIZED = {
@@ -582,16 +583,6 @@ def test_start_demo_auto_schedules_api_runs(client: Client, sim: CoalesceSimulat
 # -- faults ------------------------------------------------------------------------------------------
 
 
-def test_rate_limit_burst(client: Client, sim: CoalesceSimulator) -> None:
-    sim.faults.rate_limit_burst = 2
-    sim.faults.retry_after_seconds = 3
-    for _ in range(2):
-        response = client.get("/api/v1/environments")
-        assert_error(response, 429)
-        assert response.headers["Retry-After"] == "3"
-    assert client.get("/api/v1/environments").status_code == 200
-
-
 def test_server_error_burst_and_outage(client: Client, sim: CoalesceSimulator) -> None:
     sim.faults.server_error_burst = 1
     assert_error(client.get("/api/v1/users"), 503)
@@ -712,8 +703,40 @@ def test_request_log(client: Client, sim: CoalesceSimulator) -> None:
         ("GET", "/_simulator/stats", 200),
     ]
     assert records[0].query == {"limit": "2"}
+    assert records[0].arrived <= records[1].arrived <= records[2].arrived  # time.monotonic() on arrival
     sim.reset_request_log()
     assert sim.request_count() == 0 and sim.max_concurrency == 0
+
+
+def test_wait_for_request_wakes_on_arrival(client: Client, sim: CoalesceSimulator) -> None:
+    client.get("/api/v1/runs/1")
+    assert sim.wait_for_request(lambda r: r.path == "/api/v1/runs/1", timeout=5).status == 200  # already seen
+    later = threading.Thread(target=client.get, args=("/api/v1/runs/2",))
+    later.start()
+    assert sim.wait_for_request(lambda r: r.path == "/api/v1/runs/2", timeout=30).path == "/api/v1/runs/2"
+    later.join()
+    with pytest.raises(TimeoutError):
+        sim.wait_for_request(lambda r: r.path == "/never", timeout=0.01)
+
+
+def test_after_answering_changes_the_state_once_between_two_requests(client: Client, sim: CoalesceSimulator) -> None:
+    run_id, env_id = max(sim.state.runs), sorted(sim.state.environments)[0]
+    sim.after_answering("/api/v1/runs", lambda: sim.state.delete_run(run_id))
+    sim.after_answering("/api/v1/environments", lambda: sim.state.delete_environment(env_id))
+    client.get("/api/v1/environments/999")  # a 404 for another path does not fire anything
+
+    listed = client.get("/api/v1/runs", orderBy="id", orderByDirection="desc", limit=1).json()["data"]
+    assert listed[0]["id"] == run_id  # the answer that fired the action was made before it
+    for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/results"):
+        assert_error(client.get(path), 404)
+    assert_error(client.get("/scheduler/runStatus", runCounter=str(run_id)), 404)
+    assert run_id not in [r["id"] for r in client.collect("/api/v1/runs")[0]]
+
+    assert env_id in [e["id"] for e in client.get("/api/v1/environments").json()["data"]]
+    assert_error(client.get(f"/api/v1/environments/{env_id}"), 404)
+    assert_error(client.get(f"/api/v1/environments/{env_id}/nodes"), 404)
+    assert env_id not in [e["id"] for e in client.get("/api/v1/environments").json()["data"]]  # once only
+    assert sim.state.start_run(sorted(sim.state.environments)[0]) == run_id + 1  # ids are not reused
 
 
 def test_max_concurrency_with_parallel_clients(sim: CoalesceSimulator) -> None:
@@ -802,7 +825,7 @@ def test_cli_starts_and_answers() -> None:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
+        line = read_line(process.stdout, timeout=60)
         match = re.search(r"(http://127\.0\.0\.1:\d+)\S*", line)
         assert match and "cli-token" in line, line
         base_url = match.group(1)
