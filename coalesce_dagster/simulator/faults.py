@@ -120,7 +120,7 @@ class Faults:
     def reset(self) -> None:
         """Put every knob back to its default (and forget outage progress)."""
         for f in _knob_fields():
-            setattr(self, f.name, f.default_factory() if f.default is MISSING else f.default)  # type: ignore[misc]
+            setattr(self, f.name, f.default_factory() if f.default is MISSING else f.default)
 
     def update(self, values: Mapping[str, Any]) -> None:
         """Set several knobs at once; validates all of them before changing any."""
@@ -203,7 +203,8 @@ def _knob_fields() -> list[Any]:
     return [f for f in fields(Faults) if f.init]
 
 
-def _validate(name: str, value: Any) -> None:
+def _validate(name: str, given: object) -> None:
+    value: Any = given  # checked below, one knob at a time
     spec = _SPECS.get(name)
     if spec is None:
         raise AttributeError(f"Faults has no knob named {name!r}")
@@ -212,9 +213,9 @@ def _validate(name: str, value: Any) -> None:
         if not nullable:
             raise ValueError(f"Faults.{name} may not be None")
         return
-    if isinstance(value, bool) and bool not in accepted:
+    if isinstance(given, bool) and bool not in accepted:
         raise ValueError(f"Faults.{name} expects {accepted[0].__name__}, got a bool")
-    if not isinstance(value, accepted):
+    if not isinstance(given, accepted):
         raise ValueError(f"Faults.{name} expects {accepted[0].__name__}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         raise ValueError(f"Faults.{name} must not be negative, got {value!r}")

@@ -9,7 +9,8 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from coalesce_dagster.coalesce.client import CoalesceClient, RunSummary
+from coalesce_dagster.coalesce.client import CoalesceClient
+from coalesce_dagster.coalesce.types import CoalesceRun
 from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
@@ -126,7 +127,7 @@ def test_a_repeated_evaluation_requests_each_batch_under_the_same_run_key(live, 
     assert all(keys) and len(set(keys)) == len(keys)
     assert [request.run_key for request in again.run_requests] == keys
     # The key names the runs it loads: the same runs in another order give the same key.
-    reordered = run_request_for([RunSummary(i, "completed", None, None, None) for i in reversed(finished[0:2])])
+    reordered = run_request_for([CoalesceRun(i, "completed") for i in reversed(finished[0:2])])
     assert reordered.run_key == keys[0]
 
 
