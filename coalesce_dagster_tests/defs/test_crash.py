@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from coalesce_dagster.simulator import SimulatorConfig
-from coalesce_dagster_tests.conftest import materialize
+from coalesce_dagster_tests.conftest import materialize, on_every_destination
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +50,7 @@ def change_coalesce(sim) -> None:
     sim.state.delete_node(env_id, next(iter(sim.state.nodes[env_id])))
 
 
+@on_every_destination
 def test_sigkill_during_extract(simulator, instance, warehouse):
     assert materialize(instance).success
     change_coalesce(simulator)
@@ -68,6 +69,7 @@ def test_sigkill_during_extract(simulator, instance, warehouse):
     assert_matches_simulator(warehouse, simulator)
 
 
+@on_every_destination
 @pytest.mark.parametrize("mode", ["after-normalize"])
 def test_sigkill_between_steps(simulator, instance, warehouse, mode):
     assert materialize(instance).success
@@ -106,6 +108,7 @@ def _kill_mid_load(pipelines_dir: Path, load: subprocess.Popen, fraction: float,
     return False
 
 
+@on_every_destination
 @pytest.mark.parametrize("fraction", [0.6], ids=["most_jobs_done"])
 def test_sigkill_during_load(simulator, instance, warehouse, tmp_path, fraction):
     """Killed between load jobs (some tables written, others not), the next run repairs everything."""
