@@ -2,7 +2,7 @@
 
 MODE `dagster` materializes every asset through Dagster (the test kills it mid-extract);
 `after-extract` and `after-normalize` run dlt's steps and SIGKILL themselves at that point.
-Configuration comes from the environment the test sets (simulator URL, token, DuckDB file).
+Configuration comes from the environment the test sets (simulator URL, token, destination).
 """
 
 import os
