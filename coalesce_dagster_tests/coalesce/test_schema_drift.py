@@ -43,7 +43,6 @@ def test_a_field_that_changes_type_lands_in_a_variant_column(simulator, warehous
     assert_matches_simulator(warehouse, simulator)
 
 
-@on_every_destination
 def test_a_missing_optional_field_is_null(simulator, warehouse):
     load(simulator)
     env_id = next(iter(simulator.state.environments))

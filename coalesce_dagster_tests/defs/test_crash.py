@@ -50,7 +50,6 @@ def change_coalesce(sim) -> None:
     sim.state.delete_node(env_id, next(iter(sim.state.nodes[env_id])))
 
 
-@on_every_destination
 def test_sigkill_during_extract(simulator, instance, warehouse):
     assert materialize(instance).success
     change_coalesce(simulator)
