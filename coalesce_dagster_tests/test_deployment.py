@@ -6,7 +6,9 @@ The processes are started with the guide's own commands and files (`deploy/dagst
 what the guide gives them (Dagster's home, its database, where the code server is), while the code
 server holds the Coalesce and destination settings, as the code location's container would. The
 sensor and a schedule are switched on through the webserver's GraphQL API (the UI's toggles); the
-daemon launches their loads through the code server, queued one at a time.
+daemon launches their loads through the code server, queued one at a time. The schedule runs every
+minute here, and Dagster's scheduler only ticks on minute boundaries: the test lasts up to a minute
+plus the loads, polling the processes' progress rather than sleeping a guessed time.
 """
 
 from __future__ import annotations
