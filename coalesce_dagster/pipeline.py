@@ -97,12 +97,21 @@ def no_new_file_left_on_failure(pipeline: dlt.Pipeline) -> Iterator[None]:
         raise
 
 
+# Destinations whose best file format was measured (README, Benchmark): Postgres loads csv with
+# COPY; its parquet needs the ADBC driver, without which dlt falls back to INSERT statements.
+_MEASURED_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"postgres": "csv"}
+
+
 def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[TLoaderFileFormat]:
-    """Parquet where the destination takes it (DuckDB, Snowflake, BigQuery, ...), else dlt's default.
+    """The measured format for Postgres (csv); elsewhere parquet where the destination takes it
+    (DuckDB, Snowflake, BigQuery, ...), else dlt's default.
 
     On DuckDB, parquet loads several times faster and with far less memory than dlt's default INSERT
     statements, whose parsing inside DuckDB is what costs the memory.
     """
+    name = pipeline.destination.destination_name
+    if name in _MEASURED_FILE_FORMATS:
+        return _MEASURED_FILE_FORMATS[name]
     capabilities = pipeline.destination.capabilities()
     return "parquet" if "parquet" in capabilities.supported_loader_file_formats else None
 

@@ -1,6 +1,7 @@
-"""Shared fixtures: a real simulator on 127.0.0.1, a private DuckDB file and Dagster instance.
+"""Shared fixtures: a real simulator on 127.0.0.1, a private destination and Dagster instance.
 
-Every test that loads data runs the real dlt source over real HTTP into a real DuckDB file through
+Every test that loads data runs the real dlt source over real HTTP into a real destination (a DuckDB
+file of its own, or for `@on_every_destination` tests also a Postgres database of its own) through
 real Dagster; only the Coalesce side is simulated.
 """
 
@@ -8,15 +9,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import dagster as dg
-import duckdb
 import pytest
 
 from coalesce_dagster.simulator import CoalesceSimulator, SimulatorConfig
-
-DATASET = "coalesce_data"
+from coalesce_dagster_tests import postgres
+from coalesce_dagster_tests.warehouse import DuckDbWarehouse, PostgresWarehouse, Warehouse
 
 # Variables that would point a test at a real account or a shared file if inherited.
 _ISOLATED_ENV = (
@@ -29,8 +29,10 @@ _ISOLATED_ENV = (
     "ACCESS_TOKEN",
     "SOURCES__ACCESS_TOKEN",
     "DESTINATION__DUCKDB__CREDENTIALS",
+    "DESTINATION__POSTGRES__CREDENTIALS",
     "COALESCE_DAGSTER_PIPELINES_DIR",
     "COALESCE_DAGSTER__DESTINATION",
+    "COALESCE_DAGSTER__DATASET_NAME",
 )
 
 
@@ -87,38 +89,37 @@ def duckdb_file(tmp_path: Path) -> Path:
     return tmp_path / "coalesce.duckdb"
 
 
-class Warehouse:
-    """Read-only queries against the test's DuckDB file (the connection never outlives a call)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def rows(self, sql: str, *params: Any) -> list[tuple]:
-        with duckdb.connect(str(self.path), read_only=True) as con:
-            return con.execute(sql, list(params)).fetchall()
-
-    def scalar(self, sql: str, *params: Any) -> Any:
-        return self.rows(sql, *params)[0][0]
-
-    def count(self, table: str, where: str = "") -> int:
-        return self.scalar(f"SELECT count(*) FROM {DATASET}.{table} {where}")
-
-    def tables(self) -> set[str]:
-        return {
-            name
-            for (name,) in self.rows(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", DATASET
-            )
-        }
-
-    def keys(self, table: str, *columns: str) -> list[tuple]:
-        cols = ", ".join(columns)
-        return sorted(self.rows(f"SELECT {cols} FROM {DATASET}.{table}"))
+DESTINATIONS = ("duckdb", "postgres")
+# The load path's end-to-end tests run against every destination: `@on_every_destination`.
+on_every_destination = pytest.mark.parametrize("destination", DESTINATIONS, indirect=True)
 
 
 @pytest.fixture
-def warehouse(duckdb_file: Path) -> Warehouse:
-    return Warehouse(duckdb_file)
+def destination(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The destination loads go to: DuckDB (the test's own file) unless a test is parametrized.
+
+    Postgres gets a database of the test's own (`postgres.temporary_database`), set the way a user
+    sets it: `[coalesce_dagster] destination` and dlt's credentials, as environment variables, so
+    subprocesses (a crash test's load, the daemon) load there too."""
+    name = getattr(request, "param", "duckdb")
+    if name == "postgres":
+        database = request.getfixturevalue("postgres_database")
+        monkeypatch.setenv("COALESCE_DAGSTER__DESTINATION", "postgres")
+        monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres.database_url(database))
+    return name
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    with postgres.temporary_database("load") as database:
+        yield database
+
+
+@pytest.fixture
+def warehouse(destination: str, request: pytest.FixtureRequest, duckdb_file: Path) -> Warehouse:
+    if destination == "postgres":
+        return PostgresWarehouse(postgres.database_url(request.getfixturevalue("postgres_database")))
+    return DuckDbWarehouse(duckdb_file)
 
 
 def materialize(

@@ -19,3 +19,13 @@ def test_in_process_normalize_restores_a_users_own_setting(monkeypatch):
     with in_process_normalize():
         assert dlt.config.get("normalize.workers", int) == 1
     assert dlt.config.get("normalize.workers", int) == 4
+
+
+def test_postgres_loads_csv_and_duckdb_parquet(monkeypatch):
+    """The file formats measured fastest (README, Benchmark); parquet on Postgres would need the ADBC
+    driver and otherwise falls back to INSERT statements table by table, with a warning each."""
+    from coalesce_dagster.pipeline import make_pipeline, preferred_file_format
+
+    assert preferred_file_format(make_pipeline()) == "parquet"
+    monkeypatch.setenv("COALESCE_DAGSTER__DESTINATION", "postgres")
+    assert preferred_file_format(make_pipeline()) == "csv"

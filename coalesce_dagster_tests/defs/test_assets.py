@@ -1,4 +1,4 @@
-"""End to end: simulator over real HTTP -> dlt -> DuckDB, through real Dagster materializations."""
+"""End to end: simulator over real HTTP -> dlt -> DuckDB (and Postgres), through real Dagster materializations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import dlt
 import pytest
 
 from coalesce_dagster.simulator import SimulatorConfig
-from coalesce_dagster_tests.conftest import materialize
+from coalesce_dagster_tests.conftest import materialize, on_every_destination
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, TERMINAL, assert_matches_simulator
 
 ALL_TABLES = tuple(KEY_COLUMNS)
@@ -23,6 +23,7 @@ def _row_counts(result: dg.ExecuteInProcessResult) -> dict[str, int]:
     return counts
 
 
+@on_every_destination
 def test_full_load_matches_the_simulator(simulator, instance, warehouse):
     result = materialize(instance)
     assert result.success
@@ -73,6 +74,7 @@ def test_every_list_is_paged_through(simulator, instance, warehouse, monkeypatch
     assert len(user_pages) >= math.ceil(len(state.users) / 7)
 
 
+@on_every_destination
 def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehouse, monkeypatch):
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__RUNS_PAGE_SIZE", "10")  # the 45 runs span 5 pages
     assert materialize(instance).success
@@ -91,6 +93,7 @@ def test_a_second_sync_without_changes_adds_no_rows(simulator, instance, warehou
     assert results_calls == {f"/api/v1/runs/{rid}/results" for rid in in_flight}
 
 
+@on_every_destination
 def test_new_runs_and_runs_that_finished_are_picked_up(simulator, instance, warehouse):
     state = simulator.state
     assert materialize(instance).success
@@ -120,6 +123,7 @@ def test_new_runs_and_runs_that_finished_are_picked_up(simulator, instance, ware
     assert results_calls == {f"/api/v1/runs/{rid}/results" for rid in in_flight + new_ids}
 
 
+@on_every_destination
 def test_a_node_deleted_in_coalesce_is_gone_after_the_next_sync(simulator, instance, warehouse):
     assert materialize(instance).success
     env_id = next(iter(simulator.state.nodes))

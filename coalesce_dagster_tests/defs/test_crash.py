@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from coalesce_dagster.simulator import SimulatorConfig
-from coalesce_dagster_tests.conftest import materialize
+from coalesce_dagster_tests.conftest import materialize, on_every_destination
 from coalesce_dagster_tests.crash_load import LAST_TABLE
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 from coalesce_dagster_tests.helpers import contents
@@ -69,6 +69,7 @@ def test_sigkill_during_extract(simulator, instance, warehouse):
     assert_matches_simulator(warehouse, simulator)
 
 
+@on_every_destination
 def test_sigkill_between_normalize_and_load(simulator, instance, warehouse):
     assert materialize(instance).success
     change_coalesce(simulator)
@@ -82,6 +83,7 @@ def test_sigkill_between_normalize_and_load(simulator, instance, warehouse):
     assert_matches_simulator(warehouse, simulator)
 
 
+@on_every_destination
 def test_sigkill_during_load_leaves_every_table_old_or_new(simulator, instance, warehouse):
     """Killed in the load step with every table loaded but one: each table holds either all of its
     old rows or all of its new ones (replaced tables are swapped in from staging, merged tables
