@@ -43,10 +43,10 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import requests
 
@@ -76,12 +76,12 @@ def log(message: str) -> None:
 class Measured:
     wall_seconds: float
     peak_rss_mb: float
-    returncode: Optional[int]
+    returncode: int | None
     timed_out: bool
     stdout: str
     stderr: str
 
-    def result(self) -> Optional[dict[str, Any]]:
+    def result(self) -> dict[str, Any] | None:
         """The child's `BENCHMARK_RESULT` JSON, if it printed one."""
         lines = [line for line in self.stdout.splitlines() if line.startswith(RESULT_MARKER)]
         return json.loads(lines[-1][len(RESULT_MARKER) :]) if lines else None
@@ -141,8 +141,7 @@ def _process_memory_kb(pid: int) -> int:
         return int(statm.read().split()[1]) * PAGE_KB
 
 
-
-def measure(command: list[str], env: dict[str, str], timeout: Optional[float] = None) -> Measured:
+def measure(command: list[str], env: dict[str, str], timeout: float | None = None) -> Measured:
     """Run `command`, reaping it with `os.wait4` to read its own rusage (ru_maxrss: KB on Linux),
     while a sampler follows the memory of its whole process tree."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -184,23 +183,25 @@ def measure(command: list[str], env: dict[str, str], timeout: Optional[float] = 
 
 
 class Simulator:
-    """`python -m coalesce_dagster.simulator` in its own process; reads the base URL from its first line."""
+    """`python -m coalesce_simulator` in its own process; reads the base URL from its first line."""
 
     def __init__(self, size: Size, latency_ms: float, log_path: Path) -> None:
         self.size = size
         self.latency_ms = latency_ms
         self.log_path = log_path
-        self.process: Optional[subprocess.Popen[str]] = None
+        self.process: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.startup_seconds = 0.0
         self.rss_after_start_mb = 0.0
 
-    def start(self) -> "Simulator":
-        command = [sys.executable, "-m", "coalesce_dagster.simulator", "--port", "0", "--token", TOKEN,
+    def start(self) -> Simulator:
+        command = [sys.executable, "-m", "coalesce_simulator", "--port", "0", "--token", TOKEN,
                    *self.size.simulator_args(self.latency_ms)]  # fmt: skip
         started = time.perf_counter()
         with open(self.log_path, "wb") as stderr:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT, text=True)
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT, text=True
+            )
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], SIMULATOR_START_TIMEOUT)
         line = self.process.stdout.readline() if ready else ""
@@ -265,10 +266,10 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def table_counts(duckdb_path: Path) -> dict[str, Optional[int]]:
+def table_counts(duckdb_path: Path) -> dict[str, int | None]:
     import duckdb
 
-    counts: dict[str, Optional[int]] = {}
+    counts: dict[str, int | None] = {}
     with duckdb.connect(str(duckdb_path), read_only=True) as connection:
         present = {
             name
@@ -407,7 +408,9 @@ class Benchmark:
                                        "peak_rss_mb": round(best.peak_rss_mb, 1)}  # fmt: skip
 
     def run(self) -> int:
-        log(f"size {self.args.size}: {self.size.to_dict()}, latency {self.latency_ms} ms; work dir {self.work}")
+        log(
+            f"size {self.args.size}: {self.size.to_dict()}, latency {self.latency_ms} ms; work dir {self.work}"
+        )
         self.simulator.start()
         try:
             log(f"simulator ready in {self.simulator.startup_seconds:.1f} s at {self.simulator.base_url}, "
@@ -442,7 +445,7 @@ class Benchmark:
 
     def report(self) -> None:
         document = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
             "machine": machine_info(),
             "size": self.args.size,
@@ -557,7 +560,9 @@ def render_table(document: dict[str, Any]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: tuple[Any, ...]) -> str:
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
 
     sizes, sim = document["sizes"], document["simulator"]
     out = [
@@ -589,7 +594,7 @@ def render_table(document: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--latency-ms", type=float, default=None,
@@ -613,7 +618,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     return Benchmark(parse_args(argv)).run()
 
 

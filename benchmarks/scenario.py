@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC
 from typing import Any
 
 RESULT_MARKER = "BENCHMARK_RESULT "
@@ -31,7 +32,9 @@ def _emit(result: dict[str, Any]) -> None:
 
 def _rows_loaded(pipeline: Any) -> dict[str, int]:
     info = pipeline.last_trace.last_normalize_info
-    return {table: int(count) for table, count in sorted(info.row_counts.items()) if not table.startswith("_dlt")}
+    return {
+        table: int(count) for table, count in sorted(info.row_counts.items()) if not table.startswith("_dlt")
+    }
 
 
 def _step_seconds(pipeline: Any) -> dict[str, float]:
@@ -87,7 +90,7 @@ def run_sensor_tick(args: argparse.Namespace) -> dict[str, Any]:
     them by paging /api/v1/runs. `poll` is the tick after: the 100 are now in the cursor's in-flight
     set, and each is asked about through /scheduler/runStatus, as every tick does until they finish.
     """
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     import requests
 
@@ -96,7 +99,7 @@ def run_sensor_tick(args: argparse.Namespace) -> dict[str, Any]:
 
     control = args.base_url.rstrip("/") + "/_simulator"
     client = CoalesceClient(args.base_url, args.token)
-    far_future = datetime(9999, 1, 1, tzinfo=timezone.utc)
+    far_future = datetime(9999, 1, 1, tzinfo=UTC)
     first = track_runs(client, TrackerCursor(), lookback=timedelta(0), time_budget_seconds=40, now=far_future)
     response = requests.post(
         control + "/runs/add", json={"count": SENSOR_RUNS_IN_FLIGHT, "status": "running"}, timeout=60

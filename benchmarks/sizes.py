@@ -18,7 +18,7 @@ class Size:
     seed: int = 0
 
     def simulator_args(self, latency_ms: float) -> list[str]:
-        """Arguments for `python -m coalesce_dagster.simulator`."""
+        """Arguments for `python -m coalesce_simulator`."""
         return [
             "--environments", str(self.environments),
             "--nodes-per-environment", str(self.nodes_per_environment),

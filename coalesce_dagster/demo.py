@@ -21,7 +21,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import dlt
 
@@ -35,7 +35,7 @@ TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"  # = coalesce.config.TOKEN_
 BASE_URL_ENV = "SOURCES__COALESCE_SOURCE__BASE_URL"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     use_simulator = args.simulator or not _token_configured()
     problems = _configuration_problems(use_simulator)
@@ -66,13 +66,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--simulator", action="store_true", help="use the bundled simulator even if a token is set")
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--simulator", action="store_true", help="use the bundled simulator even if a token is set"
+    )
     parser.add_argument("--ui", action="store_true", help="after loading, start the Dagster UI (dagster dev)")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (with --ui)")
-    parser.add_argument("--demo-run-interval", type=float, default=60.0,
-                        help="with --ui and the simulator: start a new Coalesce run every N seconds (0: never)")
+    parser.add_argument(
+        "--demo-run-interval",
+        type=float,
+        default=60.0,
+        help="with --ui and the simulator: start a new Coalesce run every N seconds (0: never)",
+    )
     return parser.parse_args(argv)
 
 
@@ -101,7 +109,10 @@ class _start_simulator:
         self.args = args
 
     def __enter__(self):
-        from .simulator import CoalesceSimulator, SimulatorConfig
+        from coalesce_simulator import (  # the demo only: the product never imports it
+            CoalesceSimulator,
+            SimulatorConfig,
+        )
 
         self.simulator = CoalesceSimulator(SimulatorConfig()).start()
         os.environ[BASE_URL_ENV] = self.simulator.base_url
@@ -143,7 +154,7 @@ def _prepare_dagster_home(use_simulator: bool) -> None:
         shutil.copyfile(settings.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
 
 
-def _materialize_all() -> Optional[str]:
+def _materialize_all() -> str | None:
     """Materialize every asset; None on success, else the failure's one actionable sentence."""
     import dagster as dg
 
@@ -161,7 +172,9 @@ def _materialize_all() -> Optional[str]:
     if result.success:
         print(f"Done in {time.monotonic() - started:.1f} s (Dagster run {result.run_id}).")
         return None
-    messages = [_failure_message(event.step_failure_data) for event in result.all_events if event.is_step_failure]
+    messages = [
+        _failure_message(event.step_failure_data) for event in result.all_events if event.is_step_failure
+    ]
     return "\n".join(f"FAILED: {message}" for message in messages) or "FAILED: see the errors above."
 
 
@@ -190,10 +203,18 @@ def _print_summary(use_simulator: bool) -> None:
     location = _duckdb_location(pipeline)
     if location:
         print(f"\nDuckDB file: {location}")
-        print(f'Query it:    {_python()} -c "import duckdb; print(duckdb.connect(\'{location}\', read_only=True)'
-              f'.sql(\'select run_status, count(*) from {dataset}.runs group by 1\'))"')
-    print(f"Pipeline:    {Path(_python()).parent / 'dlt'} pipeline --pipelines-dir {pipeline.pipelines_dir} {pipeline.pipeline_name} info")
-    ui = "./scripts/demo.sh --ui" if use_simulator else "./scripts/demo.sh --ui   (or: DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -w workspace.yaml)"
+        print(
+            f"Query it:    {_python()} -c \"import duckdb; print(duckdb.connect('{location}', read_only=True)"
+            f".sql('select run_status, count(*) from {dataset}.runs group by 1'))\""
+        )
+    print(
+        f"Pipeline:    {Path(_python()).parent / 'dlt'} pipeline --pipelines-dir {pipeline.pipelines_dir} {pipeline.pipeline_name} info"
+    )
+    ui = (
+        "./scripts/demo.sh --ui"
+        if use_simulator
+        else "./scripts/demo.sh --ui   (or: DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -w workspace.yaml)"
+    )
     print(f"Dagster UI:  {ui}   (then open http://127.0.0.1:3000)")
 
 
@@ -214,10 +235,11 @@ def _python() -> str:
         return sys.executable
 
 
-def _duckdb_location(pipeline: dlt.Pipeline) -> Optional[str]:
-    if pipeline.destination.destination_name != "duckdb":
-        return None
-    return str(getattr(pipeline.destination_client().config.credentials, "database"))
+def _duckdb_location(pipeline: dlt.Pipeline) -> str | None:
+    from .pipeline import duckdb_file
+
+    path = duckdb_file(pipeline)
+    return None if path is None else str(path)
 
 
 def _serve_ui(port: int, use_simulator: bool) -> int:
@@ -228,7 +250,18 @@ def _serve_ui(port: int, use_simulator: bool) -> int:
         env.setdefault("COALESCE_DAGSTER__SENSOR__DEFAULT_STATUS", "running")
         env.setdefault("COALESCE_DAGSTER__SENSOR__MINIMUM_INTERVAL_SECONDS", "15")
         print("The run-status sensor is on; the simulator starts a Coalesce run now and then. Watch Runs.")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        "workspace.yaml",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     # Ctrl-C and SIGTERM stop the UI with its daemon and code servers, even when this process was
     # started with those signals ignored (as background jobs of a script are).
     signal.signal(signal.SIGINT, _interrupt)

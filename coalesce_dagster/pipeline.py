@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import dlt
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import LoadInfo
-from dlt.extract.source import DltSource
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.extract.source import DltSource
 from dlt.pipeline.progress import _NULL_COLLECTOR
 
 from . import settings
@@ -37,7 +38,7 @@ def make_destination() -> Destination:
     return dlt.destinations.duckdb(credentials=credentials)
 
 
-def make_pipeline(working_dir: Optional[Path] = None, progress: Any = None) -> dlt.Pipeline:
+def make_pipeline(working_dir: Path | None = None, progress: Any = None) -> dlt.Pipeline:
     """A fresh pipeline object.
 
     Build one per run: dagster-dlt mutates the schema of a pipeline it has run once (dagster#34052),
@@ -64,7 +65,9 @@ def definition_pipeline() -> dlt.Pipeline:
     except Exception as error:
         logger.warning(
             "[coalesce_dagster] destination %r cannot be used (%s); describing the assets with %s.",
-            settings.destination_name(), str(error).splitlines()[0][:200], settings.DEFAULT_DESTINATION,
+            settings.destination_name(),
+            str(error).splitlines()[0][:200],
+            settings.DEFAULT_DESTINATION,
         )
         return dlt.pipeline(
             pipeline_name=settings.PIPELINE_NAME,
@@ -74,11 +77,12 @@ def definition_pipeline() -> dlt.Pipeline:
         )
 
 
-def duckdb_file(pipeline: dlt.Pipeline) -> Optional[Path]:
+def duckdb_file(pipeline: dlt.Pipeline) -> Path | None:
     """The DuckDB file a pipeline loads into, or None for another destination."""
     if pipeline.destination.destination_name != "duckdb":
         return None
-    return Path(str(getattr(pipeline.destination_client().config.credentials, "database")))
+    credentials = pipeline.destination_client().config.credentials
+    return Path(str(getattr(credentials, "database", None)))
 
 
 @contextmanager
@@ -102,7 +106,7 @@ def no_new_file_left_on_failure(pipeline: dlt.Pipeline) -> Iterator[None]:
 _MEASURED_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"postgres": "csv"}
 
 
-def preferred_file_format(pipeline: dlt.Pipeline) -> Optional[TLoaderFileFormat]:
+def preferred_file_format(pipeline: dlt.Pipeline) -> TLoaderFileFormat | None:
     """The measured format for Postgres (csv); elsewhere parquet where the destination takes it
     (DuckDB, Snowflake, BigQuery, ...), else dlt's default.
 

@@ -10,6 +10,7 @@ logged with its cause and wait, by `coalesce/http.py`).
 from __future__ import annotations
 
 import logging
+
 from dlt.common.runtime.collector import LogCollector
 
 from .coalesce.http import REQUESTS

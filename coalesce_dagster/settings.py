@@ -7,8 +7,8 @@ it decides the asset kinds shown in the UI, and it is not a secret.
 from __future__ import annotations
 
 import os
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import dlt
 

@@ -8,15 +8,15 @@ real Dagster; only the Coalesce side is simulated.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import dagster as dg
 import pytest
 
-from coalesce_dagster.simulator import CoalesceSimulator, SimulatorConfig
 from coalesce_dagster_tests import postgres
 from coalesce_dagster_tests.warehouse import DuckDbWarehouse, PostgresWarehouse, Warehouse
+from coalesce_simulator import CoalesceSimulator, SimulatorConfig
 
 # Variables that would point a test at a real account or a shared file if inherited.
 _ISOLATED_ENV = (
@@ -59,7 +59,9 @@ def simulator_config() -> SimulatorConfig:
 
 
 @pytest.fixture
-def simulator(simulator_config: SimulatorConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[CoalesceSimulator]:
+def simulator(
+    simulator_config: SimulatorConfig, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CoalesceSimulator]:
     with CoalesceSimulator(simulator_config) as sim:
         monkeypatch.setenv("SOURCES__COALESCE_SOURCE__BASE_URL", sim.base_url)
         monkeypatch.setenv("SOURCES__COALESCE_SOURCE__ACCESS_TOKEN", simulator_config.token)
@@ -124,11 +126,11 @@ def warehouse(destination: str, request: pytest.FixtureRequest, duckdb_file: Pat
 
 def materialize(
     instance: dg.DagsterInstance,
-    selection: Optional[list[str]] = None,
-    run_config: Optional[dict] = None,
+    selection: list[str] | None = None,
+    run_config: dict | None = None,
     raise_on_error: bool = True,
-    resources: Optional[dict] = None,
-    tags: Optional[dict] = None,
+    resources: dict | None = None,
+    tags: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize Coalesce assets through real Dagster, as the UI or a schedule would."""
     from coalesce_dagster.defs.assets import coalesce_assets
@@ -148,3 +150,13 @@ def materialize(
         raise_on_error=raise_on_error,
         tags=tags,
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `long` run first: xdist hands tests out in this order, so the longest start at
+    once on their own workers instead of being the last ones everything waits for."""
+    def expected_seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("long")
+        return 0.0 if marker is None else float(marker.kwargs.get("seconds", 15))
+
+    items.sort(key=expected_seconds, reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from coalesce_dagster.coalesce.types import TERMINAL_RUN_STATUSES as TERMINAL
-from coalesce_dagster.simulator import CoalesceSimulator
+from coalesce_simulator import CoalesceSimulator
 
 
 def expected_keys(sim: CoalesceSimulator) -> dict[str, set[tuple]]:
@@ -42,7 +42,9 @@ def loaded_keys(warehouse: Any, table: str) -> list[tuple]:
     return warehouse.keys(table, *KEY_COLUMNS[table])
 
 
-def assert_matches_simulator(warehouse: Any, sim: CoalesceSimulator, tables: tuple[str, ...] | None = None) -> None:
+def assert_matches_simulator(
+    warehouse: Any, sim: CoalesceSimulator, tables: tuple[str, ...] | None = None
+) -> None:
     """Every table holds exactly the simulator's keys, once each, and run states agree."""
     expected = expected_keys(sim)
     for table in tables or tuple(KEY_COLUMNS):
@@ -50,11 +52,16 @@ def assert_matches_simulator(warehouse: Any, sim: CoalesceSimulator, tables: tup
         assert len(keys) == len(set(keys)), f"duplicate keys in {table}"
         normalized = {tuple(str(part) for part in key) for key in keys}
         wanted = {tuple(str(part) for part in key) for key in expected[table]}
-        assert normalized == wanted, f"{table}: missing {sorted(wanted - normalized)[:5]}, extra {sorted(normalized - wanted)[:5]}"
+        assert normalized == wanted, (
+            f"{table}: missing {sorted(wanted - normalized)[:5]}, extra {sorted(normalized - wanted)[:5]}"
+        )
     if tables is None or "runs" in tables:
         statuses = dict(warehouse.rows("SELECT id, run_status FROM coalesce_data.runs"))
         assert statuses == {run_id: run["runStatus"] for run_id, run in sim.state.runs.items()}
-        ended = {rid for (rid,) in warehouse.rows("SELECT id FROM coalesce_data.runs WHERE run_end_time IS NOT NULL")}
+        ended = {
+            rid
+            for (rid,) in warehouse.rows("SELECT id FROM coalesce_data.runs WHERE run_end_time IS NOT NULL")
+        }
         assert ended == {rid for rid, run in sim.state.runs.items() if run["runStatus"] in TERMINAL}
     if tables is None or "run_status" in tables:
         statuses = dict(warehouse.rows("SELECT run_id, run_status FROM coalesce_data.run_status"))

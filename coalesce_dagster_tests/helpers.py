@@ -9,8 +9,9 @@ import queue
 import socket
 import threading
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 DATASET = "coalesce_data"
 # dlt's bookkeeping columns: ids that differ between two loads of the same rows.
@@ -25,9 +26,15 @@ def contents(warehouse: Any) -> dict[str, list[str]]:
     for table in sorted(warehouse.tables()):
         if table.startswith("_dlt"):
             continue
-        columns = [f'"{c}"' for (c,) in warehouse.rows(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
-            f"AND table_name = ? AND column_name NOT IN ({excluded}) ORDER BY column_name", DATASET, table)]
+        columns = [
+            f'"{c}"'
+            for (c,) in warehouse.rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                f"AND table_name = ? AND column_name NOT IN ({excluded}) ORDER BY column_name",
+                DATASET,
+                table,
+            )
+        ]
         rows = warehouse.rows(f'SELECT {", ".join(columns)} FROM {DATASET}."{table}"')
         snapshot[table] = sorted(map(repr, rows))
     return snapshot
@@ -40,11 +47,13 @@ def stored_text_containing(warehouse: Any, needles: Iterable[str]) -> list[str]:
     DuckDB's string compression can)."""
     needles = list(needles)
     hits = []
-    for schema, table, column, data_type in warehouse.rows(
+    for schema, table, column, _data_type in warehouse.rows(
         "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
         "WHERE data_type IN ('VARCHAR', 'JSON')"
     ):
-        values = [v for (v,) in warehouse.rows(f'SELECT "{column}" FROM "{schema}"."{table}"') if v is not None]
+        values = [
+            v for (v,) in warehouse.rows(f'SELECT "{column}" FROM "{schema}"."{table}"') if v is not None
+        ]
         if table == "_dlt_pipeline_state" and column == "state":
             values = [_decoded_state(value) for value in values]
         if any(needle in str(value) for value in values for needle in needles):
@@ -95,7 +104,7 @@ class CountingServer:
         self.port = self._socket.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> "CountingServer":
+    def __enter__(self) -> CountingServer:
         self._thread.start()
         return self
 

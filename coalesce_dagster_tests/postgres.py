@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional
 
 import pytest
 
@@ -31,7 +31,7 @@ def database_url(database: str) -> str:
 
 
 @functools.cache
-def _unreachable_reason(url: str) -> Optional[str]:
+def _unreachable_reason(url: str) -> str | None:
     try:
         import psycopg2
 

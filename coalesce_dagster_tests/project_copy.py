@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("coalesce_dagster", "benchmarks", "scripts", "pyproject.toml", "constraints.txt", "dagster.yaml",
+COPIED = ("coalesce_dagster", "coalesce_simulator", "benchmarks", "scripts", "pyproject.toml", "constraints.txt", "dagster.yaml",
           "workspace.yaml", "README.md")  # fmt: skip
 # Only the committed dlt settings: a developer's secrets.toml must not leak into a newcomer's run.
 COPIED_DLT = ("config.toml",)
@@ -41,8 +41,20 @@ def newcomer_environment(**extra: str) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("SOURCES__", "DESTINATION__", "COALESCE_DAGSTER", "RUNTIME__", "NORMALIZE__",
-                                "DAGSTER_HOME", "DLT_", "ACCESS_TOKEN", "PYTEST_", "EXTRACT__"))
+        if not name.startswith(
+            (
+                "SOURCES__",
+                "DESTINATION__",
+                "COALESCE_DAGSTER",
+                "RUNTIME__",
+                "NORMALIZE__",
+                "DAGSTER_HOME",
+                "DLT_",
+                "ACCESS_TOKEN",
+                "PYTEST_",
+                "EXTRACT__",
+            )
+        )
     }
     env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     env.update(extra)

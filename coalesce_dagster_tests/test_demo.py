@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.project_copy import make_project_copy, newcomer_environment
+from coalesce_simulator import SimulatorConfig
 
 BAD_SETTINGS = {
     "SOURCES__COALESCE_SOURCE__PAGE_SIZE": "two-fifty",
@@ -35,7 +35,11 @@ def project(tmp_path: Path) -> Path:
 
 def demo(project: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["./scripts/demo.sh"], cwd=project, env=newcomer_environment(**env), capture_output=True, text=True,
+        ["./scripts/demo.sh"],
+        cwd=project,
+        env=newcomer_environment(**env),
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -53,8 +57,13 @@ def test_a_bad_setting_is_named_and_nothing_is_touched(project):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "nothing was loaded or changed" in result.stderr
     assert "[sources.coalesce_source] page_size = 'two-fifty' is not a whole number" in result.stderr
-    assert "[coalesce_dagster.schedules] runs_cron = 'every morning' is not a cron expression" in result.stderr
-    assert "[coalesce_dagster.sensor] max_runs_per_request = '0' must be a whole number of at least 1" in result.stderr
+    assert (
+        "[coalesce_dagster.schedules] runs_cron = 'every morning' is not a cron expression" in result.stderr
+    )
+    assert (
+        "[coalesce_dagster.sensor] max_runs_per_request = '0' must be a whole number of at least 1"
+        in result.stderr
+    )
     assert "simulator" not in result.stdout  # refused before starting anything
     with duckdb.connect(str(demo_file), read_only=True) as con:
         assert con.sql("SELECT answer FROM kept").fetchall() == [(42,)]
@@ -66,7 +75,11 @@ def test_bad_settings_never_stop_the_definitions_from_loading(project, tmp_path)
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     result = subprocess.run(
         [str(project / ".venv/bin/dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=180,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -24,16 +24,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
 
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests import postgres
 from coalesce_dagster_tests.project_copy import REPO_ROOT, newcomer_environment
+from coalesce_simulator import SimulatorConfig
 
 # The guide's commands, run from the project folder (README.md, "Production"; the Dockerfile's CMD).
 CODE_SERVER = "dagster code-server start -m coalesce_dagster.definitions --location-name coalesce"
@@ -78,7 +79,11 @@ class Topology:
         argv = shlex.split(command)
         log = open(self.logs / f"{name}.log", "w")
         process = subprocess.Popen(
-            [str(BIN / argv[0]), *argv[1:]], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [str(BIN / argv[0]), *argv[1:]],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -129,7 +134,8 @@ def _code_server_serving(port: int) -> bool:
 
 def _graphql(url: str, query: str, **variables: Any) -> dict:
     request = urllib.request.Request(
-        f"{url}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -174,6 +180,7 @@ def _finished_runs(instance: dg.DagsterInstance) -> list[dg.RunRecord] | None:
     return None
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("destination", ["postgres"], indirect=True)
 def test_the_deployed_topology_on_postgres(simulator, warehouse, dagster_database, tmp_path, monkeypatch):
     simulator.state.use_real_clock()
@@ -190,7 +197,9 @@ def test_the_deployed_topology_on_postgres(simulator, warehouse, dagster_databas
     code_port, web_port = _free_port(), _free_port()
     dagster = {  # what every process of the deployment is given (README, "Production")
         "DAGSTER_HOME": str(home),
-        "DAGSTER_POSTGRES_URL": postgres.database_url(dagster_database).replace("postgresql:", "postgresql+psycopg2:"),
+        "DAGSTER_POSTGRES_URL": postgres.database_url(dagster_database).replace(
+            "postgresql:", "postgresql+psycopg2:"
+        ),
         "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
         "DAGSTER_CODE_SERVER_PORT": str(code_port),
     }
@@ -203,7 +212,9 @@ def test_the_deployed_topology_on_postgres(simulator, warehouse, dagster_databas
         "COALESCE_DAGSTER__SCHEDULES__DEFAULT_STATUS": "stopped",
     }
     # The daemon and the webserver know nothing of Coalesce or the destination.
-    platform = newcomer_environment(**dagster, DAGSTER_WEBSERVER_HOST="127.0.0.1", DAGSTER_WEBSERVER_PORT=str(web_port))
+    platform = newcomer_environment(
+        **dagster, DAGSTER_WEBSERVER_HOST="127.0.0.1", DAGSTER_WEBSERVER_PORT=str(web_port)
+    )
     webserver = f"http://127.0.0.1:{web_port}"
 
     topology = Topology(tmp_path)
@@ -249,7 +260,7 @@ def test_the_deployed_topology_on_postgres(simulator, warehouse, dagster_databas
     # The loads landed in Postgres, row for row.
     assert sorted(rid for (rid,) in warehouse.keys("runs", "id")) == sorted(coalesce_runs)
     assert sorted(rid for (rid, _) in warehouse.keys("run_results", "run_id", "node_id")) == sorted(
-        (rid for rid in coalesce_runs for _ in simulator.state.results[rid])
+        rid for rid in coalesce_runs for _ in simulator.state.results[rid]
     )
     assert sorted(warehouse.keys("users", "id")) == sorted((uid,) for uid in simulator.state.users)
     assert warehouse.count("projects") == len(simulator.state.projects)

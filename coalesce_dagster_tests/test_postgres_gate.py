@@ -12,7 +12,9 @@ NOWHERE = "postgresql://postgres:@127.0.0.1:9"  # the discard port: nothing list
 def test_an_unreachable_server_skips_with_the_reason(monkeypatch):
     monkeypatch.setenv(postgres.SERVER_URL_VARIABLE, NOWHERE)
     monkeypatch.delenv(postgres.REQUIRE_VARIABLE, raising=False)
-    with pytest.raises(pytest.skip.Exception, match="needs a PostgreSQL server: 127.0.0.1:9 .* is unreachable"):
+    with pytest.raises(
+        pytest.skip.Exception, match="needs a PostgreSQL server: 127.0.0.1:9 .* is unreachable"
+    ):
         postgres.require_server()
 
 

@@ -66,13 +66,15 @@ def readme_snippets() -> list[Snippet]:
         end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
         previous = lines[index - 1].strip() if index else ""
         marker = _MARKER.match(previous)
-        snippets.append(Snippet(
-            line=index + 1,
-            language=fence.group(1),
-            code="\n".join(lines[index + 1 : end]) + "\n",
-            kind=marker.group(1) if marker else None,
-            argument=marker.group(2) if marker else "",
-        ))
+        snippets.append(
+            Snippet(
+                line=index + 1,
+                language=fence.group(1),
+                code="\n".join(lines[index + 1 : end]) + "\n",
+                kind=marker.group(1) if marker else None,
+                argument=marker.group(2) if marker else "",
+            )
+        )
         index = end + 1
     return snippets
 
@@ -86,7 +88,9 @@ SERVE = [s for s in EXECUTABLE if s.kind == "serve"]
 def test_every_command_snippet_says_how_it_is_tested():
     unmarked = [s.id for s in EXECUTABLE if s.kind is None]
     assert not unmarked, f"README snippets without a <!-- readme-test: ... --> marker: {unmarked}"
-    assert all(s.argument for s in EXECUTABLE if s.kind in ("serve", "skip")), "serve needs a URL, skip a reason"
+    assert all(s.argument for s in EXECUTABLE if s.kind in ("serve", "skip")), (
+        "serve needs a URL, skip a reason"
+    )
     assert len(RUN) >= 4 and len(SERVE) >= 2
 
 
@@ -116,7 +120,9 @@ def assert_demo_loaded(project: Path, output: str) -> None:
         data_tables = [table for (table,) in staged if not table.startswith("_dlt")]
         assert "environment_nodes" in data_tables
         for table in data_tables:
-            assert con.sql(f'SELECT count(*) FROM coalesce_data_staging."{table}"').fetchall() == [(0,)], table
+            assert con.sql(f'SELECT count(*) FROM coalesce_data_staging."{table}"').fetchall() == [(0,)], (
+                table
+            )
 
 
 def _command(snippet: Snippet) -> list[str]:
@@ -125,10 +131,15 @@ def _command(snippet: Snippet) -> list[str]:
     return ["bash", "-euo", "pipefail", "-c", snippet.code]
 
 
+@pytest.mark.long(seconds=45)
 def test_run_snippets_in_readme_order(project):
     for snippet in RUN:
         result = subprocess.run(
-            _command(snippet), cwd=project, env=newcomer_environment(), capture_output=True, text=True,
+            _command(snippet),
+            cwd=project,
+            env=newcomer_environment(),
+            capture_output=True,
+            text=True,
             timeout=RUN_TIMEOUT_SECONDS,
         )
         output = result.stdout + result.stderr
@@ -150,13 +161,19 @@ def test_run_snippets_in_readme_order(project):
     assert (project / "coalesce_demo.duckdb").exists()
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("snippet", SERVE, ids=lambda s: s.id)
 def test_serve_snippet(snippet, project):
     port = int(re.match(r"https?://[^:/]+:(\d+)", snippet.argument).group(1))
     assert _port_is_free(port), f"port {port} is taken: {snippet.id} could not start as written"
     server = subprocess.Popen(
-        _command(snippet), cwd=project, env=newcomer_environment(), start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        _command(snippet),
+        cwd=project,
+        env=newcomer_environment(),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         answered = _wait_until_answering(snippet.argument, server, SERVE_TIMEOUT_SECONDS)
@@ -216,7 +233,9 @@ def test_every_test_the_readme_names_exists():
     missing = []
     for path, name in references:
         source = TESTS_ROOT / path
-        if not source.is_file() or (name and not re.search(rf"^def {name}\(", source.read_text(), re.MULTILINE)):
+        if not source.is_file() or (
+            name and not re.search(rf"^def {name}\(", source.read_text(), re.MULTILINE)
+        ):
             missing.append(f"{path}::{name}" if name else path)
     assert not missing, f"README names tests that do not exist: {missing}"
 
@@ -225,5 +244,7 @@ def test_no_guarantee_rests_on_a_simulator_test():
     """The simulator's own tests pin its fidelity to the API; what the project promises is proven
     by loading through the product."""
     start = README.read_text().index("| sensor guarantee |")
-    on_the_simulator = [path for path, _ in named_tests(README.read_text()[start:]) if path.startswith("simulator/")]
+    on_the_simulator = [
+        path for path, _ in named_tests(README.read_text()[start:]) if "simulator" in path.split("/")[0]
+    ]
     assert not on_the_simulator

@@ -2,6 +2,11 @@
 # Set up and run the test suite (real HTTP against the simulator, real DuckDB, real Dagster).
 # Extra arguments go to pytest, e.g. ./scripts/test.sh -k sensor
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
+# The lint and type gate first (settings in pyproject.toml): seconds, and a clear message.
+CODE=(coalesce_dagster coalesce_simulator coalesce_dagster_tests coalesce_simulator_tests benchmarks)
+.venv/bin/ruff format --check --quiet "${CODE[@]}" || { echo "ruff format would change the files above: run .venv/bin/ruff format ${CODE[*]}" >&2; exit 1; }
+.venv/bin/ruff check --quiet "${CODE[@]}"
+.venv/bin/mypy
 # One worker more than cores: several tests spend much of their time waiting on servers and
 # subprocesses (the deployed topology, the README's commands).
 exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-$(( $(nproc) + 1 ))}" "$@"

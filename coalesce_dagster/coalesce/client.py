@@ -7,8 +7,9 @@ fail at once), with shorter timeouts: a sensor tick has a deadline.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
@@ -25,9 +26,9 @@ from .types import CoalesceRun
 class SchedulerStatus:
     """What `/scheduler/runStatus` says about a run."""
 
-    status: Optional[str]
-    run_type: Optional[str]
-    link: Optional[str]
+    status: str | None
+    run_type: str | None
+    link: str | None
 
 
 # A sensor tick must finish inside Dagster's 60 s evaluation timeout, so the shared retry policy is
@@ -55,13 +56,13 @@ class CoalesceClient:
         self._runs_page_size = PageSize("runs", SENSOR_RUNS_PAGE_SIZE)
 
     @classmethod
-    def from_config(cls, base_url: Optional[str] = None, access_token: Optional[str] = None) -> "CoalesceClient":
+    def from_config(cls, base_url: str | None = None, access_token: str | None = None) -> CoalesceClient:
         """A client for the configured account (`config.py`); raises `ConfigurationError` first."""
         return cls(resolve_base_url(base_url), resolve_access_token(access_token))
 
     def new_runs(
-        self, is_known: Callable[[CoalesceRun], bool], page_size: Optional[int] = None
-    ) -> Iterator[tuple[list[CoalesceRun], Optional[int]]]:
+        self, is_known: Callable[[CoalesceRun], bool], page_size: int | None = None
+    ) -> Iterator[tuple[list[CoalesceRun], int | None]]:
         """Runs newest first, down to the known ones (`lists.read_runs_newest_first`), as summaries:
         per page, the new runs and the highest run id on the page."""
         sizes = PageSize("runs", page_size) if page_size else self._runs_page_size
@@ -70,7 +71,7 @@ class CoalesceClient:
         ):
             yield [_run(row) for row in page.new_runs], page.highest_id
 
-    def run_status(self, run_id: int) -> Optional[SchedulerStatus]:
+    def run_status(self, run_id: int) -> SchedulerStatus | None:
         """The scheduler's view of a run, or None if Coalesce no longer knows the run (404)."""
         response = self._rest.get("scheduler/runStatus", params={"runCounter": run_id})
         if response.status_code == 404:
@@ -86,7 +87,6 @@ class CoalesceClient:
         )
 
 
-
 def _run(row: dict[str, Any]) -> CoalesceRun:
     return CoalesceRun(
         id=row["id"],
@@ -97,5 +97,5 @@ def _run(row: dict[str, Any]) -> CoalesceRun:
     )
 
 
-def _text(value: Any) -> Optional[str]:
+def _text(value: Any) -> str | None:
     return None if value is None or str(value).strip() == "" else str(value)

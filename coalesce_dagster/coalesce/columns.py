@@ -19,7 +19,9 @@ def _columns(**types: str) -> dict[str, Any]:
 
 
 def environment_columns() -> dict[str, Any]:
-    return _columns(id="text!", current_mappings="json", run_time_parameters="json", currently_running_jobs="json")
+    return _columns(
+        id="text!", current_mappings="json", run_time_parameters="json", currently_running_jobs="json"
+    )
 
 
 def node_columns() -> dict[str, Any]:

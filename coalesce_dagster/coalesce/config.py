@@ -16,8 +16,9 @@ Nothing here runs at import: callers resolve when a run or a sensor tick starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import dlt
 
@@ -67,12 +68,12 @@ class SourceSettings:
 
 
 def resolve_source_settings(
-    base_url: Optional[str] = None,
-    access_token: Optional[str] = None,
-    page_size: Optional[int] = None,
-    runs_page_size: Optional[int] = None,
-    nodes_page_size: Optional[int] = None,
-    nodes_timeout: Optional[float] = None,
+    base_url: str | None = None,
+    access_token: str | None = None,
+    page_size: int | None = None,
+    runs_page_size: int | None = None,
+    nodes_page_size: int | None = None,
+    nodes_timeout: float | None = None,
 ) -> SourceSettings:
     """Explicit values win; the rest come from `[sources.coalesce_source]` or the defaults.
 
@@ -115,7 +116,7 @@ def collect_problems(checks: list[Callable[[], Any]]) -> list[str]:
     return problems
 
 
-def resolve_access_token(explicit: Optional[str] = None) -> str:
+def resolve_access_token(explicit: str | None = None) -> str:
     token = explicit if explicit else dlt.secrets.get(TOKEN_KEY)
     if token is None or not str(token).strip():
         raise MissingTokenError()
@@ -131,7 +132,7 @@ def token_configured() -> bool:
     return True
 
 
-def resolve_base_url(explicit: Optional[str] = None) -> str:
+def resolve_base_url(explicit: str | None = None) -> str:
     """The host root API paths hang off; explicit value, else `[sources.coalesce_source] base_url`."""
     value = explicit if explicit else dlt.config.get(f"{SECTION}.base_url")
     try:
@@ -140,7 +141,7 @@ def resolve_base_url(explicit: Optional[str] = None) -> str:
         raise ConfigurationError(f"[sources.coalesce_source] base_url: {error}") from None
 
 
-def _page_size(key: str, explicit: Optional[int], default: int) -> int:
+def _page_size(key: str, explicit: int | None, default: int) -> int:
     value = _integer(key, explicit, default)
     if not 1 <= value <= MAX_PAGE_SIZE:
         raise ConfigurationError(
@@ -150,7 +151,7 @@ def _page_size(key: str, explicit: Optional[int], default: int) -> int:
     return value
 
 
-def _integer(key: str, explicit: Optional[int], default: int) -> int:
+def _integer(key: str, explicit: int | None, default: int) -> int:
     value = _raw(key, explicit)
     if value is None:
         return default
@@ -162,7 +163,7 @@ def _integer(key: str, explicit: Optional[int], default: int) -> int:
     return int(str(value).strip())
 
 
-def _positive_number(key: str, explicit: Optional[float], default: float) -> float:
+def _positive_number(key: str, explicit: float | None, default: float) -> float:
     value = _raw(key, explicit)
     if value is None:
         return default

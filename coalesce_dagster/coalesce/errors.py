@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import requests
 
@@ -49,7 +50,7 @@ def raise_for_coalesce_status(response: requests.Response, *args: Any, **kwargs:
         raise CoalesceApiError(_http_message(response), response=response)
 
 
-def error_string(response: Optional[requests.Response]) -> Optional[str]:
+def error_string(response: requests.Response | None) -> str | None:
     """Coalesce's own `error.errorString` (or `errorDetail`), if the body carries one."""
     if response is None:
         return None
@@ -72,7 +73,7 @@ _DUCKDB_LOCK = re.compile(
 )
 
 
-def destination_locked(exc: BaseException) -> Optional[str]:
+def destination_locked(exc: BaseException) -> str | None:
     """A message for a DuckDB file held open by another process, or None."""
     for cause in _causes(exc):
         match = _DUCKDB_LOCK.search(str(cause))
@@ -106,7 +107,7 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def explain(exc: BaseException) -> Optional[str]:
+def explain(exc: BaseException) -> str | None:
     """A one-paragraph explanation of a load failure (Coalesce, or a DuckDB file held by another
     process), or None if the cause is something else."""
     locked = destination_locked(exc)
@@ -185,6 +186,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         stack.extend(
-            e for e in (getattr(current, "exception", None), current.__cause__, current.__context__)
+            e
+            for e in (getattr(current, "exception", None), current.__cause__, current.__context__)
             if isinstance(e, BaseException)
         )

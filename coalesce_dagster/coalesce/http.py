@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 from dlt.common.configuration import resolve_configuration
@@ -103,7 +103,9 @@ def _log_retry(state: Any) -> None:
     REQUESTS.count_retry()
     outcome = state.outcome
     error = outcome.exception() if outcome is not None and outcome.failed else None
-    response = getattr(error, "response", None) if error is not None else (outcome.result() if outcome else None)
+    response = (
+        getattr(error, "response", None) if error is not None else (outcome.result() if outcome else None)
+    )
     if response is not None and getattr(response, "status_code", None) is not None:
         request = getattr(response, "request", None)
         path = request.path_url.split("?")[0] if request is not None else "?"
@@ -113,7 +115,10 @@ def _log_retry(state: Any) -> None:
     wait = state.next_action.sleep if state.next_action is not None else 0
     logger.warning(
         "Coalesce request failed (%s); retry %d of %d in %.1f s.",
-        cause, state.attempt_number, state.retry_object.stop.max_attempt_number - 1, wait,
+        cause,
+        state.attempt_number,
+        state.retry_object.stop.max_attempt_number - 1,
+        wait,
     )
 
 
@@ -125,9 +130,9 @@ def runtime_settings() -> RuntimeConfiguration:
 def coalesce_session(
     base_url: str,
     *,
-    timeout: Optional[float] = None,
-    max_timeout: Optional[float] = None,
-    max_retry_delay: Optional[float] = None,
+    timeout: float | None = None,
+    max_timeout: float | None = None,
+    max_retry_delay: float | None = None,
     retry_read_timeouts: bool = True,
 ) -> Session:
     """dlt's retrying session for calls to `base_url`, configured by `[runtime]` (429 honouring

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any
 
 import requests
 from dlt.sources.helpers.rest_client.client import RESTClient
@@ -56,7 +57,10 @@ class PageSize:
             self._size = max(self.minimum, failed_size // 2)
             logger.warning(
                 "Coalesce %s for %s pages of %d; asking for pages of %d from now on.",
-                reason, self.what, failed_size, self._size,
+                reason,
+                self.what,
+                failed_size,
+                self._size,
             )
             return True
 
@@ -67,7 +71,7 @@ def read_pages(
     params: Mapping[str, Any],
     page_size: PageSize,
     *,
-    timeout: Optional[float] = None,
+    timeout: float | None = None,
     shrink_on_timeout: bool = False,
 ) -> Iterator[list[Any]]:
     """The pages of the list at `path`, in order, each page once.
@@ -79,7 +83,7 @@ def read_pages(
     Raises `requests.HTTPError` (as `CoalesceApiError`) for an error answer that a smaller page
     cannot help, after dlt's retries of transient ones.
     """
-    cursor: Optional[str] = None
+    cursor: str | None = None
     extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
     while True:
         size = page_size.value
@@ -115,7 +119,7 @@ RUNS_PATH = "api/v1/runs"
 @dataclass(frozen=True)
 class RunsPage:
     new_runs: list[dict[str, Any]]  # this page's runs not yet known, as `rows.run_row` shapes them
-    highest_id: Optional[int]  # the highest run id on the page, known or not
+    highest_id: int | None  # the highest run id on the page, known or not
 
 
 def read_runs_newest_first(

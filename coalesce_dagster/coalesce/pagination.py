@@ -15,7 +15,7 @@ back as `startingFrom` with the same `orderBy`. Left open, and so all accepted h
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional
+from typing import Any
 
 import orjson
 from dlt.common.jsonpath import compile_path
@@ -40,7 +40,7 @@ class CoalescePaginator(BaseReferencePaginator):
     def __init__(self, id_field: str = "id") -> None:
         super().__init__()
         self.id_field = id_field
-        self._limit: Optional[int] = None
+        self._limit: int | None = None
         self._seen_cursors: set[str] = set()
 
     def init_request(self, request: Request) -> None:
@@ -52,7 +52,7 @@ class CoalescePaginator(BaseReferencePaginator):
         limit = request.params.get("limit") if isinstance(request.params, dict) else None
         self._limit = int(limit) if limit is not None and str(limit).isdigit() else None
 
-    def update_state(self, response: Response, data: Optional[List[Any]] = None) -> None:
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         body = response.json()  # parsed once, shared with dlt's data selector (`http.JsonResponse`)
         check_list_envelope(body, response)
         if not isinstance(body, dict) or not data:
@@ -75,7 +75,7 @@ class CoalescePaginator(BaseReferencePaginator):
         self._next_reference = cursor
 
     @property
-    def next_cursor(self) -> Optional[str]:
+    def next_cursor(self) -> str | None:
         """The `startingFrom` of the page after the last one read (None at the end of data)."""
         return self._next_reference
 
@@ -84,7 +84,7 @@ class CoalescePaginator(BaseReferencePaginator):
             request.params = {}
         request.params[CURSOR_PARAM] = self._next_reference
 
-    def _is_full_page(self, data: List[Any]) -> bool:
+    def _is_full_page(self, data: list[Any]) -> bool:
         return self._limit is not None and len(data) >= self._limit
 
 
@@ -108,7 +108,7 @@ def run_results_envelope(response: Response, *args: Any, **kwargs: Any) -> Respo
     else:
         raise UnexpectedResponseError(
             f"the results of run {_run_id_in(response)}",
-            f"expected {{\"data\": [...]}}, {{\"results\": [...]}} or a list, got {_shape(body)}",
+            f'expected {{"data": [...]}}, {{"results": [...]}} or a list, got {_shape(body)}',
         )
     response._content = orjson.dumps({"data": items})
     return response
@@ -139,7 +139,7 @@ def _run_id_in(response: Response) -> str:
     return parts[-2] if len(parts) >= 2 and parts[-1] == "results" else path
 
 
-def _as_cursor(value: Any) -> Optional[str]:
+def _as_cursor(value: Any) -> str | None:
     """`next` as the string to send back, or None at the end of data."""
     if value is None or isinstance(value, bool):
         return None

@@ -70,4 +70,3 @@ def canonical_base_url(value: str | None) -> str:
             path = path[: -len(suffix)]
             break
     return urlunsplit((parts.scheme, parts.netloc, path.rstrip("/"), "", ""))
-

@@ -11,7 +11,8 @@ dlt would load the raw objects as they are, but some need a hand:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import UnexpectedResponseError
 
@@ -96,7 +97,7 @@ def run_status_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _of_run(raw: Mapping[str, Any], required: Optional[str], what: str) -> dict[str, Any]:
+def _of_run(raw: Mapping[str, Any], required: str | None, what: str) -> dict[str, Any]:
     """A row of a per-run endpoint, keyed by `run_id` (rest_api passes the parent's id as `_runs_id`).
 
     Called for every run result (a million in a large organisation), hence the plain dict work."""

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .client import CoalesceClient
 from .types import CoalesceRun, is_terminal
@@ -33,7 +34,7 @@ UNKNOWN_STATUS = "unknown"  # a run followed whose status Coalesce did not give
 class TrackerCursor:
     """What the sensor remembers between ticks (serialised as versioned JSON)."""
 
-    highest_run_id: Optional[int] = None  # every run at or below it has been discovered
+    highest_run_id: int | None = None  # every run at or below it has been discovered
     in_flight: dict[int, str] = field(default_factory=dict)  # run id -> last status seen
 
     def serialize(self) -> str:
@@ -47,7 +48,7 @@ class TrackerCursor:
         )
 
     @classmethod
-    def deserialize(cls, raw: Optional[str]) -> tuple["TrackerCursor", bool]:
+    def deserialize(cls, raw: str | None) -> tuple[TrackerCursor, bool]:
         """The cursor, and whether `raw` was usable (False: a fresh start, say why in the log)."""
         if not raw:
             return cls(), True
@@ -65,7 +66,9 @@ class TrackerCursor:
                 True,
             )
         except (ValueError, TypeError, KeyError, AttributeError) as error:
-            logger.warning("Unreadable Coalesce run-status cursor (%s); starting fresh with the look-back.", error)
+            logger.warning(
+                "Unreadable Coalesce run-status cursor (%s); starting fresh with the look-back.", error
+            )
             return cls(), False
 
 
@@ -85,12 +88,12 @@ def track_runs(
     *,
     lookback: timedelta,
     time_budget_seconds: float,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TickResult:
     """One tick of run tracking. Raises on API errors; the caller keeps the old cursor then."""
     deadline = clock() + time_budget_seconds
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     finished: dict[int, CoalesceRun] = {}
     in_flight = dict(cursor.in_flight)
 
@@ -118,7 +121,9 @@ def track_runs(
             in_flight.pop(run_id)
         elif is_terminal(answer.status):
             in_flight.pop(run_id)
-            finished[run_id] = CoalesceRun(id=run_id, status=answer.status, run_type=answer.run_type, link=answer.link)
+            finished[run_id] = CoalesceRun(
+                id=run_id, status=answer.status, run_type=answer.run_type, link=answer.link
+            )
         else:
             # Still going, or Coalesce did not say (`runStatus` is optional): keep following it.
             in_flight[run_id] = answer.status or UNKNOWN_STATUS
@@ -134,7 +139,7 @@ def track_runs(
 
 
 def _discover(
-    client: CoalesceClient, highest_run_id: Optional[int], not_before: datetime
+    client: CoalesceClient, highest_run_id: int | None, not_before: datetime
 ) -> tuple[list[CoalesceRun], int]:
     """Runs above `highest_run_id` (on a first start: started after `not_before`), and the highest
     run id seen at all."""
@@ -153,11 +158,11 @@ def _discover(
     return found, highest_seen
 
 
-def _parse_time(value: Any) -> Optional[datetime]:
+def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import dlt
-from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.requests import Response
+from dlt.sources.helpers.rest_client.client import RESTClient
 
 from .columns import run_columns
 from .lists import RUNS_PATH, PageSize, read_runs_newest_first
@@ -44,16 +45,18 @@ UNCONFIRMED = "unconfirmed"  # revisit reason: the run's results or status did n
 class RunFrontier:
     """What the last complete run sync saw, as kept in dlt state."""
 
-    def __init__(self, highest_run_id: Optional[int] = None, revisit: Optional[Mapping[int, str]] = None) -> None:
+    def __init__(self, highest_run_id: int | None = None, revisit: Mapping[int, str] | None = None) -> None:
         self.highest_run_id = highest_run_id
         self.revisit: dict[int, str] = dict(revisit or {})
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "RunFrontier":
+    def from_state(cls, state: Mapping[str, Any]) -> RunFrontier:
         saved = state.get("frontier") or {}
         revisit = {int(run_id): str(reason) for run_id, reason in (saved.get("revisit") or {}).items()}
         # State written before `revisit` existed listed in-flight run ids only.
-        revisit.update({int(run_id): "in flight" for run_id in saved.get("in_flight", ()) if int(run_id) not in revisit})
+        revisit.update(
+            {int(run_id): "in flight" for run_id in saved.get("in_flight", ()) if int(run_id) not in revisit}
+        )
         # ...and called the highest run id `max_run_id`.
         return cls(saved.get("highest_run_id", saved.get("max_run_id")), revisit)
 
@@ -74,7 +77,7 @@ class RunLedger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._answered: dict[int, set[str]] = {}
-        self._revisit: Optional[dict[str, str]] = None  # the dict published into dlt state
+        self._revisit: dict[str, str] | None = None  # the dict published into dlt state
 
     def response_hook(self, child: str) -> Callable[..., Response]:
         """A response hook for `child`'s requests: only an answer with data (200) counts. A 404 loads
@@ -98,7 +101,9 @@ class RunLedger:
                 if self._revisit.get(str(run_id)) == UNCONFIRMED:
                     del self._revisit[str(run_id)]
 
-    def publish(self, state: dict[str, Any], highest_run_id: Optional[int], statuses: Mapping[int, Optional[str]]) -> None:
+    def publish(
+        self, state: dict[str, Any], highest_run_id: int | None, statuses: Mapping[int, str | None]
+    ) -> None:
         """Write the frontier after a sync that yielded the runs `statuses` (run id -> status)."""
         with self._lock:
             revisit: dict[str, str] = {}
@@ -115,7 +120,7 @@ def runs_resource(
     client: RESTClient,
     page_size: int,
     ledger: RunLedger,
-    run_ids: Optional[Sequence[int]] = None,
+    run_ids: Sequence[int] | None = None,
 ) -> Any:
     """Build the `runs` resource.
 
@@ -130,7 +135,7 @@ def runs_resource(
             return
         state = dlt.current.resource_state()
         frontier = RunFrontier.from_state(state)
-        seen: dict[int, Optional[str]] = {}  # run id -> status of every run yielded by this sync
+        seen: dict[int, str | None] = {}  # run id -> status of every run yielded by this sync
 
         is_known = lambda run: not frontier.is_new(run["id"])  # noqa: E731
         for page in read_runs_newest_first(client, pages, detail=True, is_known=is_known):

@@ -19,8 +19,9 @@ import), from explicit arguments or `[sources.coalesce_source]` only:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
 
 import dlt
 from dlt.extract.source import DltSource
@@ -29,10 +30,6 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.rest_api import rest_api_resources
 from requests import HTTPError
 
-from .config import SourceSettings, resolve_source_settings
-from .http import coalesce_session
-from .lists import PageSize, read_pages
-from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
 from .columns import (
     environment_columns,
     id_columns,
@@ -41,7 +38,10 @@ from .columns import (
     run_result_columns,
     run_status_columns,
 )
-from .lists import FirstSeen
+from .config import SourceSettings, resolve_source_settings
+from .http import coalesce_session
+from .lists import FirstSeen, PageSize, read_pages
+from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
 from .rows import environment_row, node_row, row_by_id, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource
 
@@ -65,13 +65,13 @@ ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
 
 
 def coalesce_source(
-    base_url: Optional[str] = None,
-    access_token: Optional[str] = None,
-    page_size: Optional[int] = None,
-    runs_page_size: Optional[int] = None,
-    nodes_page_size: Optional[int] = None,
-    nodes_timeout: Optional[float] = None,
-    run_ids: Optional[Sequence[int]] = None,
+    base_url: str | None = None,
+    access_token: str | None = None,
+    page_size: int | None = None,
+    runs_page_size: int | None = None,
+    nodes_page_size: int | None = None,
+    nodes_timeout: float | None = None,
+    run_ids: Sequence[int] | None = None,
 ) -> DltSource:
     """Coalesce environments, nodes, runs, run results, run statuses, projects and users.
 
@@ -104,7 +104,7 @@ def spec_source() -> DltSource:
     return _coalesce_source(SourceSettings(base_url="https://coalesce.invalid", access_token="unused"), None)
 
 
-def _coalesce_source(settings: SourceSettings, run_ids: Optional[list[int]]) -> DltSource:
+def _coalesce_source(settings: SourceSettings, run_ids: list[int] | None) -> DltSource:
     # Every value is resolved already: the dlt source function takes none from dlt config, so dlt
     # cannot pick up a same-named setting of another tool (see `config.py`).
     @dlt.source(name=SOURCE_NAME, max_table_nesting=2)
@@ -114,7 +114,7 @@ def _coalesce_source(settings: SourceSettings, run_ids: Optional[list[int]]) -> 
     return coalesce_source()
 
 
-def _resources(settings: SourceSettings, run_ids: Optional[list[int]]) -> list[Any]:
+def _resources(settings: SourceSettings, run_ids: list[int] | None) -> list[Any]:
     root = settings.base_url
     auth = BearerTokenAuth(token=settings.access_token)
     session = coalesce_session(root)
@@ -131,7 +131,10 @@ def _resources(settings: SourceSettings, run_ids: Optional[list[int]]) -> list[A
     ledger = RunLedger()
     environments = environments_resource(client, PageSize("environments", settings.page_size))
     nodes = environment_nodes_resource(
-        environments, nodes_client, PageSize("environment nodes", settings.nodes_page_size), settings.nodes_timeout
+        environments,
+        nodes_client,
+        PageSize("environment nodes", settings.nodes_page_size),
+        settings.nodes_timeout,
     )
     runs = runs_resource(client, settings.runs_page_size, ledger, run_ids=run_ids)
     config = _rest_api_config(root, auth, session, environments, runs, ledger)
@@ -141,7 +144,9 @@ def _resources(settings: SourceSettings, run_ids: Optional[list[int]]) -> list[A
     return [by_name[name] for name in RESOURCE_NAMES]
 
 
-def _rest_api_config(root: str, auth: BearerTokenAuth, session: Any, environments: Any, runs: Any, ledger: RunLedger) -> Any:
+def _rest_api_config(
+    root: str, auth: BearerTokenAuth, session: Any, environments: Any, runs: Any, ledger: RunLedger
+) -> Any:
     # No paginator in `resource_defaults`: a paginator instance there is shared by every resource,
     # so one resource's last page would end another's paging. Declared resources here are single
     # pages; paged lists go through `lists.read_pages`, with a paginator per paging.
@@ -228,7 +233,9 @@ def environments_resource(client: RESTClient, page_size: PageSize) -> Any:
     return environments
 
 
-def environment_nodes_resource(environments: Any, client: RESTClient, page_size: PageSize, timeout: float) -> Any:
+def environment_nodes_resource(
+    environments: Any, client: RESTClient, page_size: PageSize, timeout: float
+) -> Any:
     """Every node of every environment, with detail; one environment per task on dlt's extract pool."""
 
     @dlt.transformer(
@@ -247,14 +254,20 @@ def environment_nodes_resource(environments: Any, client: RESTClient, page_size:
     return environment_nodes
 
 
-def _nodes_of(client: RESTClient, environment_id: str, page_size: PageSize, timeout: float) -> list[dict[str, Any]]:
+def _nodes_of(
+    client: RESTClient, environment_id: str, page_size: PageSize, timeout: float
+) -> list[dict[str, Any]]:
     first_seen = FirstSeen("id")
     params = {**ASCENDING, "detail": "true"}
     nodes: list[dict[str, Any]] = []
     try:
         for page in read_pages(
-            client, f"api/v1/environments/{environment_id}/nodes", params, page_size,
-            timeout=timeout, shrink_on_timeout=True,
+            client,
+            f"api/v1/environments/{environment_id}/nodes",
+            params,
+            page_size,
+            timeout=timeout,
+            shrink_on_timeout=True,
         ):
             for raw in page:
                 node = node_row({**raw, "_environments_id": environment_id})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Optional
 
 
 class RunStatus(str, Enum):
@@ -29,7 +28,7 @@ _TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED
 TERMINAL_RUN_STATUSES = frozenset(status.value for status in _TERMINAL)
 
 
-def is_terminal(status: Optional[str]) -> bool:
+def is_terminal(status: str | None) -> bool:
     """Whether a status as Coalesce sent it (possibly None or unknown) means the run is over."""
     return status in TERMINAL_RUN_STATUSES
 
@@ -44,13 +43,13 @@ class CoalesceRun:
     """A run as the sensor follows it."""
 
     id: int
-    status: Optional[str]  # None: Coalesce did not say (the scheduler's `runStatus` is optional)
-    run_type: Optional[str] = None
-    environment_id: Optional[str] = None
-    start_time: Optional[str] = None
+    status: str | None  # None: Coalesce did not say (the scheduler's `runStatus` is optional)
+    run_type: str | None = None
+    environment_id: str | None = None
+    start_time: str | None = None
     # The `runLink` /scheduler/runStatus returned; None until it has. Never built by us: the real
     # UI's run URL carries a UUID, not the run id (§10.3).
-    link: Optional[str] = None
+    link: str | None = None
 
     @property
     def is_terminal(self) -> bool:

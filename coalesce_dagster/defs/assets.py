@@ -1,11 +1,11 @@
 """One Dagster asset per Coalesce resource, all produced by one dlt pipeline run."""
 
-
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import dagster as dg
 import dlt
@@ -14,9 +14,9 @@ from pydantic import Field
 
 from .. import settings
 from ..coalesce.errors import explain, is_transient
-from ..coalesce.types import FAILED_NODE_STATES
 from ..coalesce.runs import RUN_TABLES
 from ..coalesce.source import spec_source
+from ..coalesce.types import FAILED_NODE_STATES
 from ..pipeline import (
     definition_pipeline,
     in_process_normalize,
@@ -93,7 +93,7 @@ def _with_coalesce_run_metadata(
 
     Metadata is added to dagster-dlt's own events (as its `fetch_row_count` does), keeping every
     field they carry."""
-    extra: Optional[dict[str, Any]] = None
+    extra: dict[str, Any] | None = None
     for event in events:
         if (
             run_ids
@@ -107,18 +107,25 @@ def _with_coalesce_run_metadata(
         yield event
 
 
-def _loaded_runs_metadata(context: dg.AssetExecutionContext, pipeline: dlt.Pipeline, run_ids: list[int]) -> dict[str, Any]:
+def _loaded_runs_metadata(
+    context: dg.AssetExecutionContext, pipeline: dlt.Pipeline, run_ids: list[int]
+) -> dict[str, Any]:
     ids = sorted({int(run_id) for run_id in run_ids})
     metadata: dict[str, Any] = {"coalesce/run_ids": dg.MetadataValue.json(ids)}
     id_list = ", ".join(str(run_id) for run_id in ids)  # ints only: safe to inline
     failed_states = ", ".join(f"'{state}'" for state in sorted(FAILED_NODE_STATES))
     try:
         with pipeline.sql_client() as client:
-            runs, results, status = (client.make_qualified_table_name(t) for t in ("runs", "run_results", "run_status"))
-            rows = client.execute_sql(
-                f"SELECT r.id, r.run_status, r.run_type, r.environment_id, s.run_link FROM {runs} r "
-                f"LEFT JOIN {status} s ON s.run_id = r.id WHERE r.id IN ({id_list}) ORDER BY r.id"
-            ) or []
+            runs, results, status = (
+                client.make_qualified_table_name(t) for t in ("runs", "run_results", "run_status")
+            )
+            rows = (
+                client.execute_sql(
+                    f"SELECT r.id, r.run_status, r.run_type, r.environment_id, s.run_link FROM {runs} r "
+                    f"LEFT JOIN {status} s ON s.run_id = r.id WHERE r.id IN ({id_list}) ORDER BY r.id"
+                )
+                or []
+            )
             failed_nodes: dict[int, int] = {
                 int(run_id): int(count)
                 for run_id, count in client.execute_sql(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource
@@ -31,18 +32,18 @@ class CoalesceResource(dg.ConfigurableResource):
     connection the same way (`coalesce/config.py`).
     """
 
-    base_url: Optional[str] = Field(
+    base_url: str | None = Field(
         default=None,
         description="Coalesce app URL or region alias; default: dlt config, else the US host.",
     )
-    access_token: Optional[str] = Field(
+    access_token: str | None = Field(
         default=None, description="Coalesce API token; default: dlt secrets. Use dg.EnvVar."
     )
-    page_size: Optional[int] = Field(
+    page_size: int | None = Field(
         default=None, description="Items per page for Coalesce list endpoints; default: dlt config."
     )
 
-    def build_source(self, run_ids: Optional[Sequence[int]] = None) -> DltSource:
+    def build_source(self, run_ids: Sequence[int] | None = None) -> DltSource:
         """The dlt source for one run; resolves config and secrets now, not at import."""
         try:
             return coalesce_source(

@@ -1,16 +1,17 @@
 """Daily syncs. Cron strings and the timezone come from config, so they change without code:
 
-    [coalesce_dagster.schedules]          # or COALESCE_DAGSTER__SCHEDULES__<KEY>
-    timezone = "UTC"
-    environments_cron = "0 5 * * *"       # environments, environment, environment_nodes
-    organisation_cron = "15 5 * * *"      # projects, users (and any other top-level resource)
-    runs_cron = "30 5 * * *"              # runs, run_results, run_status: catches what the sensor missed
-    default_status = "running"            # or "stopped"
+[coalesce_dagster.schedules]          # or COALESCE_DAGSTER__SCHEDULES__<KEY>
+timezone = "UTC"
+environments_cron = "0 5 * * *"       # environments, environment, environment_nodes
+organisation_cron = "15 5 * * *"      # projects, users (and any other top-level resource)
+runs_cron = "30 5 * * *"              # runs, run_results, run_status: catches what the sensor missed
+default_status = "running"            # or "stopped"
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
@@ -40,11 +41,11 @@ runs_job = dg.define_asset_job(
 JOBS = [environments_job, organisation_job, runs_job]
 
 
-def _cron_problem(value: str) -> Optional[str]:
+def _cron_problem(value: str) -> str | None:
     return None if is_valid_cron_string(value) else "is not a cron expression such as '0 5 * * *'"
 
 
-def _timezone_problem(value: str) -> Optional[str]:
+def _timezone_problem(value: str) -> str | None:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -52,12 +53,12 @@ def _timezone_problem(value: str) -> Optional[str]:
     return None
 
 
-def _status_problem(value: str) -> Optional[str]:
+def _status_problem(value: str) -> str | None:
     return None if value.lower() in ("running", "stopped") else "must be 'running' or 'stopped'"
 
 
 # key -> (default, check)
-SCHEDULE_SETTINGS: dict[str, tuple[str, Callable[[str], Optional[str]]]] = {
+SCHEDULE_SETTINGS: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "timezone": ("UTC", _timezone_problem),
     "environments_cron": ("0 5 * * *", _cron_problem),
     "organisation_cron": ("15 5 * * *", _cron_problem),
@@ -106,7 +107,8 @@ def schedule_settings() -> ScheduleSettings:
 def build_schedules(options: ScheduleSettings) -> list[dg.ScheduleDefinition]:
     """The three daily syncs, with the given cron strings, time zone and default status."""
     status = (
-        dg.DefaultScheduleStatus.RUNNING if options.default_status.lower() == "running"
+        dg.DefaultScheduleStatus.RUNNING
+        if options.default_status.lower() == "running"
         else dg.DefaultScheduleStatus.STOPPED
     )
 

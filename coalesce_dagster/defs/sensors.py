@@ -17,17 +17,18 @@ themselves are merged on their keys, so even a repeated load never duplicates th
 
 import hashlib
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import dagster as dg
 
 from .. import settings
-from ..coalesce.types import CoalesceRun
 from ..coalesce.config import ConfigurationError, collect_problems
 from ..coalesce.errors import explain
 from ..coalesce.run_tracker import TrackerCursor, track_runs
+from ..coalesce.types import CoalesceRun
 from .assets import LOAD_OP_NAME
 from .resources import CoalesceConfigurationError, CoalesceResource
 from .schedules import runs_job
@@ -152,7 +153,9 @@ def _batches(runs: list[CoalesceRun], size: int) -> Iterable[list[CoalesceRun]]:
         yield runs[start : start + size]
 
 
-def evaluate_run_status_tick(context: dg.SensorEvaluationContext, coalesce: CoalesceResource) -> dg.SensorResult:
+def evaluate_run_status_tick(
+    context: dg.SensorEvaluationContext, coalesce: CoalesceResource
+) -> dg.SensorResult:
     """One tick: the Coalesce runs that finished since the last, as run requests (module docstring)."""
     cursor, readable = TrackerCursor.deserialize(context.cursor)
     try:
@@ -172,7 +175,9 @@ def evaluate_run_status_tick(context: dg.SensorEvaluationContext, coalesce: Coal
         if explanation is None:
             raise
         return dg.SensorResult(
-            skip_reason=dg.SkipReason(f"Coalesce unavailable; cursor kept, retrying next tick. {explanation}"),
+            skip_reason=dg.SkipReason(
+                f"Coalesce unavailable; cursor kept, retrying next tick. {explanation}"
+            ),
             cursor=context.cursor,
         )
 
@@ -184,7 +189,8 @@ def evaluate_run_status_tick(context: dg.SensorEvaluationContext, coalesce: Coal
     requests = [run_request_for(batch) for batch in _batches(finished, options.max_runs_per_request)]
     context.log.info(
         f"Discovered {tick.discovered} new run(s), polled {tick.polled}, {tick.in_flight} still in flight, "
-        f"{len(finished)} finished" + (" (time budget spent; resuming next tick)" if tick.budget_exhausted else "")
+        f"{len(finished)} finished"
+        + (" (time budget spent; resuming next tick)" if tick.budget_exhausted else "")
     )
     if not requests:
         return dg.SensorResult(
@@ -208,7 +214,9 @@ def build_run_status_sensor(
         default_status=default_status,
         description="Polls Coalesce for finished runs and loads their runs, run_results and run_status rows.",
     )
-    def coalesce_run_status_sensor(context: dg.SensorEvaluationContext, coalesce: CoalesceResource) -> dg.SensorResult:
+    def coalesce_run_status_sensor(
+        context: dg.SensorEvaluationContext, coalesce: CoalesceResource
+    ) -> dg.SensorResult:
         return evaluate_run_status_tick(context, coalesce)
 
     return coalesce_run_status_sensor

@@ -9,8 +9,8 @@ import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.expectations import assert_matches_simulator
+from coalesce_simulator import SimulatorConfig
 
 VARIANTS = {
     "next_as_number": {"next_style": "number"},
@@ -33,7 +33,10 @@ def simulator_config() -> SimulatorConfig:
 
 def load(sim, page_size: int = 5, **kwargs):
     pipeline = make_pipeline()
-    run_load(pipeline, coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs))
+    run_load(
+        pipeline,
+        coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs),
+    )
     return pipeline
 
 

@@ -15,10 +15,10 @@ import pytest
 from coalesce_dagster.coalesce.errors import explain
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import on_every_destination
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simulator
 from coalesce_dagster_tests.helpers import CountingServer, contents, refused_port
+from coalesce_simulator import SimulatorConfig
 
 __all__ = ["contents"]  # other fault tests import it from here
 
@@ -57,7 +57,9 @@ def _short_timeouts(monkeypatch):
 
 def load(sim, page_size: int = 4, **kwargs):
     pipeline = make_pipeline()
-    source = coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs)
+    source = coalesce_source(
+        base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs
+    )
     run_load(pipeline, source)
 
 
@@ -81,7 +83,9 @@ def test_every_transient_fault_is_retried_and_the_load_is_exact(simulator, wareh
     simulator.faults.update({**EVERY_TRANSIENT_FAULT, "fault_path_prefix": target})
     # A node page that does not answer in time is asked again smaller (`lists.read_pages`).
     load(simulator, nodes_timeout=1)
-    unfired = {burst: getattr(simulator.faults, burst) for burst in BURSTS if getattr(simulator.faults, burst)}
+    unfired = {
+        burst: getattr(simulator.faults, burst) for burst in BURSTS if getattr(simulator.faults, burst)
+    }
     assert not unfired, f"faults that never fired: {unfired}"
     statuses = [r.status for r in simulator.requests if r.path.startswith(target)]
     assert {0, 429, 503} <= set(statuses) and statuses[-1] == 200
@@ -98,7 +102,9 @@ def _retry_of(sim, rejected):
 def test_retry_after_is_honoured(simulator, warehouse, monkeypatch):
     # Room for the 2 s Coalesce asks for; backoff alone would wait 0.05 s (conftest).
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "5")
-    simulator.faults.update({"rate_limit_burst": 1, "retry_after_seconds": 2, "fault_path_prefix": "/api/v1/users"})
+    simulator.faults.update(
+        {"rate_limit_burst": 1, "retry_after_seconds": 2, "fault_path_prefix": "/api/v1/users"}
+    )
     load(simulator)
     (rejected,) = [r for r in simulator.requests if r.status == 429]
     retry = _retry_of(simulator, rejected)
@@ -110,7 +116,9 @@ def test_retry_after_is_honoured(simulator, warehouse, monkeypatch):
 
 def test_429_without_retry_after_is_retried_and_the_load_is_exact(simulator, warehouse):
     """Coalesce documents no Retry-After: a 429 without one is retried on the backoff schedule."""
-    simulator.faults.update({"rate_limit_burst": 2, "retry_after_header": False, "fault_path_prefix": "/api/v1/runs"})
+    simulator.faults.update(
+        {"rate_limit_burst": 2, "retry_after_header": False, "fault_path_prefix": "/api/v1/runs"}
+    )
     load(simulator)
     rejected = [r for r in simulator.requests if r.status == 429]
     assert len(rejected) == 2
@@ -122,12 +130,16 @@ PERMANENT = {
     "401_token_rejected": ({"status_override": {"/api/v1/environments": 401}}, "rejected the access token"),
     "403_forbidden": ({"status_override": {"/api/v1/runs": 403}}, "may not read"),
     "404_wrong_region": ({"status_override": {"/api/v1/environments": 404}}, "app.eu.coalescesoftware.io"),
-    "garbage_body": ({"garbage_burst": 1, "fault_path_prefix": "/api/v1/environments/1/nodes"}, "not valid JSON"),
+    "garbage_body": (
+        {"garbage_burst": 1, "fault_path_prefix": "/api/v1/environments/1/nodes"},
+        "not valid JSON",
+    ),
     "truncated_body": ({"truncated_burst": 1, "fault_path_prefix": "/api/v1/runs"}, "not valid JSON"),
     "outage_mid_load": ({"fail_after_requests": 12}, "is failing (503)"),
 }
 
 
+@pytest.mark.long
 def test_permanent_faults_stop_cleanly_and_the_next_run_completes(simulator, warehouse, subtests):
     """Each permanent fault in turn stops a load with its message and leaves every table exactly as it
     was; with the faults gone, the next run loads everything the failed ones did not."""

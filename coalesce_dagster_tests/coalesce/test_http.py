@@ -92,7 +92,12 @@ def test_one_session_across_extract_threads_keeps_every_answer_with_its_request(
     def fetch(run_id: int) -> tuple[int, str, object, bool]:
         response = session.get(f"{simulator.base_url}/api/v1/runs/{run_id}", headers=headers, timeout=10)
         body = response.json()
-        return run_id, response.request.url, body["id"], response.json() is body and isinstance(response, JsonResponse)
+        return (
+            run_id,
+            response.request.url,
+            body["id"],
+            response.json() is body and isinstance(response, JsonResponse),
+        )
 
     asked = sorted(simulator.state.runs) * 15
     with ThreadPoolExecutor(16) as pool:

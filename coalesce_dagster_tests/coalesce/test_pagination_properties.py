@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from coalesce_dagster.coalesce.client import CoalesceClient
 from coalesce_dagster.coalesce.source import coalesce_source
-from coalesce_dagster.simulator import CoalesceSimulator, SimulatorConfig
+from coalesce_simulator import CoalesceSimulator, SimulatorConfig
 
 variants = st.fixed_dictionaries(
     {
@@ -38,7 +38,10 @@ def _check(sim: CoalesceSimulator, faults: dict, page_size: int) -> None:
     source = coalesce_source(
         base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, nodes_page_size=page_size
     )
-    nodes = [(n["environment_id"], n["id"]) for n in source.with_resources("environment_nodes").resources["environment_nodes"]]
+    nodes = [
+        (n["environment_id"], n["id"])
+        for n in source.with_resources("environment_nodes").resources["environment_nodes"]
+    ]
     assert sorted(nodes) == sorted((e, n) for e, ns in sim.state.nodes.items() for n in ns)
 
     client = CoalesceClient(sim.base_url, sim.config.token)

@@ -16,16 +16,18 @@ from coalesce_dagster.coalesce.config import ConfigurationError, MissingTokenErr
 from coalesce_dagster.coalesce.errors import explain
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
-from coalesce_dagster.simulator import SimulatorConfig, real_account_quirks
 from coalesce_dagster_tests.coalesce.test_faults import contents
 from coalesce_dagster_tests.expectations import TERMINAL, assert_matches_simulator
+from coalesce_simulator import SimulatorConfig, real_account_quirks
 
 PAGED_LISTS = ("/api/v1/environments", "/api/v1/runs", "/api/v1/users")
 
 
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
-    return SimulatorConfig(environments=5, nodes_per_environment=9, runs=14, results_per_run=3, users=7, projects=3)
+    return SimulatorConfig(
+        environments=5, nodes_per_environment=9, runs=14, results_per_run=3, users=7, projects=3
+    )
 
 
 def load(sim, **kwargs):
@@ -69,7 +71,10 @@ def test_a_refused_page_size_is_halved_once_per_list_and_the_sync_completes(simu
     # Learned once per list: all five environments' node lists share one lesson.
     shrinks = [m for m in caplog.messages if "asking for pages of 3" in m]
     assert Counter(m.split(" for ")[1].split(" pages")[0] for m in shrinks) == {
-        "environments": 1, "environment nodes": 1, "runs": 1, "users": 1,
+        "environments": 1,
+        "environment nodes": 1,
+        "runs": 1,
+        "users": 1,
     }
 
 
@@ -80,7 +85,9 @@ def test_a_page_size_coalesce_never_accepts_fails_with_its_message(simulator, wa
     assert warehouse.path.exists() is False or "environments" not in warehouse.tables()
 
 
-@pytest.mark.parametrize("setting, value", [("runs_page_size", 1000), ("page_size", 0), ("nodes_page_size", "many")])
+@pytest.mark.parametrize(
+    "setting, value", [("runs_page_size", 1000), ("page_size", 0), ("nodes_page_size", "many")]
+)
 def test_a_page_size_outside_1_to_500_is_refused_before_any_request(simulator, setting, value):
     with pytest.raises(ConfigurationError) as refused:
         load(simulator, **{setting: value})
@@ -92,18 +99,22 @@ def test_a_page_size_outside_1_to_500_is_refused_before_any_request(simulator, s
 
 
 def test_a_node_page_that_times_out_is_asked_again_smaller_from_the_same_cursor(simulator, warehouse, caplog):
-    simulator.faults.update({
-        "detail_page_hang_above": 4,
-        "detail_page_hang_seconds": 30.0,  # far past the timeout; the simulator's stop ends it
-        "detail_page_hang_with_cursor_only": True,  # the first page is quick, the second is not
-    })
+    simulator.faults.update(
+        {
+            "detail_page_hang_above": 4,
+            "detail_page_hang_seconds": 30.0,  # far past the timeout; the simulator's stop ends it
+            "detail_page_hang_with_cursor_only": True,  # the first page is quick, the second is not
+        }
+    )
     with caplog.at_level(logging.WARNING):
         load(simulator, nodes_page_size=8, nodes_timeout=0.5)
     assert_matches_simulator(warehouse, simulator, tables=("environments", "environment_nodes"))
 
     first_env = sorted(simulator.state.environments, key=int)[0]
     pages = [r for r in simulator.requests if r.path == f"/api/v1/environments/{first_env}/nodes"]
-    timed_out = next(r for r in pages if r.status == 0 or (r.query.get("startingFrom") and r.query["limit"] == "8"))
+    timed_out = next(
+        r for r in pages if r.status == 0 or (r.query.get("startingFrom") and r.query["limit"] == "8")
+    )
     resumed = pages[pages.index(timed_out) + 1]
     assert resumed.query["limit"] == "4"
     assert resumed.query["startingFrom"] == timed_out.query["startingFrom"]
@@ -128,7 +139,9 @@ def test_every_environment_project_and_user_loads_when_lists_span_pages(simulato
     load(simulator, page_size=2, runs_page_size=2, nodes_page_size=2)
     assert_matches_simulator(warehouse, simulator)
     assert warehouse.count("environment_nodes__columns") == sum(
-        len(node["metadata"]["columns"]) for nodes in simulator.state.nodes.values() for node in nodes.values()
+        len(node["metadata"]["columns"])
+        for nodes in simulator.state.nodes.values()
+        for node in nodes.values()
     )
 
 
@@ -165,11 +178,14 @@ def test_every_stored_run_link_is_the_one_the_scheduler_returned(simulator, ware
     # No other column anywhere holds a link of our own making.
     scheduler_links = set(links.values())
     for table in warehouse.tables() - {"run_status"}:
-        for column, in warehouse.rows(
+        for (column,) in warehouse.rows(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' "
-            "AND table_name = ? AND data_type = 'VARCHAR'", table):
+            "AND table_name = ? AND data_type = 'VARCHAR'",
+            table,
+        ):
             stray = warehouse.rows(
-                f'SELECT "{column}" FROM coalesce_data."{table}" WHERE "{column}" LIKE \'%/runs/%\'')
+                f'SELECT "{column}" FROM coalesce_data."{table}" WHERE "{column}" LIKE \'%/runs/%\''
+            )
             assert not [value for (value,) in stray if value not in scheduler_links], (table, column)
 
 
@@ -178,7 +194,8 @@ def test_failed_nodes_keep_the_state_coalesce_reported(simulator, warehouse):
     failing = simulator.state.add_runs(2, status="failed")
     load(simulator)
     states = warehouse.rows(
-        f"SELECT DISTINCT run_state FROM coalesce_data.run_results WHERE run_id IN ({failing[0]}, {failing[1]})")
+        f"SELECT DISTINCT run_state FROM coalesce_data.run_results WHERE run_id IN ({failing[0]}, {failing[1]})"
+    )
     assert ("failed",) in states and ("error",) not in states
 
 
@@ -193,16 +210,24 @@ def test_results_loaded_mid_run_are_replaced_by_the_final_ones(simulator, wareho
 
     state.set_run_status(queued, "running")
     load(simulator)
-    assert warehouse.count("run_results", f"WHERE run_id = {queued} AND is_running") == len(state.results[queued]) > 0
+    assert (
+        warehouse.count("run_results", f"WHERE run_id = {queued} AND is_running")
+        == len(state.results[queued])
+        > 0
+    )
 
     state.set_run_status(queued, "completed")
     load(simulator)
     assert_matches_simulator(warehouse, simulator)
     assert warehouse.count("run_results", f"WHERE run_id = {queued} AND is_running") == 0
     final_queries = sum(len(result["queryResults"]) for result in state.results[queued])
-    assert warehouse.scalar(
-        "SELECT count(*) FROM coalesce_data.run_results__query_results q JOIN coalesce_data.run_results r "
-        f"ON q._dlt_parent_id = r._dlt_id WHERE r.run_id = {queued}") == final_queries
+    assert (
+        warehouse.scalar(
+            "SELECT count(*) FROM coalesce_data.run_results__query_results q JOIN coalesce_data.run_results r "
+            f"ON q._dlt_parent_id = r._dlt_id WHERE r.run_id = {queued}"
+        )
+        == final_queries
+    )
 
 
 # -- run results in an envelope nobody documents; the frontier never skips a run -------------------
@@ -216,7 +241,9 @@ def test_results_in_an_unknown_envelope_stop_the_load_naming_the_run_and_shape(s
 
     # The sync fetches results for the new run and for the runs still in flight; whichever answer
     # arrives first stops it, named.
-    fetched = {new_run} | {rid for rid, run in simulator.state.runs.items() if run["runStatus"] not in TERMINAL}
+    fetched = {new_run} | {
+        rid for rid, run in simulator.state.runs.items() if run["runStatus"] not in TERMINAL
+    }
     message = explain(failed_load(simulator))
     named = re.search(r"the results of run (\d+)", message)
     assert named and int(named.group(1)) in fetched and "['items']" in message

@@ -22,8 +22,10 @@ from coalesce_dagster.coalesce.regions import (
         ("https://app.coalescesoftware.io/api/v1/", "https://app.coalescesoftware.io"),
         ("https://app.coalescesoftware.io/api", "https://app.coalescesoftware.io"),
         ("https://abcompany.app.eu.coalescesoftware.io", "https://abcompany.app.eu.coalescesoftware.io"),
-        ("  https://app.australia-southeast1.gcp.coalescesoftware.io/API/V1  ",
-         "https://app.australia-southeast1.gcp.coalescesoftware.io"),
+        (
+            "  https://app.australia-southeast1.gcp.coalescesoftware.io/API/V1  ",
+            "https://app.australia-southeast1.gcp.coalescesoftware.io",
+        ),
         ("http://127.0.0.1:8765/api/v1", "http://127.0.0.1:8765"),
     ],
 )

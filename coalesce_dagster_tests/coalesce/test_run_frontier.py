@@ -7,8 +7,8 @@ import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.expectations import TERMINAL, assert_matches_simulator
+from coalesce_simulator import SimulatorConfig
 
 RUNS_PAGE_SIZE = 10
 
@@ -16,13 +16,17 @@ RUNS_PAGE_SIZE = 10
 @pytest.fixture
 def simulator_config() -> SimulatorConfig:
     # Six pages of finished history at 10 runs a page; nothing in flight, so no run is revisited.
-    return SimulatorConfig(environments=3, nodes_per_environment=4, runs=60, results_per_run=2, in_flight_runs=0)
+    return SimulatorConfig(
+        environments=3, nodes_per_environment=4, runs=60, results_per_run=2, in_flight_runs=0
+    )
 
 
 def load(sim):
     pipeline = make_pipeline()
-    run_load(pipeline, coalesce_source(base_url=sim.base_url, access_token=sim.config.token,
-                                       runs_page_size=RUNS_PAGE_SIZE))
+    run_load(
+        pipeline,
+        coalesce_source(base_url=sim.base_url, access_token=sim.config.token, runs_page_size=RUNS_PAGE_SIZE),
+    )
     return pipeline
 
 
@@ -68,8 +72,11 @@ def test_an_environment_and_a_run_deleted_mid_sync_are_skipped(simulator, wareho
     # The lists keep what they said; everything asked about the deleted two is skipped.
     assert {env_id for (env_id,) in warehouse.keys("environments", "id")} == listed_envs
     assert {run_id for (run_id,) in warehouse.keys("runs", "id")} == listed_runs
-    assert_matches_simulator(warehouse, simulator, tables=("environment", "environment_nodes", "run_results",
-                                                           "run_status", "projects", "users"))
+    assert_matches_simulator(
+        warehouse,
+        simulator,
+        tables=("environment", "environment_nodes", "run_results", "run_status", "projects", "users"),
+    )
 
     # The run's results never arrived, so the next sync asks about it again, finds it gone (404),
     # skips it and stops asking.
@@ -78,5 +85,16 @@ def test_an_environment_and_a_run_deleted_mid_sync_are_skipped(simulator, wareho
     assert [r.status for r in simulator.requests if r.path == f"/api/v1/runs/{gone_run}"] == [404]
     assert str(gone_run) not in frontier(pipeline)["revisit"]
     assert {run_id for (run_id,) in warehouse.keys("runs", "id")} == listed_runs  # merged: history stays
-    assert_matches_simulator(warehouse, simulator, tables=("environments", "environment", "environment_nodes",
-                                                           "run_results", "run_status", "projects", "users"))
+    assert_matches_simulator(
+        warehouse,
+        simulator,
+        tables=(
+            "environments",
+            "environment",
+            "environment_nodes",
+            "run_results",
+            "run_status",
+            "projects",
+            "users",
+        ),
+    )

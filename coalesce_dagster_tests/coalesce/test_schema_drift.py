@@ -6,9 +6,9 @@ import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import on_every_destination
 from coalesce_dagster_tests.expectations import assert_matches_simulator
+from coalesce_simulator import SimulatorConfig
 
 
 @pytest.fixture
@@ -21,9 +21,13 @@ def load(sim):
 
 
 def columns(warehouse, table: str) -> dict[str, str]:
-    return dict(warehouse.rows(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'coalesce_data' AND table_name = ?", table))
+    return dict(
+        warehouse.rows(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'coalesce_data' AND table_name = ?",
+            table,
+        )
+    )
 
 
 @on_every_destination
@@ -37,9 +41,16 @@ def test_a_field_that_changes_type_lands_in_a_variant_column(simulator, warehous
     load(simulator)
 
     cols = columns(warehouse, "runs")
-    assert cols["version"] == warehouse.type_name("bigint") and cols["version__v_text"] == warehouse.type_name("text")
-    assert warehouse.scalar("SELECT version__v_text FROM coalesce_data.runs WHERE id = ?", new_run) == "v2-beta"
-    assert dict(warehouse.rows(f"SELECT id, version FROM coalesce_data.runs WHERE id <> {new_run}")) == old_versions
+    assert cols["version"] == warehouse.type_name("bigint") and cols[
+        "version__v_text"
+    ] == warehouse.type_name("text")
+    assert (
+        warehouse.scalar("SELECT version__v_text FROM coalesce_data.runs WHERE id = ?", new_run) == "v2-beta"
+    )
+    assert (
+        dict(warehouse.rows(f"SELECT id, version FROM coalesce_data.runs WHERE id <> {new_run}"))
+        == old_versions
+    )
     assert_matches_simulator(warehouse, simulator)
 
 
@@ -49,7 +60,10 @@ def test_a_missing_optional_field_is_null(simulator, warehouse):
     del simulator.state.environments[env_id]["description"]
     load(simulator)
     assert warehouse.scalar("SELECT description FROM coalesce_data.environment WHERE id = ?", env_id) is None
-    assert warehouse.count("environment", "WHERE description IS NOT NULL") == len(simulator.state.environments) - 1
+    assert (
+        warehouse.count("environment", "WHERE description IS NOT NULL")
+        == len(simulator.state.environments) - 1
+    )
 
 
 @on_every_destination
@@ -59,5 +73,8 @@ def test_new_fields_become_columns_and_old_rows_keep_their_values(simulator, war
     simulator.faults.extra_fields = True
     load(simulator)
     assert "simulator_extra__a" in columns(warehouse, "users")
-    assert warehouse.rows("SELECT id, email, first_name, last_name FROM coalesce_data.users ORDER BY id") == before
+    assert (
+        warehouse.rows("SELECT id, email, first_name, last_name FROM coalesce_data.users ORDER BY id")
+        == before
+    )
     assert warehouse.count("users", "WHERE simulator_extra__a = 1") == len(simulator.state.users)

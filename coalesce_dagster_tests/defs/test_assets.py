@@ -8,9 +8,9 @@ import dagster as dg
 import dlt
 import pytest
 
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize, on_every_destination
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, TERMINAL, assert_matches_simulator
+from coalesce_simulator import SimulatorConfig
 
 ALL_TABLES = tuple(KEY_COLUMNS)
 
@@ -35,7 +35,9 @@ def test_full_load_matches_the_simulator(simulator, instance, warehouse):
         "projects__workspaces",
     } <= warehouse.tables()
     expected_columns = sum(
-        len(node["metadata"]["columns"]) for nodes in simulator.state.nodes.values() for node in nodes.values()
+        len(node["metadata"]["columns"])
+        for nodes in simulator.state.nodes.values()
+        for node in nodes.values()
     )
     assert warehouse.count("environment_nodes__columns") == expected_columns
 
@@ -113,7 +115,9 @@ def test_new_runs_and_runs_that_finished_are_picked_up(simulator, instance, ware
 
     assert_matches_simulator(warehouse, simulator)
     for rid in in_flight:
-        status, ended = warehouse.rows("SELECT run_status, run_end_time FROM coalesce_data.runs WHERE id = ?", rid)[0]
+        status, ended = warehouse.rows(
+            "SELECT run_status, run_end_time FROM coalesce_data.runs WHERE id = ?", rid
+        )[0]
         assert status == "completed" and ended is not None
         running_results = warehouse.scalar(
             "SELECT count(*) FROM coalesce_data.run_results WHERE run_id = ? AND is_running", rid
@@ -177,6 +181,7 @@ def test_run_ids_config_loads_exactly_those_runs(simulator, instance, warehouse)
     assert [rid for (rid,) in warehouse.keys("run_status", "run_id")] == wanted
 
 
+@pytest.mark.long
 def test_full_syncs_normalize_in_worker_processes_and_a_load_of_given_runs_in_none(
     simulator, instance, warehouse, monkeypatch
 ):
@@ -202,7 +207,9 @@ def test_full_syncs_normalize_in_worker_processes_and_a_load_of_given_runs_in_no
     assert pool_sizes == [2]
     wanted = sorted(simulator.state.runs)[:2]
     run_config = {"ops": {"coalesce_load": {"config": {"run_ids": wanted}}}}
-    assert materialize(instance, selection=["runs", "run_results", "run_status"], run_config=run_config).success
+    assert materialize(
+        instance, selection=["runs", "run_results", "run_status"], run_config=run_config
+    ).success
     assert pool_sizes == [2]  # no process pool at all: dlt normalized in this process
     assert materialize(instance).success
     assert pool_sizes == [2, 2]

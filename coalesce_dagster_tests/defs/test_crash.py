@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize, on_every_destination
 from coalesce_dagster_tests.crash_load import LAST_TABLE
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 from coalesce_dagster_tests.helpers import contents
+from coalesce_simulator import SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +49,7 @@ def change_coalesce(sim) -> None:
         user["lastName"] += " (renamed)"
 
 
+@pytest.mark.long
 def test_sigkill_during_extract(simulator, instance, warehouse):
     assert materialize(instance).success
     change_coalesce(simulator)
@@ -99,7 +100,11 @@ def test_sigkill_during_load_leaves_every_table_old_or_new(simulator, instance, 
     assert materialize(instance).success
     new = contents(warehouse)
     assert_matches_simulator(warehouse, simulator)
-    assert killed[LAST_TABLE] == old[LAST_TABLE] != new[LAST_TABLE], "a table whose load never started changed"
+    assert killed[LAST_TABLE] == old[LAST_TABLE] != new[LAST_TABLE], (
+        "a table whose load never started changed"
+    )
     changed = [table for table in new if table != LAST_TABLE and killed.get(table) != new[table]]
     assert not changed, f"tables neither old nor new after the kill: {changed}"
-    assert [table for table in new if old.get(table) != new[table]] != [LAST_TABLE], "the kill was not mid-load"
+    assert [table for table in new if old.get(table) != new[table]] != [LAST_TABLE], (
+        "the kill was not mid-load"
+    )

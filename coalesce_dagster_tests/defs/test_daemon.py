@@ -14,9 +14,9 @@ import copy
 import logging
 import shutil
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 
 import dagster as dg
 import pytest
@@ -30,7 +30,7 @@ from dagster._daemon.sensor import execute_sensor_iteration
 
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.sensors import SENSOR_NAME
-from coalesce_dagster.simulator import SimulatorConfig
+from coalesce_simulator import SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_CONCURRENCY = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())["concurrency"]
@@ -46,14 +46,16 @@ def simulator_config() -> SimulatorConfig:
 
 
 @contextmanager
-def daemon_instance(empty_home: Path, home: Path, concurrency: Optional[dict]) -> Iterator[dg.DagsterInstance]:
+def daemon_instance(empty_home: Path, home: Path, concurrency: dict | None) -> Iterator[dg.DagsterInstance]:
     """An instance that queues runs (as `dagster dev` and deployments do) with the given
     `concurrency` block, and executes each run in this process the moment the queue launches it."""
     shutil.copytree(empty_home, home)
     overrides = {
         "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"},
-        "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher",
-                         "class": "SyncInMemoryRunLauncher"},
+        "run_launcher": {
+            "module": "dagster._core.launcher.sync_in_memory_run_launcher",
+            "class": "SyncInMemoryRunLauncher",
+        },
         **({"concurrency": concurrency} if concurrency else {}),
     }
     with dg.instance_for_test(overrides=overrides, temp_dir=str(home)) as instance:
@@ -64,8 +66,9 @@ def daemon_instance(empty_home: Path, home: Path, concurrency: Optional[dict]) -
 def code_location(instance: dg.DagsterInstance):
     """The workspace the daemon sees: `workspace.yaml`'s code location, loaded in this process."""
     origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(executable_path=sys.executable, module_name=MODULE_NAME,
-                             working_directory=str(PROJECT_ROOT)),
+        LoadableTargetOrigin(
+            executable_path=sys.executable, module_name=MODULE_NAME, working_directory=str(PROJECT_ROOT)
+        ),
         location_name=LOCATION_NAME,
     )
     with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
@@ -78,7 +81,7 @@ def repository(workspace):
     return repo
 
 
-def launch_by_hand(instance, workspace, job_name: str, run_config: Optional[dict] = None) -> dg.DagsterRun:
+def launch_by_hand(instance, workspace, job_name: str, run_config: dict | None = None) -> dg.DagsterRun:
     """What the UI's Materialize does: a run of the code location's job, submitted to the queue."""
     remote_job = repository(workspace).get_full_job(job_name)
     run = instance.create_run_for_job(
@@ -100,6 +103,7 @@ def statuses(instance) -> list[dg.DagsterRunStatus]:
     return [run.status for run in instance.get_runs()]
 
 
+@pytest.mark.long
 def test_sensor_and_manual_loads_queue_one_at_a_time_and_all_succeed(
     simulator, warehouse, tmp_path, monkeypatch, _empty_instance_home
 ):
@@ -111,10 +115,14 @@ def test_sensor_and_manual_loads_queue_one_at_a_time_and_all_succeed(
         state.set_run_status(run_id, "running")
         state.set_run_status(run_id, "completed")
         coalesce_runs.append(run_id)
-    monkeypatch.setenv("COALESCE_DAGSTER__SENSOR__MAX_RUNS_PER_REQUEST", "1")  # one Dagster run per Coalesce run
+    monkeypatch.setenv(
+        "COALESCE_DAGSTER__SENSOR__MAX_RUNS_PER_REQUEST", "1"
+    )  # one Dagster run per Coalesce run
 
-    with daemon_instance(_empty_instance_home, tmp_path / "home", COMMITTED_CONCURRENCY) as instance, \
-            code_location(instance) as workspace:
+    with (
+        daemon_instance(_empty_instance_home, tmp_path / "home", COMMITTED_CONCURRENCY) as instance,
+        code_location(instance) as workspace,
+    ):
         instance.start_sensor(repository(workspace).get_sensor(SENSOR_NAME))  # the UI's toggle
         list(execute_sensor_iteration(workspace, logging.getLogger(__name__), None, None))
         launch_by_hand(instance, workspace, "coalesce_organisation_job")
@@ -124,11 +132,14 @@ def test_sensor_and_manual_loads_queue_one_at_a_time_and_all_succeed(
         for finished in range(1, 4):
             dequeue_once(workspace)
             assert sorted(statuses(instance), key=str) == sorted(
-                [dg.DagsterRunStatus.SUCCESS] * finished + [dg.DagsterRunStatus.QUEUED] * (3 - finished), key=str
+                [dg.DagsterRunStatus.SUCCESS] * finished + [dg.DagsterRunStatus.QUEUED] * (3 - finished),
+                key=str,
             )
         runs = instance.get_runs()
-        (tick,) = instance.get_ticks(repository(workspace).get_sensor(SENSOR_NAME).get_remote_origin_id(),
-                                     repository(workspace).get_sensor(SENSOR_NAME).selector_id)
+        (tick,) = instance.get_ticks(
+            repository(workspace).get_sensor(SENSOR_NAME).get_remote_origin_id(),
+            repository(workspace).get_sensor(SENSOR_NAME).selector_id,
+        )
 
     sensor_runs = [run for run in runs if run.tags.get("dagster/sensor_name") == SENSOR_NAME]
     assert sorted(int(run.tags["coalesce/run_ids"]) for run in sensor_runs) == sorted(coalesce_runs)
@@ -161,8 +172,10 @@ def test_each_guard_alone_launches_one_load_at_a_time(
     """Two loads queued at once (a schedule and a click, say): with either guard of the committed
     dagster.yaml on its own, the queue launches one and holds the other; with neither, both go."""
     concurrency = _without(COMMITTED_CONCURRENCY, removed)
-    with daemon_instance(_empty_instance_home, tmp_path / "home", concurrency) as instance, \
-            code_location(instance) as workspace:
+    with (
+        daemon_instance(_empty_instance_home, tmp_path / "home", concurrency) as instance,
+        code_location(instance) as workspace,
+    ):
         # A first load: Dagster creates a pool's limit (`default_limit`) when it first sees the pool.
         launch_by_hand(instance, workspace, "coalesce_organisation_job", IN_PROCESS)
         dequeue_once(workspace)

@@ -68,7 +68,15 @@ def test_definitions_validate_without_credentials(tmp_path):
     env.pop("DLT_PROJECT_DIR", None)
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     result = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -77,3 +85,17 @@ def test_definitions_validate_without_credentials(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_the_product_never_imports_the_simulator():
+    """The simulator is a package of its own, for the demo and the tests: loading the code location
+    (what a deployment runs) does not import it."""
+    probe = (
+        "import sys, coalesce_dagster.definitions, coalesce_dagster.defs.assets; "
+        "print(sorted(m for m in sys.modules if m.startswith('coalesce_simulator')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -17,17 +17,28 @@ def failure_description(result) -> str:
 @pytest.mark.parametrize(
     "setup, expected",
     [
-        (lambda sim: {"coalesce": CoalesceResource(access_token="revoked")}, "Coalesce rejected the access token (401)"),
-        (lambda sim: sim.faults.update({"status_override": {"/api/v1/environments": 404}}), "Regional hosts: us=app.coalescesoftware.io"),
+        (
+            lambda sim: {"coalesce": CoalesceResource(access_token="revoked")},
+            "Coalesce rejected the access token (401)",
+        ),
+        (
+            lambda sim: sim.faults.update({"status_override": {"/api/v1/environments": 404}}),
+            "Regional hosts: us=app.coalescesoftware.io",
+        ),
         (lambda sim: sim.faults.update({"fail_after_requests": 5}), "Coalesce is failing (503)"),
-        (lambda sim: sim.faults.update({"garbage_burst": 1, "fault_path_prefix": "/api/v1/users"}), "not valid JSON"),
+        (
+            lambda sim: sim.faults.update({"garbage_burst": 1, "fault_path_prefix": "/api/v1/users"}),
+            "not valid JSON",
+        ),
     ],
     ids=["wrong_token", "wrong_region", "outage", "garbage"],
 )
 def test_failure_says_what_happened_and_what_to_do(simulator, instance, monkeypatch, setup, expected):
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
     resources = setup(simulator)
-    result = materialize(instance, raise_on_error=False, resources=resources if isinstance(resources, dict) else None)
+    result = materialize(
+        instance, raise_on_error=False, resources=resources if isinstance(resources, dict) else None
+    )
     assert not result.success
     description = failure_description(result)
     assert expected in description
@@ -43,9 +54,16 @@ def test_a_duckdb_file_held_by_another_process_is_named_with_its_pid(simulator, 
     assert materialize(instance, selection=["environments", "projects"]).success
     before = contents(warehouse)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
-         "print('holding', flush=True); sys.stdin.read()", str(warehouse.path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print('holding', flush=True); sys.stdin.read()",
+            str(warehouse.path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "holding"  # it has the file open now
@@ -75,9 +93,7 @@ def test_progress_and_retries_reach_the_dagster_run_log(simulator, tmp_path):
         result = materialize(instance)
         assert result.success
         messages = [
-            record.user_message
-            for record in instance.all_logs(result.run_id)
-            if not record.is_dagster_event
+            record.user_message for record in instance.all_logs(result.run_id) if not record.is_dagster_event
         ]
     text = "\n".join(messages)
     for step in ("Extract coalesce_source", "Normalize coalesce_source", "Load coalesce_source"):

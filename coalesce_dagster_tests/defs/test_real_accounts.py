@@ -13,11 +13,11 @@ from coalesce_dagster.defs.assets import _with_coalesce_run_metadata, coalesce_a
 from coalesce_dagster.defs.resources import CoalesceResource, resource_defs
 from coalesce_dagster.defs.sensors import SENSOR_NAME
 from coalesce_dagster.pipeline import make_pipeline
-from coalesce_dagster.simulator import SimulatorConfig, real_account_quirks
 from coalesce_dagster_tests.conftest import materialize
 from coalesce_dagster_tests.defs.test_failures import failure_description
 from coalesce_dagster_tests.defs.test_sensors import finish, requested_run_ids, tick
 from coalesce_dagster_tests.expectations import assert_matches_simulator
+from coalesce_simulator import SimulatorConfig, real_account_quirks
 
 RUN_ASSETS = ["runs", "run_results", "run_status"]
 
@@ -47,22 +47,31 @@ def test_full_incremental_and_sensor_loads_are_exact_against_a_real_account(real
     new_runs = state.add_runs(3, status="failed")
     assert materialize(instance, selection=RUN_ASSETS).success  # incremental sync
     assert_matches_simulator(warehouse, real)
-    failed_states = {s for (s,) in warehouse.rows(
-        f"SELECT DISTINCT run_state FROM coalesce_data.run_results WHERE run_id IN ({', '.join(map(str, new_runs))})")}
+    failed_states = {
+        s
+        for (s,) in warehouse.rows(
+            f"SELECT DISTINCT run_state FROM coalesce_data.run_results WHERE run_id IN ({', '.join(map(str, new_runs))})"
+        )
+    }
     assert "failed" in failed_states and "error" not in failed_states
 
     cursor = tick(instance).cursor
     run_id = state.start_run("2")
     finish(state, run_id, "failed")
     (request,) = tick(instance, cursor).run_requests
-    launched = materialize(instance, selection=RUN_ASSETS, run_config=request.run_config,
-                           tags={**request.tags, "dagster/sensor_name": SENSOR_NAME})
+    launched = materialize(
+        instance,
+        selection=RUN_ASSETS,
+        run_config=request.run_config,
+        tags={**request.tags, "dagster/sensor_name": SENSOR_NAME},
+    )
     assert launched.success  # sensor-launched load
     assert_matches_simulator(warehouse, real)
 
     assert stored_links(warehouse) == {rid: state.run_link(rid) for rid in state.runs}
     metadata = instance.get_latest_materialization_event(
-        dg.AssetKey(["coalesce", "run_results"])).asset_materialization.metadata
+        dg.AssetKey(["coalesce", "run_results"])
+    ).asset_materialization.metadata
     assert metadata["coalesce/run_link"].value == state.run_link(run_id)
     assert f"[{run_id}]({state.run_link(run_id)})" in metadata["coalesce/runs"].value
     failed_nodes = sum(1 for r in state.results[run_id] if r["runState"] in ("error", "failed"))
@@ -79,7 +88,9 @@ def test_metadata_is_added_to_dagster_dlts_event_keeping_every_field(simulator, 
         data_version=dg.DataVersion("v1"),
         tags={"a": "b"},
         value=None,
-        check_results=[dg.AssetCheckResult(passed=True, check_name="c", asset_key=dg.AssetKey(["coalesce", "runs"]))],
+        check_results=[
+            dg.AssetCheckResult(passed=True, check_name="c", asset_key=dg.AssetKey(["coalesce", "runs"]))
+        ],
     )
     context = dg.build_asset_context()
     (event,) = _with_coalesce_run_metadata(context, iter([original]), make_pipeline(tmp_path), [7])
@@ -97,7 +108,8 @@ def _attempts(instance, simulator, setup) -> tuple[int, str]:
     resources = setup(simulator)
     job = dg.define_asset_job("retried_load", op_retry_policy=dg.RetryPolicy(max_retries=1))
     defs = dg.Definitions(
-        assets=[coalesce_assets], jobs=[job],
+        assets=[coalesce_assets],
+        jobs=[job],
         resources={**resource_defs(), **(resources if isinstance(resources, dict) else {})},
     )
     result = defs.resolve_job_def("retried_load").execute_in_process(instance=instance, raise_on_error=False)

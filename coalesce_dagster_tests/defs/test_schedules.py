@@ -8,7 +8,11 @@ from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.schedules import ScheduleSettings, build_schedules, schedule_settings
 
 EXPECTED = {
-    "coalesce_daily_environments": {"coalesce/environments", "coalesce/environment", "coalesce/environment_nodes"},
+    "coalesce_daily_environments": {
+        "coalesce/environments",
+        "coalesce/environment",
+        "coalesce/environment_nodes",
+    },
     "coalesce_daily_organisation": {"coalesce/projects", "coalesce/users"},
     "coalesce_daily_runs": {"coalesce/runs", "coalesce/run_results", "coalesce/run_status"},
 }
@@ -61,4 +65,6 @@ def test_the_sensor_ships_stopped_and_targets_the_run_family():
     sensor = defs.resolve_sensor_def("coalesce_run_status_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     job = defs.resolve_job_def(sensor.job_name)
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == EXPECTED["coalesce_daily_runs"]
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == EXPECTED[
+        "coalesce_daily_runs"
+    ]

@@ -28,10 +28,10 @@ from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs import assets
 from coalesce_dagster.defs.resources import CoalesceResource
 from coalesce_dagster.defs.sensors import coalesce_run_status_sensor
-from coalesce_dagster.simulator import ECHOED_SECRET_VALUES, SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 from coalesce_dagster_tests.helpers import files_containing, stored_text_containing
+from coalesce_simulator import ECHOED_SECRET_VALUES, SimulatorConfig
 
 TOKEN = f"SECRET-coalesce-token-{uuid.uuid4().hex}"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -65,8 +65,10 @@ def assert_working_dirs_were_scanned(kept: Path, runs: int) -> None:
         assert list(kept.glob(f"*/coalesce_pipeline/{name}")), f"no {name} in the working folders"
 
 
-def test_the_token_appears_nowhere(simulator, instance, warehouse, tmp_path, monkeypatch, caplog, capfd,
-                                   deleted_working_dirs):
+@pytest.mark.long
+def test_the_token_appears_nowhere(
+    simulator, instance, warehouse, tmp_path, monkeypatch, caplog, capfd, deleted_working_dirs
+):
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")
     caplog.set_level(logging.DEBUG)
@@ -80,8 +82,12 @@ def test_the_token_appears_nowhere(simulator, instance, warehouse, tmp_path, mon
     with dg.build_sensor_context(instance=instance, resources={"coalesce": CoalesceResource()}) as context:
         tick = coalesce_run_status_sensor(context)
     (request,) = tick.run_requests
-    assert materialize(instance, run_config={**DEBUG, **request.run_config},
-                       selection=["runs", "run_results", "run_status"], tags=request.tags).success
+    assert materialize(
+        instance,
+        run_config={**DEBUG, **request.run_config},
+        selection=["runs", "run_results", "run_status"],
+        tags=request.tags,
+    ).success
     # Failures too: Coalesce refusing, erroring and a rejected call all carry request details.
     for fault in ({"status_override": {"/api/v1/runs": 403}}, {"fail_after_requests": 3}):
         simulator.faults.reset()
@@ -102,7 +108,9 @@ def test_the_token_appears_nowhere(simulator, instance, warehouse, tmp_path, mon
     assert stored_text_containing(warehouse, [TOKEN]) == []
     for run in instance.get_runs():
         assert TOKEN not in repr(run.run_config) and TOKEN not in repr(run.tags)
-    for record in instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_FAILURE)):
+    for record in instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_FAILURE)
+    ):
         assert TOKEN not in serialize_value(record.event_log_entry)
     assert {p: p.read_bytes() for p in (PROJECT_ROOT / ".dlt").rglob("*") if p.is_file()} == dlt_dir_before
     # What the UI shows of the code location (resources, asset metadata) is built from this snapshot.
@@ -114,30 +122,40 @@ def test_a_token_given_as_envvar_is_shown_only_by_name(monkeypatch):
     monkeypatch.setenv("MY_COALESCE_TOKEN", TOKEN)
     scoped = dg.Definitions(
         assets=defs.assets,
-        resources={**defs.resources, "coalesce": CoalesceResource(access_token=dg.EnvVar("MY_COALESCE_TOKEN"))},
+        resources={
+            **defs.resources,
+            "coalesce": CoalesceResource(access_token=dg.EnvVar("MY_COALESCE_TOKEN")),
+        },
     )
     snapshot = serialize_value(RepositorySnap.from_def(scoped.get_repository_def()))
     assert "MY_COALESCE_TOKEN" in snapshot
     assert TOKEN not in snapshot
 
 
-def test_secret_run_credentials_are_never_stored(simulator, instance, warehouse, tmp_path, deleted_working_dirs):
+def test_secret_run_credentials_are_never_stored(
+    simulator, instance, warehouse, tmp_path, deleted_working_dirs
+):
     """Run objects that carry `userCredentials` secrets: a full sync (the run list) and a sensor's
     load (runs read by id) store who ran each run, never a password or key."""
     simulator.faults.echo_credentials = True
     assert materialize(instance).success
     given = sorted(simulator.state.runs)[:2]
-    assert materialize(instance, selection=RUN_ASSETS,
-                       run_config={"ops": {"coalesce_load": {"config": {"run_ids": given}}}}).success
+    assert materialize(
+        instance, selection=RUN_ASSETS, run_config={"ops": {"coalesce_load": {"config": {"run_ids": given}}}}
+    ).success
     assert any(r.path == f"/api/v1/runs/{given[0]}" for r in simulator.requests)
 
     secrets = list(ECHOED_SECRET_VALUES.values())
     assert stored_text_containing(warehouse, secrets) == []
     assert_working_dirs_were_scanned(deleted_working_dirs, runs=2)
     assert files_containing(tmp_path, [secret.encode() for secret in secrets]) == []
-    columns = {name for (name,) in warehouse.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' "
-        "AND table_name = 'runs' AND column_name LIKE 'user_credentials%'")}
+    columns = {
+        name
+        for (name,) in warehouse.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' "
+            "AND table_name = 'runs' AND column_name LIKE 'user_credentials%'"
+        )
+    }
     assert "user_credentials__snowflake_username" in columns  # who ran it is kept
     assert not [c for c in columns if "password" in c or "key_pair" in c], columns
     assert_matches_simulator(warehouse, simulator)

@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from coalesce_dagster.coalesce.client import CoalesceClient
-from coalesce_dagster.coalesce.types import CoalesceRun
 from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
+from coalesce_dagster.coalesce.types import CoalesceRun
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.resources import CoalesceResource
@@ -20,8 +20,8 @@ from coalesce_dagster.defs.sensors import (
     coalesce_run_status_sensor,
     run_request_for,
 )
-from coalesce_dagster.simulator import SimulatorConfig
 from coalesce_dagster_tests.conftest import materialize
+from coalesce_simulator import SimulatorConfig
 
 SENSOR_JOB = defs.resolve_job_def(coalesce_run_status_sensor.job_name)
 
@@ -149,7 +149,10 @@ def test_a_rejected_token_skips_with_the_fix(live, instance):
     revoked = "revoked-token-4f1c9e27"
     result = tick(instance, resources={"coalesce": CoalesceResource(access_token=revoked)})
     assert not result.run_requests
-    assert "401" in result.skip_reason.skip_message and "Generate Access Token" in result.skip_reason.skip_message
+    assert (
+        "401" in result.skip_reason.skip_message
+        and "Generate Access Token" in result.skip_reason.skip_message
+    )
     assert revoked not in result.skip_reason.skip_message
 
 
@@ -228,8 +231,12 @@ def test_tick_to_rows_in_duckdb(live, instance, warehouse):
     finish(live.state, run_id)
     (request,) = tick(instance, cursor).run_requests
 
-    result = materialize(instance, selection=["runs", "run_results", "run_status"], run_config=request.run_config,
-                         tags=request.tags)
+    result = materialize(
+        instance,
+        selection=["runs", "run_results", "run_status"],
+        run_config=request.run_config,
+        tags=request.tags,
+    )
     assert result.success
 
     assert warehouse.scalar("SELECT run_status FROM coalesce_data.runs WHERE id = ?", run_id) == "completed"

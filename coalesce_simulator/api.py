@@ -113,7 +113,12 @@ class CoalesceApi:
         """
         faults = self.faults
         threshold, seconds = faults.detail_page_hang_above, faults.detail_page_hang_seconds
-        if threshold is None or seconds <= 0 or request.method != "GET" or not _NODE_LIST.fullmatch(request.path):
+        if (
+            threshold is None
+            or seconds <= 0
+            or request.method != "GET"
+            or not _NODE_LIST.fullmatch(request.path)
+        ):
             return 0.0
         if not self._authorised(request.headers.get("authorization")):
             return 0.0
@@ -131,7 +136,9 @@ class CoalesceApi:
     ) -> PageParams:
         """Paging parameters of any list, under the page-size cap of the ``max_page_size`` fault."""
         cap = self.faults.max_page_size
-        return parse_page_params(query, order_fields=order_fields, default_direction=default_direction, max_limit=cap)
+        return parse_page_params(
+            query, order_fields=order_fields, default_direction=default_direction, max_limit=cap
+        )
 
     def _authorised(self, header: str | None) -> bool:
         if not header:
@@ -212,14 +219,17 @@ class CoalesceApi:
         view = render.run_info if detail else render.run_summary
         faults = self.faults
         data = [
-            view(run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials) for run in page
+            view(run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials)
+            for run in page
         ]
         return json_response({"data": data, **meta})
 
     def get_run(self, request: Request, run_id: str) -> Response:
         run = self._run(run_id)
         faults = self.faults
-        view = render.run_info(run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials)
+        view = render.run_info(
+            run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials
+        )
         return json_response(view)
 
     def get_run_results(self, request: Request, run_id: str) -> Response:
@@ -287,7 +297,11 @@ class CoalesceApi:
             # the job would hide it, so refuse.
             raise ApiError(400, "Unknown field runDetails.jobId (the field is named jobID)")
         environment_id = details.get("environmentID")
-        if isinstance(environment_id, bool) or not isinstance(environment_id, (str, int)) or environment_id == "":
+        if (
+            isinstance(environment_id, bool)
+            or not isinstance(environment_id, (str, int))
+            or environment_id == ""
+        ):
             raise ApiError(400, "runDetails.environmentID is required")
         environment_id = str(environment_id)
         if environment_id not in self.state.environments:

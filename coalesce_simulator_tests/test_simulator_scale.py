@@ -8,16 +8,18 @@ from typing import Any
 
 import requests
 
-from coalesce_dagster.simulator import CoalesceSimulator, Faults, SimulatorConfig, SimulatorState
-from coalesce_dagster.simulator.paging import PageParams, paginate
-from coalesce_dagster.simulator.results import DEFAULT_CACHE_SIZE
+from coalesce_simulator import CoalesceSimulator, Faults, SimulatorConfig, SimulatorState
+from coalesce_simulator.paging import PageParams, paginate
+from coalesce_simulator.results import DEFAULT_CACHE_SIZE
 
 CONFIG = SimulatorConfig(seed=5, environments=3, nodes_per_environment=40, runs=300, results_per_run=12)
 
 
 def test_historical_results_are_rebuilt_on_access_identically() -> None:
     state, twin = SimulatorState(CONFIG), SimulatorState(CONFIG)
-    finished = [rid for rid, run in state.runs.items() if run["runStatus"] in ("completed", "failed", "canceled")]
+    finished = [
+        rid for rid, run in state.runs.items() if run["runStatus"] in ("completed", "failed", "canceled")
+    ]
     assert finished and all(state.results.is_lazy(rid) for rid in finished)
     first = {rid: state.results[rid] for rid in finished}
     # Every list has left the small LRU by now, so these are rebuilt, and equal the first ones.

@@ -17,11 +17,11 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coalesce_dagster.simulator import DEFAULT_TOKEN, CoalesceSimulator, Faults, SimulatorConfig
-from coalesce_dagster.simulator.data import SimulatorState
-from coalesce_dagster.simulator.paging import PageParams, paginate
-from coalesce_dagster.simulator.timeutil import UTC, parse_iso
 from coalesce_dagster_tests.helpers import read_line
+from coalesce_simulator import DEFAULT_TOKEN, CoalesceSimulator, Faults, SimulatorConfig
+from coalesce_simulator.data import SimulatorState
+from coalesce_simulator.paging import PageParams, paginate
+from coalesce_simulator.timeutil import UTC, parse_iso
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNAUTHORIZED = {
@@ -98,8 +98,12 @@ def assert_error(response: requests.Response, status: int) -> str:
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {DEFAULT_TOKEN}", "Bearer"])
-@pytest.mark.parametrize("path", ["/api/v1/environments", "/scheduler/runStatus?runCounter=1", "/no/such/path"])
-def test_bad_or_missing_token_gets_documented_401(sim: CoalesceSimulator, header: str | None, path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["/api/v1/environments", "/scheduler/runStatus?runCounter=1", "/no/such/path"]
+)
+def test_bad_or_missing_token_gets_documented_401(
+    sim: CoalesceSimulator, header: str | None, path: str
+) -> None:
     headers = {"Authorization": header} if header else {}
     response = requests.get(sim.base_url + path, headers=headers, timeout=5)
     assert response.status_code == 401
@@ -218,7 +222,9 @@ def test_total_null(client: Client, sim: CoalesceSimulator) -> None:
 def test_inclusive_cursor_repeats_the_named_item(client: Client, sim: CoalesceSimulator) -> None:
     sim.faults.inclusive_cursor = True
     first = client.get("/api/v1/environments/1/nodes", limit=4, orderBy="id").json()
-    second = client.get("/api/v1/environments/1/nodes", limit=4, orderBy="id", startingFrom=first["next"]).json()
+    second = client.get(
+        "/api/v1/environments/1/nodes", limit=4, orderBy="id", startingFrom=first["next"]
+    ).json()
     assert second["data"][0] == first["data"][-1]
     assert second["data"][1]["id"] > first["data"][-1]["id"]
 
@@ -319,7 +325,9 @@ def test_run_summary_vs_detail(client: Client) -> None:
     detail = client.get("/api/v1/runs", detail="true", limit=5).json()["data"]
     for run in detail:
         assert "environmentID" not in run and run["runDetails"]["environmentID"]
-        assert {"id", "runDetails", "runStatus", "runTimeParameters", "runType", "userCredentials"} <= set(run)
+        assert {"id", "runDetails", "runStatus", "runTimeParameters", "runType", "userCredentials"} <= set(
+            run
+        )
         assert "snowflakePassword" not in run["userCredentials"]
     assert client.get("/api/v1/runs/38").json() == detail[2]
 
@@ -394,7 +402,11 @@ def test_running_run_has_running_results(client: Client) -> None:
 def test_run_status_endpoint(client: Client, sim: CoalesceSimulator) -> None:
     body = client.get("/scheduler/runStatus", runCounter=38).json()
     run = sim.state.runs[38]
-    assert body == {"runStatus": run["runStatus"], "runType": run["runType"], "runLink": f"{sim.base_url}/runs/38"}
+    assert body == {
+        "runStatus": run["runStatus"],
+        "runType": run["runType"],
+        "runLink": f"{sim.base_url}/runs/38",
+    }
     assert client.get("/scheduler/runStatus", runCounter=40).json()["runStatus"] == "waitingToRun"
     assert_error(client.get("/scheduler/runStatus"), 400)
     assert_error(client.get("/scheduler/runStatus", runCounter="x"), 400)
@@ -423,7 +435,9 @@ def test_start_run_lifecycle(client: Client, sim: CoalesceSimulator) -> None:
     assert status() == "waitingToRun"
     assert client.get(f"/api/v1/runs/{run_id}/results").json() == {"data": []}
     info = client.get(f"/api/v1/runs/{run_id}").json()
-    assert info["runType"] == "refresh" and info["runDetails"]["parallelism"] == 4 and "runEndTime" not in info
+    assert (
+        info["runType"] == "refresh" and info["runDetails"]["parallelism"] == 4 and "runEndTime" not in info
+    )
 
     sim.state.set_run_status(run_id, "running")
     assert status() == "running"
@@ -489,7 +503,9 @@ def test_start_run_with_job_and_selectors(client: Client, sim: CoalesceSimulator
 
 def test_cancel_run(client: Client, sim: CoalesceSimulator) -> None:
     environment_id = sim.state.runs[39]["environmentID"]
-    response = client.post("/scheduler/cancelRun", {"runID": 39, "orgID": "any", "environmentID": environment_id})
+    response = client.post(
+        "/scheduler/cancelRun", {"runID": 39, "orgID": "any", "environmentID": environment_id}
+    )
     assert response.status_code == 204 and response.content == b""
     assert "Content-Type" not in response.headers
     assert client.get("/scheduler/runStatus", runCounter=39).json()["runStatus"] == "canceled"
@@ -517,7 +533,10 @@ def test_rerun_failed_run(client: Client, sim: CoalesceSimulator) -> None:
 def test_add_runs_and_node_mutations(client: Client, sim: CoalesceSimulator) -> None:
     new_ids = sim.state.add_runs(3, environment_id="3", status="failed")
     assert new_ids == [41, 42, 43]
-    assert client.get("/api/v1/runs", environmentID="3", runStatus="failed", limit=3).json()["data"][0]["id"] == 43
+    assert (
+        client.get("/api/v1/runs", environmentID="3", runStatus="failed", limit=3).json()["data"][0]["id"]
+        == 43
+    )
 
     def dependency_names(nodes: list[dict[str, Any]]) -> set[str]:
         mappings = [mapping for node in nodes for mapping in node["metadata"]["sourceMapping"]]
@@ -719,7 +738,9 @@ def test_wait_for_request_wakes_on_arrival(client: Client, sim: CoalesceSimulato
         sim.wait_for_request(lambda r: r.path == "/never", timeout=0.01)
 
 
-def test_after_answering_changes_the_state_once_between_two_requests(client: Client, sim: CoalesceSimulator) -> None:
+def test_after_answering_changes_the_state_once_between_two_requests(
+    client: Client, sim: CoalesceSimulator
+) -> None:
     run_id, env_id = max(sim.state.runs), sorted(sim.state.environments)[0]
     sim.after_answering("/api/v1/runs", lambda: sim.state.delete_run(run_id))
     sim.after_answering("/api/v1/environments", lambda: sim.state.delete_environment(env_id))
@@ -749,7 +770,9 @@ def test_max_concurrency_with_parallel_clients(sim: CoalesceSimulator) -> None:
         session = requests.Session()
         barrier.wait()  # release all requests together
         response = session.get(
-            sim.base_url + "/api/v1/environments", headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"}, timeout=5
+            sim.base_url + "/api/v1/environments",
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
+            timeout=5,
         )
         statuses.append(response.status_code)
 
@@ -803,7 +826,9 @@ def test_projects(client: Client, sim: CoalesceSimulator) -> None:
     assert "workspaces" not in plain["data"][0] and "jobs" not in plain["data"][0]
     full = client.get("/api/v1/projects/1", includeWorkspaces="true", includeJobs="true").json()
     assert all(ws["projectID"] == "1" for ws in full["workspaces"]) and full["jobs"]
-    assert set(full["environments"]) == {e["id"] for e in sim.state.environments.values() if e["project"] == "1"}
+    assert set(full["environments"]) == {
+        e["id"] for e in sim.state.environments.values() if e["project"] == "1"
+    }
 
 
 def test_config_validation() -> None:
@@ -817,7 +842,7 @@ def test_config_validation() -> None:
 
 def test_cli_starts_and_answers() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "coalesce_dagster.simulator", "--port", "0", "--runs", "5", "--token", "cli-token"],
+        [sys.executable, "-m", "coalesce_simulator", "--port", "0", "--runs", "5", "--token", "cli-token"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -839,7 +864,7 @@ def test_cli_starts_and_answers() -> None:
 
 def test_cli_refuses_non_loopback_host() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "coalesce_dagster.simulator", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "coalesce_simulator", "--host", "0.0.0.0", "--port", "0"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -220,10 +220,18 @@ def paginate(
             # The items after the cursor are a contiguous tail of the sorted list: bisect for it
             # (O(log n) key calls) instead of testing every item; large collections page fast.
             if descending:
-                below = bisect_right(ascending, bound, key=key) if inclusive else bisect_left(ascending, bound, key=key)
+                below = (
+                    bisect_right(ascending, bound, key=key)
+                    if inclusive
+                    else bisect_left(ascending, bound, key=key)
+                )
                 start = len(ascending) - below
             else:
-                start = bisect_left(ascending, bound, key=key) if inclusive else bisect_right(ascending, bound, key=key)
+                start = (
+                    bisect_left(ascending, bound, key=key)
+                    if inclusive
+                    else bisect_right(ascending, bound, key=key)
+                )
 
     page = list(remaining[start : start + params.limit])
     more = 0 < len(page) < len(remaining) - start

@@ -19,7 +19,7 @@ from .timeutil import UTC
 logger = logging.getLogger(__name__)
 
 
-class DemoDriver:
+class RunDriver:
     def __init__(self, state: SimulatorState, interval: float, duration: float) -> None:
         if interval < 0:
             raise ValueError("demo interval must be >= 0 (0 = only drive runs started via the API)")

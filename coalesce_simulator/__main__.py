@@ -1,4 +1,4 @@
-"""Command line entry point: ``python -m coalesce_dagster.simulator``.
+"""Command line entry point: ``python -m coalesce_simulator``.
 
 Once it accepts connections it prints one line, the first on stdout and flushed,
 ``Coalesce API simulator listening on <base URL> (token: <token>)``, so a parent process can read
@@ -25,7 +25,7 @@ from .server import CoalesceSimulator
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m coalesce_dagster.simulator",
+        prog="python -m coalesce_simulator",
         description="Serve a simulated Coalesce REST API (stdlib only, deterministic data).",
     )
     add = parser.add_argument

@@ -8,9 +8,9 @@ sort or compare.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-UTC = timezone.utc
+UTC = UTC
 
 #: Start of the generated history: run N starts at BASE_TIME + N * RUN_SPACING.
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)

@@ -23,11 +23,11 @@ from .api import CoalesceApi
 from .config import SimulatorConfig
 from .control import ControlApi
 from .data import SimulatorState
-from .demo import DemoDriver
 from .faults import Faults
 from .requestlog import CONTROL_PREFIX, RequestLog, RequestRecord
 from .responses import ApiError, Response, error_response, json_response
 from .routing import Request
+from .run_driver import RunDriver
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class CoalesceSimulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()  # interrupts fault sleeps on stop()
-        self._demo: DemoDriver | None = None
+        self._demo: RunDriver | None = None
         self._after_answer_actions: dict[str, list[Callable[[], None]]] = {}
         self._after_answer_lock = threading.Lock()
 
@@ -281,7 +281,7 @@ class CoalesceSimulator:
     def start_demo(self, interval: float, duration: float) -> None:
         """Start a run every ``interval`` s (0: none) and drive runs over ``duration`` s of real time."""
         self.stop_demo()
-        self._demo = DemoDriver(self.state, interval, duration)
+        self._demo = RunDriver(self.state, interval, duration)
         self._demo.start()
 
     def stop_demo(self) -> None:
@@ -308,7 +308,9 @@ class CoalesceSimulator:
         """Most simultaneous in-flight API requests since start or the last log reset."""
         return self._log.max_concurrency
 
-    def wait_for_request(self, predicate: Callable[[RequestRecord], bool], timeout: float = 60) -> RequestRecord:
+    def wait_for_request(
+        self, predicate: Callable[[RequestRecord], bool], timeout: float = 60
+    ) -> RequestRecord:
         """The first request matching ``predicate``, waiting for it to arrive (woken by each request,
         never polling); TimeoutError after ``timeout`` s."""
         return self._log.wait_for(predicate, timeout)

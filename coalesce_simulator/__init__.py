@@ -8,7 +8,7 @@ Behaviour follows ``docs/coalesce-api.md``. In tests::
         sim.state.set_run_status(run_id, "running")
         ...                                        # client under test talks to sim.base_url
 
-As a demo: ``python -m coalesce_dagster.simulator --demo-run-interval 10``.
+As a demo: ``python -m coalesce_simulator --demo-run-interval 10``.
 """
 
 from .config import DEFAULT_TOKEN, SimulatorConfig

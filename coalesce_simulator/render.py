@@ -67,7 +67,9 @@ def run_summary(
     return view
 
 
-def run_info(run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False) -> dict[str, Any]:
+def run_info(
+    run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False
+) -> dict[str, Any]:
     """RunInfo: environmentID sits inside runDetails.
 
     ``runFailureReason`` is not in the v6.2 RunInfo schema; it is added for failed runs
@@ -116,7 +118,8 @@ def run_results(
     """
     if failed_state != "error":
         results = [
-            {**result, "runState": failed_state} if result["runState"] == "error" else result for result in results
+            {**result, "runState": failed_state} if result["runState"] == "error" else result
+            for result in results
         ]
     if envelope == "bare":
         return results

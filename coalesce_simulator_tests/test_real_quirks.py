@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from coalesce_dagster.simulator import (
+from coalesce_dagster_tests.helpers import read_line
+from coalesce_simulator import (
     DEFAULT_TOKEN,
     ECHOED_SECRET_VALUES,
     CoalesceSimulator,
@@ -25,7 +26,6 @@ from coalesce_dagster.simulator import (
     SimulatorState,
     real_account_quirks,
 )
-from coalesce_dagster_tests.helpers import read_line
 
 from .test_simulator import REPO_ROOT, Client, assert_error
 
@@ -60,7 +60,9 @@ def test_max_page_size_off_accepts_the_documented_range(client: Client, path: st
 
 
 @pytest.mark.parametrize("path", LIST_PATHS)
-def test_max_page_size_on_refuses_limits_outside_one_to_n(client: Client, sim: CoalesceSimulator, path: str) -> None:
+def test_max_page_size_on_refuses_limits_outside_one_to_n(
+    client: Client, sim: CoalesceSimulator, path: str
+) -> None:
     sim.faults.max_page_size = 500
     for limit in (501, 1000, 0):
         response = client.get(path, limit=limit)
@@ -110,7 +112,9 @@ def test_detail_page_hang_off_serves_big_detail_pages_at_once(client: Client, si
     assert response.status_code == 200 and len(response.json()["data"]) == 25
 
 
-def test_detail_page_hang_only_slows_detail_pages_above_the_threshold(client: Client, sim: CoalesceSimulator) -> None:
+def test_detail_page_hang_only_slows_detail_pages_above_the_threshold(
+    client: Client, sim: CoalesceSimulator
+) -> None:
     sim.faults.detail_page_hang_above = 10
     sim.faults.detail_page_hang_seconds = 30  # far beyond the short timeout; stop() ends it
 
@@ -138,7 +142,9 @@ def test_detail_page_hang_holds_no_lock_and_ends_on_stop() -> None:
 
         def slow() -> None:
             try:
-                outcome.append(client.session.get(client.base_url + NODES, params={"detail": "true"}, timeout=60))
+                outcome.append(
+                    client.session.get(client.base_url + NODES, params={"detail": "true"}, timeout=60)
+                )
             except requests.exceptions.RequestException as error:
                 outcome.append(error)
 
@@ -171,7 +177,8 @@ def test_run_link_uuid_style(client: Client, sim: CoalesceSimulator) -> None:
     sim.faults.run_link_style = "uuid"
     new_run = client.start_run(environmentID="1")
     links = {
-        run_id: client.get("/scheduler/runStatus", runCounter=run_id).json()["runLink"] for run_id in (1, 38, new_run)
+        run_id: client.get("/scheduler/runStatus", runCounter=run_id).json()["runLink"]
+        for run_id in (1, 38, new_run)
     }
     for run_id, link in links.items():
         assert re.fullmatch(re.escape(sim.base_url) + "/runs/" + UUID4, link), link
@@ -332,7 +339,9 @@ def _run_objects(client: Client, path: str, params: dict[str, Any]) -> tuple[lis
 def test_echo_credentials_off_sends_no_secrets(client: Client) -> None:
     for path, params in RUN_VIEWS:
         runs, text = _run_objects(client, path, params)
-        assert runs and not any(key in run.get("userCredentials", {}) for run in runs for key in ECHOED_SECRET_VALUES)
+        assert runs and not any(
+            key in run.get("userCredentials", {}) for run in runs for key in ECHOED_SECRET_VALUES
+        )
         assert not any(json.dumps(value)[1:-1] in text for value in ECHOED_SECRET_VALUES.values())
 
 
@@ -425,7 +434,7 @@ def test_control_plane_sets_every_new_knob(sim: CoalesceSimulator, client: Clien
 
 def test_cli_real_account_flag() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "coalesce_dagster.simulator", "--port", "0", "--runs", "5", "--real-account"],
+        [sys.executable, "-m", "coalesce_simulator", "--port", "0", "--runs", "5", "--real-account"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -47,7 +47,17 @@ def user_summary(user: Mapping[str, Any]) -> dict[str, Any]:
 # -- users and projects ---------------------------------------------------------------------
 
 _FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Radia", "Linus"]
-_LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Perlman"]
+_LAST_NAMES = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Hamilton",
+    "Thompson",
+    "Perlman",
+]
 _ID_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -100,7 +110,13 @@ def make_job(job_id: int, name: str, include: str, exclude: str, project_id: str
 
 # -- environments ---------------------------------------------------------------------------
 
-_ENVIRONMENTS = [("Development", "DEV"), ("QA", "QA"), ("Production", "PROD"), ("UAT", "UAT"), ("Sandbox", "SBX")]
+_ENVIRONMENTS = [
+    ("Development", "DEV"),
+    ("QA", "QA"),
+    ("Production", "PROD"),
+    ("UAT", "UAT"),
+    ("Sandbox", "SBX"),
+]
 _TAG_COLORS = ["#1E88E5", "#43A047", "#E53935", "#8E24AA", "#FB8C00"]
 
 
@@ -378,7 +394,10 @@ def _steps(node: Mapping[str, Any], run_type: str) -> list[tuple[str, str]]:
         return [("Create View", f"CREATE OR REPLACE VIEW {target} AS SELECT ...")]
     if node["nodeType"] in ("Dimension", "persistentStage"):
         return [("Merge Data", f"MERGE INTO {target} USING (SELECT ...) AS SRC ON ...")]
-    return [("Truncate Data", f"TRUNCATE TABLE {target}"), ("Insert Data", f"INSERT INTO {target} SELECT ...")]
+    return [
+        ("Truncate Data", f"TRUNCATE TABLE {target}"),
+        ("Insert Data", f"INSERT INTO {target} SELECT ..."),
+    ]
 
 
 def _rows(rng: random.Random, stage: str) -> dict[str, int]:

@@ -240,7 +240,9 @@ class SimulatorState:
         in_flight = min(cfg.in_flight_runs, cfg.runs)
         # One snapshot per node, shared by every historical run that executed it (snapshots are
         # never mutated; a later rename changes the node, not what old runs remember).
-        snapshots = {env_id: [run_node_snapshot(n) for n in self.nodes[env_id].values()] for env_id in env_ids}
+        snapshots = {
+            env_id: [run_node_snapshot(n) for n in self.nodes[env_id].values()] for env_id in env_ids
+        }
         user_ids = list(self.users)
         for run_id in range(1, cfg.runs + 1):
             env_id = rng.choice(env_ids)

@@ -65,8 +65,12 @@ class ControlApi:
         environment_id = body.get("environmentID")
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_ADDED_RUNS:
             raise ApiError(400, f"count must be an integer between 0 and {MAX_ADDED_RUNS}, got {count!r}")
-        if not isinstance(status, str) or (environment_id is not None and not isinstance(environment_id, str)):
-            raise ApiError(400, 'Body must be {"count": N, "status": "<run status>", "environmentID": "<optional>"}')
+        if not isinstance(status, str) or (
+            environment_id is not None and not isinstance(environment_id, str)
+        ):
+            raise ApiError(
+                400, 'Body must be {"count": N, "status": "<run status>", "environmentID": "<optional>"}'
+            )
         try:
             run_ids = self.state.add_runs(count, environment_id, status=status)
         except KeyError as error:
