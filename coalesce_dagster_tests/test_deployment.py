@@ -180,7 +180,7 @@ def _finished_runs(instance: dg.DagsterInstance) -> list[dg.RunRecord] | None:
     return None
 
 
-@pytest.mark.long
+@pytest.mark.long(seconds=70)
 @pytest.mark.parametrize("destination", ["postgres"], indirect=True)
 def test_the_deployed_topology_on_postgres(simulator, warehouse, dagster_database, tmp_path, monkeypatch):
     simulator.state.use_real_clock()
