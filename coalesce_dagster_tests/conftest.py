@@ -155,6 +155,7 @@ def materialize(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked `long` run first: xdist hands tests out in this order, so the longest start at
     once on their own workers instead of being the last ones everything waits for."""
+
     def expected_seconds(item: pytest.Item) -> float:
         marker = item.get_closest_marker("long")
         return 0.0 if marker is None else float(marker.kwargs.get("seconds", 15))
