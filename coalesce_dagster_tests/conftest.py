@@ -91,11 +91,6 @@ def duckdb_file(tmp_path: Path) -> Path:
     return tmp_path / "coalesce.duckdb"
 
 
-DESTINATIONS = ("duckdb", "postgres")
-# The load path's end-to-end tests run against every destination: `@on_every_destination`.
-on_every_destination = pytest.mark.parametrize("destination", DESTINATIONS, indirect=True)
-
-
 @pytest.fixture
 def destination(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The destination loads go to: DuckDB (the test's own file) unless a test is parametrized.
@@ -122,34 +117,6 @@ def warehouse(destination: str, request: pytest.FixtureRequest, duckdb_file: Pat
     if destination == "postgres":
         return PostgresWarehouse(postgres.database_url(request.getfixturevalue("postgres_database")))
     return DuckDbWarehouse(duckdb_file)
-
-
-def materialize(
-    instance: dg.DagsterInstance,
-    selection: list[str] | None = None,
-    run_config: dict | None = None,
-    raise_on_error: bool = True,
-    resources: dict | None = None,
-    tags: dict | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Materialize Coalesce assets through real Dagster, as the UI or a schedule would."""
-    from coalesce_dagster.defs.assets import coalesce_assets
-    from coalesce_dagster.defs.resources import resource_defs
-
-    asset_selection = (
-        dg.AssetSelection.assets(*[dg.AssetKey(["coalesce", name]) for name in selection])
-        if selection
-        else None
-    )
-    return dg.materialize(
-        [coalesce_assets],
-        instance=instance,
-        resources={**resource_defs(), **(resources or {})},
-        selection=asset_selection,
-        run_config=run_config,
-        raise_on_error=raise_on_error,
-        tags=tags,
-    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

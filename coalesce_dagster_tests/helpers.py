@@ -13,6 +13,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import dagster as dg
+import pytest
+
 DATASET = "coalesce_data"
 # dlt's bookkeeping columns: ids that differ between two loads of the same rows.
 _BOOKKEEPING_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id")
@@ -140,3 +143,36 @@ def read_line(stream: IO[str], timeout: float = 60) -> str:
         return lines.get(timeout=timeout)
     except queue.Empty:
         raise AssertionError(f"the process printed no line within {timeout:g} s") from None
+
+
+DESTINATIONS = ("duckdb", "postgres")
+# The load path's end-to-end tests run against every destination (the `destination` fixture).
+on_every_destination = pytest.mark.parametrize("destination", DESTINATIONS, indirect=True)
+
+
+def materialize(
+    instance: dg.DagsterInstance,
+    selection: list[str] | None = None,
+    run_config: dict | None = None,
+    raise_on_error: bool = True,
+    resources: dict | None = None,
+    tags: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Materialize Coalesce assets through real Dagster, as the UI or a schedule would."""
+    from coalesce_dagster.defs.assets import coalesce_assets
+    from coalesce_dagster.defs.resources import resource_defs
+
+    asset_selection = (
+        dg.AssetSelection.assets(*[dg.AssetKey(["coalesce", name]) for name in selection])
+        if selection
+        else None
+    )
+    return dg.materialize(
+        [coalesce_assets],
+        instance=instance,
+        resources={**resource_defs(), **(resources or {})},
+        selection=asset_selection,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
+        tags=tags,
+    )

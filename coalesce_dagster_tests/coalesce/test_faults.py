@@ -15,9 +15,8 @@ import pytest
 from coalesce_dagster.coalesce.errors import explain
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
-from coalesce_dagster_tests.conftest import on_every_destination
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simulator
-from coalesce_dagster_tests.helpers import CountingServer, contents, refused_port
+from coalesce_dagster_tests.helpers import CountingServer, contents, on_every_destination, refused_port
 from coalesce_simulator import SimulatorConfig
 
 __all__ = ["contents"]  # other fault tests import it from here

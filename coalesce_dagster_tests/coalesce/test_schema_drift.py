@@ -6,8 +6,8 @@ import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
-from coalesce_dagster_tests.conftest import on_every_destination
 from coalesce_dagster_tests.expectations import assert_matches_simulator
+from coalesce_dagster_tests.helpers import on_every_destination
 from coalesce_simulator import SimulatorConfig
 
 

@@ -8,8 +8,8 @@ import dagster as dg
 import dlt
 import pytest
 
-from coalesce_dagster_tests.conftest import materialize, on_every_destination
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, TERMINAL, assert_matches_simulator
+from coalesce_dagster_tests.helpers import materialize, on_every_destination
 from coalesce_simulator import SimulatorConfig
 
 ALL_TABLES = tuple(KEY_COLUMNS)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from coalesce_dagster_tests.conftest import materialize, on_every_destination
 from coalesce_dagster_tests.crash_load import LAST_TABLE
 from coalesce_dagster_tests.expectations import assert_matches_simulator
-from coalesce_dagster_tests.helpers import contents
+from coalesce_dagster_tests.helpers import contents, materialize, on_every_destination
 from coalesce_simulator import SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

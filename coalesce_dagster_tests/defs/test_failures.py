@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coalesce_dagster.defs.resources import CoalesceResource
-from coalesce_dagster_tests.conftest import materialize
+from coalesce_dagster_tests.helpers import materialize
 
 
 def failure_description(result) -> str:

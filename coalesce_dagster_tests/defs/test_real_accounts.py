@@ -13,10 +13,10 @@ from coalesce_dagster.defs.assets import _with_coalesce_run_metadata, coalesce_a
 from coalesce_dagster.defs.resources import CoalesceResource, resource_defs
 from coalesce_dagster.defs.sensors import SENSOR_NAME
 from coalesce_dagster.pipeline import make_pipeline
-from coalesce_dagster_tests.conftest import materialize
 from coalesce_dagster_tests.defs.test_failures import failure_description
 from coalesce_dagster_tests.defs.test_sensors import finish, requested_run_ids, tick
 from coalesce_dagster_tests.expectations import assert_matches_simulator
+from coalesce_dagster_tests.helpers import materialize
 from coalesce_simulator import SimulatorConfig, real_account_quirks
 
 RUN_ASSETS = ["runs", "run_results", "run_status"]

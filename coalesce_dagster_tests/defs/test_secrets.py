@@ -28,9 +28,8 @@ from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs import assets
 from coalesce_dagster.defs.resources import CoalesceResource
 from coalesce_dagster.defs.sensors import coalesce_run_status_sensor
-from coalesce_dagster_tests.conftest import materialize
 from coalesce_dagster_tests.expectations import assert_matches_simulator
-from coalesce_dagster_tests.helpers import files_containing, stored_text_containing
+from coalesce_dagster_tests.helpers import files_containing, materialize, stored_text_containing
 from coalesce_simulator import ECHOED_SECRET_VALUES, SimulatorConfig
 
 TOKEN = f"SECRET-coalesce-token-{uuid.uuid4().hex}"

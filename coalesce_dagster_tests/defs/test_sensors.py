@@ -20,7 +20,7 @@ from coalesce_dagster.defs.sensors import (
     coalesce_run_status_sensor,
     run_request_for,
 )
-from coalesce_dagster_tests.conftest import materialize
+from coalesce_dagster_tests.helpers import materialize
 from coalesce_simulator import SimulatorConfig
 
 SENSOR_JOB = defs.resolve_job_def(coalesce_run_status_sensor.job_name)
