@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,17 +35,6 @@ LIST_PATHS = (
     "/api/v1/users",
     "/api/v1/organization/users",
 )
-
-
-@pytest.fixture
-def sim() -> Iterator[CoalesceSimulator]:
-    with CoalesceSimulator(SimulatorConfig(seed=7)) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim: CoalesceSimulator) -> Client:
-    return Client(sim)
 
 
 # -- page size cap -------------------------------------------------------------------------------

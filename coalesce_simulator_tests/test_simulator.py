@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,17 +71,6 @@ class Client:
                 return items, body, pages
             params["startingFrom"] = str(body["next"])
         raise AssertionError("pagination did not terminate")
-
-
-@pytest.fixture
-def sim() -> Iterator[CoalesceSimulator]:
-    with CoalesceSimulator(SimulatorConfig(seed=7)) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim: CoalesceSimulator) -> Client:
-    return Client(sim)
 
 
 def assert_error(response: requests.Response, status: int) -> str:
