@@ -1,18 +1,29 @@
 """The Dagster code location: assets, resources, jobs, schedules and sensors, one module each,
 assembled here with the settings Dagster needs at load time (read leniently: a bad value is logged
-and its default used)."""
+and its default used), plus the YAML-configured components of `dg_defs/` (the node assets, built
+from their stored snapshot: no call to Coalesce)."""
 
 import dagster as dg
 
+from . import settings
 from .defs.assets import coalesce_assets
 from .defs.resources import resource_defs
 from .defs.schedules import JOBS, build_schedules, schedule_settings
 from .defs.sensors import build_run_status_sensor, sensor_definition_settings
 
-defs = dg.Definitions(
-    assets=[coalesce_assets],
-    resources=resource_defs(),
-    jobs=JOBS,
-    schedules=build_schedules(schedule_settings()),
-    sensors=[build_run_status_sensor(**sensor_definition_settings())],
-)
+
+def build_definitions() -> dg.Definitions:
+    """Everything of the code location, read from configuration and the node snapshot now."""
+    return dg.Definitions.merge(
+        dg.Definitions(
+            assets=[coalesce_assets],
+            resources=resource_defs(),
+            jobs=JOBS,
+            schedules=build_schedules(schedule_settings()),
+            sensors=[build_run_status_sensor(**sensor_definition_settings())],
+        ),
+        dg.load_from_defs_folder(path_within_project=settings.PROJECT_ROOT),
+    )
+
+
+defs = build_definitions()

@@ -7,7 +7,9 @@ real Dagster; only the Coalesce side is simulated.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +35,14 @@ _ISOLATED_ENV = (
     "COALESCE_DAGSTER_PIPELINES_DIR",
     "COALESCE_DAGSTER__DESTINATION",
     "COALESCE_DAGSTER__DATASET_NAME",
+    "COALESCE_DAGSTER__NODES__ENVIRONMENTS",
+)
+
+# The node assets' snapshot: never the checkout's own (a developer's refresh would change which
+# assets the tests see). Set before any test module imports the definitions; tests that need one
+# point this at a file of their own.
+os.environ["COALESCE_DAGSTER__NODES__SNAPSHOT_PATH"] = str(
+    Path(tempfile.mkdtemp(prefix="coalesce-nodes-")) / "no-snapshot.json"
 )
 
 
@@ -50,6 +60,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     # processes remove this override.
     monkeypatch.setenv("NORMALIZE__WORKERS", "1")
     monkeypatch.setenv("COALESCE_DAGSTER_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__SNAPSHOT_PATH", str(tmp_path / "nodes-snapshot.json"))
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(tmp_path / "coalesce.duckdb"))
 
 

@@ -7,7 +7,7 @@ fail at once), with shorter timeouts: a sensor tick has a deadline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,9 @@ from .config import resolve_access_token, resolve_base_url
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
 from .http import coalesce_session
 from .lists import PageSize, read_runs_newest_first
+from .pagination import run_results_envelope
+from .rows import run_row
+from .run_report import RunReport, node_outcomes
 from .types import CoalesceRun
 
 
@@ -84,6 +87,50 @@ class CoalesceClient:
             status=_text(body.get("runStatus")),
             run_type=_text(body.get("runType")),
             link=_text(body.get("runLink")),
+        )
+
+    def run_detail(self, run_id: int) -> dict[str, Any] | None:
+        """`GET /api/v1/runs/{id}` as `rows.run_row` shapes it, or None if Coalesce no longer knows it."""
+        response = self._rest.get(f"api/v1/runs/{run_id}")
+        if response.status_code == 404:
+            return None
+        raise_for_coalesce_status(response)
+        body = response.json()
+        if not isinstance(body, dict):
+            raise UnexpectedResponseError(f"run {run_id}", f"got {type(body).__name__}")
+        return run_row(body)
+
+    def run_results(self, run_id: int) -> list[Any]:
+        """The per-node results of a run, whichever envelope they come in (`pagination`)."""
+        response = self._rest.get(f"api/v1/runs/{run_id}/results", hooks={"response": [run_results_envelope]})
+        if response.status_code == 404:
+            return []
+        raise_for_coalesce_status(response)
+        return list(response.json()["data"])
+
+    def run_report(self, run: CoalesceRun, environments: Collection[str]) -> RunReport | None:
+        """What a finished run did to each node, if it ran in one of `environments` (else None,
+        after one request)."""
+        detail = self.run_detail(run.id)
+        if detail is None:
+            return None
+        environment_id = run.environment_id or detail.get("environmentID")
+        if environment_id not in environments:
+            return None
+        given = detail.get("runDetails")
+        details: dict[str, Any] = given if isinstance(given, dict) else {}
+        link = run.link
+        if link is None:
+            status = self.run_status(run.id)
+            link = status.link if status else None
+        return RunReport(
+            run_id=run.id,
+            status=run.status or _text(detail.get("runStatus")),
+            run_type=run.run_type or _text(detail.get("runType")),
+            environment_id=environment_id,
+            job_id=_text(details.get("jobID")),  # a string on real accounts, an integer in the spec
+            link=link,
+            outcomes=node_outcomes(self.run_results(run.id)),
         )
 
 

@@ -41,6 +41,7 @@ from .columns import (
 from .config import SourceSettings, resolve_source_settings
 from .http import coalesce_session
 from .lists import FirstSeen, PageSize, read_pages
+from .node_snapshot import NodeCollector, read_environment_nodes
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
 from .rows import environment_row, node_row, row_by_id, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource
@@ -72,6 +73,7 @@ def coalesce_source(
     nodes_page_size: int | None = None,
     nodes_timeout: float | None = None,
     run_ids: Sequence[int] | None = None,
+    node_collector: NodeCollector | None = None,
 ) -> DltSource:
     """Coalesce environments, nodes, runs, run results, run statuses, projects and users.
 
@@ -86,6 +88,8 @@ def coalesce_source(
         nodes_page_size: items per `detail=true` node page (slow on large workspaces).
         nodes_timeout: seconds to wait for one node page before asking for a smaller one.
         run_ids: load exactly these runs (and their results/status) instead of syncing new runs.
+        node_collector: receives every environment's node bodies as they are read (the node
+            assets' snapshot is refreshed from them after a successful load).
     """
     settings = resolve_source_settings(
         base_url=base_url,
@@ -95,26 +99,33 @@ def coalesce_source(
         nodes_page_size=nodes_page_size,
         nodes_timeout=nodes_timeout,
     )
-    return _coalesce_source(settings, None if run_ids is None else [int(run_id) for run_id in run_ids])
+    ids = None if run_ids is None else [int(run_id) for run_id in run_ids]
+    return _coalesce_source(settings, ids, node_collector)
 
 
 def spec_source() -> DltSource:
     """The source as Dagster's definitions describe it: built without reading config or secrets,
     and never extracted."""
-    return _coalesce_source(SourceSettings(base_url="https://coalesce.invalid", access_token="unused"), None)
+    return _coalesce_source(
+        SourceSettings(base_url="https://coalesce.invalid", access_token="unused"), None, None
+    )
 
 
-def _coalesce_source(settings: SourceSettings, run_ids: list[int] | None) -> DltSource:
+def _coalesce_source(
+    settings: SourceSettings, run_ids: list[int] | None, node_collector: NodeCollector | None
+) -> DltSource:
     # Every value is resolved already: the dlt source function takes none from dlt config, so dlt
     # cannot pick up a same-named setting of another tool (see `config.py`).
     @dlt.source(name=SOURCE_NAME, max_table_nesting=2)
     def coalesce_source() -> Any:
-        return _resources(settings, run_ids)
+        return _resources(settings, run_ids, node_collector)
 
     return coalesce_source()
 
 
-def _resources(settings: SourceSettings, run_ids: list[int] | None) -> list[Any]:
+def _resources(
+    settings: SourceSettings, run_ids: list[int] | None, node_collector: NodeCollector | None
+) -> list[Any]:
     root = settings.base_url
     auth = BearerTokenAuth(token=settings.access_token)
     session = coalesce_session(root)
@@ -135,6 +146,7 @@ def _resources(settings: SourceSettings, run_ids: list[int] | None) -> list[Any]
         nodes_client,
         PageSize("environment nodes", settings.nodes_page_size),
         settings.nodes_timeout,
+        node_collector,
     )
     runs = runs_resource(client, settings.runs_page_size, ledger, run_ids=run_ids)
     config = _rest_api_config(root, auth, session, environments, runs, ledger)
@@ -234,7 +246,11 @@ def environments_resource(client: RESTClient, page_size: PageSize) -> Any:
 
 
 def environment_nodes_resource(
-    environments: Any, client: RESTClient, page_size: PageSize, timeout: float
+    environments: Any,
+    client: RESTClient,
+    page_size: PageSize,
+    timeout: float,
+    node_collector: NodeCollector | None = None,
 ) -> Any:
     """Every node of every environment, with detail; one environment per task on dlt's extract pool."""
 
@@ -249,37 +265,31 @@ def environment_nodes_resource(
     def environment_nodes(page: list[dict[str, Any]]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
         for environment in page:
             # A callable is a deferred item: dlt runs it on its extract pool (as rest_api does).
-            yield partial(_nodes_of, client, str(environment["id"]), page_size, timeout)
+            yield partial(
+                _nodes_of,
+                client,
+                str(environment["id"]),
+                str(environment.get("name") or ""),
+                page_size,
+                timeout,
+                node_collector,
+            )
 
     return environment_nodes
 
 
 def _nodes_of(
-    client: RESTClient, environment_id: str, page_size: PageSize, timeout: float
+    client: RESTClient,
+    environment_id: str,
+    environment_name: str,
+    page_size: PageSize,
+    timeout: float,
+    node_collector: NodeCollector | None,
 ) -> list[dict[str, Any]]:
-    first_seen = FirstSeen("id")
-    params = {**ASCENDING, "detail": "true"}
-    nodes: list[dict[str, Any]] = []
-    try:
-        for page in read_pages(
-            client,
-            f"api/v1/environments/{environment_id}/nodes",
-            params,
-            page_size,
-            timeout=timeout,
-            shrink_on_timeout=True,
-        ):
-            for raw in page:
-                node = node_row({**raw, "_environments_id": environment_id})
-                if first_seen(node):
-                    nodes.append(node)
-    except HTTPError as error:
-        if error.response is None or error.response.status_code != 404:
-            raise
-        # Deleted between the environment list and this call: it has no nodes any more.
-        logger.warning("Coalesce environment %s no longer exists (404); skipping its nodes.", environment_id)
-        return []
-    return nodes
+    raw_nodes = read_environment_nodes(client, environment_id, page_size, timeout)
+    if node_collector is not None:
+        node_collector.add(environment_id, environment_name, raw_nodes)
+    return [node_row({**raw, "_environments_id": environment_id}) for raw in raw_nodes]
 
 
 def users_resource(client: RESTClient, page_size: PageSize) -> Any:

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from .. import settings
 from ..coalesce.errors import explain, is_transient
+from ..coalesce.node_snapshot import NodeCollector
 from ..coalesce.runs import RUN_TABLES
 from ..coalesce.source import spec_source
 from ..coalesce.types import FAILED_NODE_STATES
@@ -25,8 +26,9 @@ from ..pipeline import (
     preferred_file_format,
 )
 from ..progress import LoadProgress
+from .node_state import configured_environments, store_snapshot
 from .resources import CoalesceResource
-from .translator import CoalesceTranslator
+from .translator import CoalesceTranslator, asset_key
 
 # The definition-time source only tells Dagster which assets exist; it is never extracted, and
 # building it reads no config or secrets.
@@ -60,7 +62,10 @@ def coalesce_assets(
     coalesce: CoalesceResource,
     config: CoalesceLoadConfig,
 ) -> Iterator[dg.MaterializeResult]:
-    source = coalesce.build_source(run_ids=config.run_ids or None)
+    # A sync of environment nodes also refreshes the node assets' snapshot, from the same answers.
+    loads_nodes = asset_key("environment_nodes") in context.selected_asset_keys
+    collector = NodeCollector() if loads_nodes and not config.run_ids else None
+    source = coalesce.build_source(run_ids=config.run_ids or None, node_collector=collector)
     # A private working dir per run: dlt state and schema are restored from the destination.
     working_dir = Path(tempfile.mkdtemp(prefix=f"run-{context.run_id[:8]}-", dir=_ensure_pipelines_dir()))
     pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
@@ -75,6 +80,8 @@ def coalesce_assets(
                 loader_file_format=preferred_file_format(pipeline),
             ).fetch_row_count()
             yield from _with_coalesce_run_metadata(context, events, pipeline, config.run_ids)
+        if collector is not None:
+            refresh_node_snapshot(context, collector)
     except Exception as error:
         explanation = explain(error)
         if explanation is None:
@@ -151,6 +158,30 @@ def _loaded_runs_metadata(
     if len(rows) == 1 and rows[0][4]:
         metadata["coalesce/run_link"] = dg.MetadataValue.url(rows[0][4])
     return metadata
+
+
+def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeCollector) -> None:
+    """Store the nodes this load read as the node assets' snapshot (they appear at the next
+    definitions reload). Never fails the load: the tables are in already."""
+    try:
+        wanted = configured_environments()
+        if not wanted:
+            return
+        snapshot, unmatched = collector.snapshot(wanted)
+        if unmatched:
+            context.log.warning(
+                f"[coalesce_dagster.nodes] environments {unmatched} matched no environment this load "
+                "read; their node assets are left as they were."
+            )
+        if snapshot is None:
+            return
+        path = store_snapshot(snapshot, context.instance)
+        context.log.info(
+            f"Node snapshot refreshed: {snapshot.node_count} nodes of "
+            f"{len(snapshot.environments)} environment(s) in {path}; reload the code location to see them."
+        )
+    except Exception as error:  # the snapshot is a by-product: never fail a load that succeeded
+        context.log.warning(f"Could not refresh the node snapshot: {type(error).__name__}: {error}")
 
 
 def _ensure_pipelines_dir() -> Path:

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from ..coalesce.client import CoalesceClient
 from ..coalesce.config import ConfigurationError
+from ..coalesce.node_snapshot import NodeCollector
 from ..coalesce.source import coalesce_source
 
 
@@ -43,7 +44,9 @@ class CoalesceResource(dg.ConfigurableResource):
         default=None, description="Items per page for Coalesce list endpoints; default: dlt config."
     )
 
-    def build_source(self, run_ids: Sequence[int] | None = None) -> DltSource:
+    def build_source(
+        self, run_ids: Sequence[int] | None = None, node_collector: NodeCollector | None = None
+    ) -> DltSource:
         """The dlt source for one run; resolves config and secrets now, not at import."""
         try:
             return coalesce_source(
@@ -51,6 +54,7 @@ class CoalesceResource(dg.ConfigurableResource):
                 access_token=self.access_token,
                 page_size=self.page_size,
                 run_ids=run_ids,
+                node_collector=node_collector,
             )
         except ConfigurationError as error:
             raise CoalesceConfigurationError(str(error)) from None

@@ -17,6 +17,7 @@ themselves are merged on their keys, so even a repeated load never duplicates th
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,11 +26,13 @@ from typing import Any
 import dagster as dg
 
 from .. import settings
+from ..coalesce.client import CoalesceClient
 from ..coalesce.config import ConfigurationError, collect_problems
 from ..coalesce.errors import explain
-from ..coalesce.run_tracker import TrackerCursor, track_runs
+from ..coalesce.run_tracker import UNKNOWN_STATUS, TrackerCursor, track_runs
 from ..coalesce.types import CoalesceRun
 from .assets import LOAD_OP_NAME
+from .node_events import NodeEvent, NodeIndex, count_kinds, node_events
 from .resources import CoalesceConfigurationError, CoalesceResource
 from .schedules import runs_job
 
@@ -157,6 +160,7 @@ def evaluate_run_status_tick(
     context: dg.SensorEvaluationContext, coalesce: CoalesceResource
 ) -> dg.SensorResult:
     """One tick: the Coalesce runs that finished since the last, as run requests (module docstring)."""
+    started = time.monotonic()
     cursor, readable = TrackerCursor.deserialize(context.cursor)
     try:
         options = sensor_settings()
@@ -167,6 +171,7 @@ def evaluate_run_status_tick(
             lookback=timedelta(hours=options.lookback_hours),
             time_budget_seconds=options.time_budget_seconds,
         )
+        deadline = started + options.time_budget_seconds
     except (CoalesceConfigurationError, ConfigurationError) as error:
         message = error.description if isinstance(error, dg.Failure) else str(error)
         return dg.SensorResult(skip_reason=dg.SkipReason(f"Not configured: {message}"), cursor=context.cursor)
@@ -186,18 +191,62 @@ def evaluate_run_status_tick(
         # After a reset we may rediscover runs requested before it: do not request them twice.
         done = _already_requested(context)
         finished = [run for run in finished if run.id not in done]
+    next_cursor = tick.cursor
+    index = NodeIndex.of(context.repository_def)
+    try:
+        events, finished, deferred = _node_events(context, client, finished, index, deadline)
+    except Exception as error:  # as above: the cursor is kept, so these runs come back next tick
+        explanation = explain(error)
+        if explanation is None:
+            raise
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(
+                f"Coalesce unavailable while reading run results; cursor kept, retrying next tick. {explanation}"
+            ),
+            cursor=context.cursor,
+        )
+    for run in deferred:  # out of time: finished again, and reported, next tick
+        next_cursor.in_flight[run.id] = run.status or UNKNOWN_STATUS
     requests = [run_request_for(batch) for batch in _batches(finished, options.max_runs_per_request)]
     context.log.info(
         f"Discovered {tick.discovered} new run(s), polled {tick.polled}, {tick.in_flight} still in flight, "
         f"{len(finished)} finished"
-        + (" (time budget spent; resuming next tick)" if tick.budget_exhausted else "")
+        + (" (time budget spent; resuming next tick)" if tick.budget_exhausted or deferred else "")
     )
     if not requests:
         return dg.SensorResult(
-            skip_reason=dg.SkipReason(f"No Coalesce run finished; {tick.in_flight} in flight."),
-            cursor=tick.cursor.serialize(),
+            skip_reason=dg.SkipReason(f"No Coalesce run finished; {len(next_cursor.in_flight)} in flight."),
+            cursor=next_cursor.serialize(),
         )
-    return dg.SensorResult(run_requests=requests, cursor=tick.cursor.serialize())
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=next_cursor.serialize())
+
+
+def _node_events(
+    context: dg.SensorEvaluationContext,
+    client: CoalesceClient,
+    finished: list[CoalesceRun],
+    index: NodeIndex,
+    deadline: float,
+) -> tuple[list[NodeEvent], list[CoalesceRun], list[CoalesceRun]]:
+    """The node assets' events of the finished runs (`node_events.py`), the runs reported now and
+    the runs left for the next tick because the time budget ran out."""
+    if not index.keys:
+        return [], finished, []
+    events: list[NodeEvent] = []
+    for position, run in enumerate(finished):
+        if time.monotonic() >= deadline:
+            return events, finished[:position], finished[position:]
+        report = client.run_report(run, index.environments)
+        if report is None:
+            continue
+        run_events, unknown = node_events(report, index)
+        events.extend(run_events)
+        materialized, failed = count_kinds(run_events)
+        context.log.info(
+            f"Coalesce run {run.id}: {materialized} node(s) built, {failed} failed"
+            + (f"; {unknown} node(s) without an asset (refresh the node snapshot)" if unknown else "")
+        )
+    return events, finished, []
 
 
 def build_run_status_sensor(

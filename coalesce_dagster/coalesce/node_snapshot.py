@@ -1,0 +1,163 @@
+"""Reading the nodes of the configured environments into a `NodeSnapshot`.
+
+Two ways, one result:
+
+* `fetch_node_snapshot`: asks Coalesce directly (`dg utils refresh-defs-state`, the node assets'
+  state-backed component);
+* `NodeCollector`: catches the node bodies the daily environments sync reads anyway, so that sync
+  refreshes the snapshot without asking Coalesce twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.client import RESTClient
+from requests import HTTPError
+
+from .config import ConfigurationError, SourceSettings
+from .errors import UnexpectedResponseError
+from .http import coalesce_session
+from .lists import FirstSeen, PageSize, read_pages
+from .nodes import EnvironmentNodes, NodeSnapshot, parse_node, select_environments
+
+logger = logging.getLogger(__name__)
+
+ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
+
+
+def read_environment_nodes(
+    client: RESTClient, environment_id: str, page_size: PageSize, timeout: float
+) -> list[dict[str, Any]]:
+    """Every node of one environment, with detail (columns, lineage), each once; [] when Coalesce
+    no longer knows the environment (404: deleted since it was listed)."""
+    first_seen = FirstSeen("id")
+    nodes: list[dict[str, Any]] = []
+    try:
+        for page in read_pages(
+            client,
+            f"api/v1/environments/{environment_id}/nodes",
+            {**ASCENDING, "detail": "true"},
+            page_size,
+            timeout=timeout,
+            shrink_on_timeout=True,
+        ):
+            for raw in page:
+                if not isinstance(raw, dict):
+                    raise UnexpectedResponseError(
+                        f"the nodes of environment {environment_id}",
+                        f"expected an object, got {type(raw).__name__}",
+                    )
+                if first_seen(raw):
+                    nodes.append(raw)
+    except HTTPError as error:
+        if error.response is None or error.response.status_code != 404:
+            raise
+        logger.warning("Coalesce environment %s no longer exists (404); skipping its nodes.", environment_id)
+        return []
+    return nodes
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def fetch_node_snapshot(settings: SourceSettings, environments: Sequence[str]) -> NodeSnapshot:
+    """The nodes of `environments` (ids or names) as Coalesce has them now.
+
+    Raises `ConfigurationError` when no environment is configured or one names none of the
+    account's environments, before any node page is read."""
+    if not environments:
+        raise ConfigurationError(NO_ENVIRONMENTS_HELP)
+    from .. import __version__
+
+    headers = {"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"}
+    auth = BearerTokenAuth(token=settings.access_token)
+    client = RESTClient(
+        base_url=settings.base_url, auth=auth, headers=headers, session=coalesce_session(settings.base_url)
+    )
+    nodes_client = RESTClient(
+        base_url=settings.base_url,
+        auth=auth,
+        headers=headers,
+        session=coalesce_session(
+            settings.base_url, timeout=settings.nodes_timeout, retry_read_timeouts=False
+        ),
+    )
+    listed: list[Mapping[str, Any]] = []
+    for page in read_pages(
+        client,
+        "api/v1/environments",
+        {**ASCENDING, "detail": "false"},
+        PageSize("environments", settings.page_size),
+    ):
+        listed.extend(env for env in page if isinstance(env, Mapping))
+    chosen, unmatched = select_environments(listed, environments)
+    if unmatched:
+        known = ", ".join(f"{env.get('id')} ({env.get('name')})" for env in listed) or "none"
+        raise ConfigurationError(
+            f"[coalesce_dagster.nodes] environments names {', '.join(map(repr, unmatched))}, which "
+            f"match no Coalesce environment by id or name. The account has: {known}."
+        )
+    page_size = PageSize("environment nodes", settings.nodes_page_size)
+    return NodeSnapshot(
+        environments=tuple(
+            EnvironmentNodes(
+                id=env_id,
+                name=name,
+                nodes=tuple(
+                    parse_node(raw)
+                    for raw in read_environment_nodes(nodes_client, env_id, page_size, settings.nodes_timeout)
+                ),
+            )
+            for env_id, name in chosen
+        ),
+        fetched_at=now_iso(),
+    )
+
+
+NO_ENVIRONMENTS_HELP = (
+    "No Coalesce environment is chosen for node assets. Name them (by id or name) in .dlt/config.toml: "
+    '[coalesce_dagster.nodes] environments = ["2", "Production"] '
+    "(or COALESCE_DAGSTER__NODES__ENVIRONMENTS='[\"2\"]')."
+)
+
+
+class NodeCollector:
+    """Node bodies seen by a load, per environment, for a snapshot once the load has succeeded.
+
+    Filled from dlt's extract threads, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._environments: dict[str, EnvironmentNodes] = {}
+        self._listed: list[dict[str, str]] = []
+
+    def add(self, environment_id: str, environment_name: str, raw_nodes: Sequence[Mapping[str, Any]]) -> None:
+        environment = EnvironmentNodes(
+            id=environment_id, name=environment_name, nodes=tuple(parse_node(raw) for raw in raw_nodes)
+        )
+        with self._lock:
+            self._environments[environment_id] = environment
+            self._listed.append({"id": environment_id, "name": environment_name})
+
+    def snapshot(self, environments: Sequence[str]) -> tuple[NodeSnapshot | None, list[str]]:
+        """The snapshot of `environments` (ids or names) and the entries the load did not see.
+
+        None when nothing matched: a snapshot must not be replaced by an empty one."""
+        with self._lock:
+            chosen, unmatched = select_environments(self._listed, environments)
+            if not chosen:
+                return None, unmatched
+            return (
+                NodeSnapshot(
+                    environments=tuple(self._environments[env_id] for env_id, _ in chosen),
+                    fetched_at=now_iso(),
+                ),
+                unmatched,
+            )

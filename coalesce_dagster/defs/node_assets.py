@@ -1,0 +1,101 @@
+"""Coalesce's nodes as Dagster assets, built from a stored snapshot (never from a live API call).
+
+Per configured environment, the nodes Coalesce builds become one multi-asset (so a later run can
+build any subset of them), each with a `coalesce_run` asset check that says whether Coalesce's
+last run of the node succeeded; source nodes become plain asset specs. Lineage comes from each
+node's `sourceMapping`; problems in it (a dependency naming no node, a cycle, two nodes on one key)
+are logged and left out, never fatal.
+
+Materializations and check results arrive from Coalesce's own runs through the run-status sensor
+(`sensors.py`), as dagster-dbt's polling sensor reports dbt Cloud runs.
+"""
+
+import logging
+from collections.abc import Iterator
+
+import dagster as dg
+
+from ..coalesce.nodes import EnvironmentNodes, NodeSnapshot, resolve_lineage
+from .node_translator import RUN_CHECK_NAME, CoalesceNodeProps, DagsterCoalesceTranslator
+
+logger = logging.getLogger(__name__)
+
+NODE_ASSETS_PREFIX = "coalesce_nodes_"
+
+
+def build_node_definitions(
+    snapshot: NodeSnapshot, translator: DagsterCoalesceTranslator | None = None
+) -> dg.Definitions:
+    """The node assets of every environment in `snapshot`."""
+    translator = translator or DagsterCoalesceTranslator()
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
+    taken: dict[dg.AssetKey, str] = {}
+    for environment in snapshot.environments:
+        assets.extend(_environment_assets(environment, translator, taken))
+    return dg.Definitions(assets=assets)
+
+
+def _environment_assets(
+    environment: EnvironmentNodes, translator: DagsterCoalesceTranslator, taken: dict[dg.AssetKey, str]
+) -> Iterator[dg.AssetsDefinition | dg.AssetSpec]:
+    lineage = resolve_lineage(environment)
+    for problem in lineage.problems:
+        logger.warning("%s", problem)
+    by_id = {node.id: node for node in environment.nodes}
+    built: list[dg.AssetSpec] = []
+    for node in environment.nodes:
+        props = CoalesceNodeProps(
+            node=node,
+            environment=environment,
+            upstream=tuple(by_id[node_id] for node_id in lineage.upstream.get(node.id, ())),
+        )
+        spec = translator.get_asset_spec(props)
+        where = f"node {node.location_name}.{node.name} ({node.id}) of environment {environment.name!r}"
+        if spec.key in taken:
+            logger.warning(
+                "%s has the asset key %s, already taken by %s; it is left out. Give it another key "
+                "with a translator (README: node assets).",
+                where,
+                spec.key.to_user_string(),
+                taken[spec.key],
+            )
+            continue
+        taken[spec.key] = where
+        if node.is_source:
+            yield spec
+        else:
+            built.append(spec)
+    if built:
+        yield _built_nodes_asset(environment, translator, built)
+
+
+def _built_nodes_asset(
+    environment: EnvironmentNodes, translator: DagsterCoalesceTranslator, specs: list[dg.AssetSpec]
+) -> dg.AssetsDefinition:
+    group = translator.get_group_name(CoalesceNodeProps(node=environment.nodes[0], environment=environment))
+
+    @dg.multi_asset(
+        name=NODE_ASSETS_PREFIX + group.removeprefix("coalesce_"),
+        specs=specs,
+        check_specs=[
+            dg.AssetCheckSpec(
+                RUN_CHECK_NAME,
+                asset=spec.key,
+                description="Whether Coalesce's last run of this node built it without error.",
+            )
+            for spec in specs
+        ],
+        can_subset=True,
+        description=f"The nodes Coalesce builds in environment {environment.name!r}.",
+    )
+    def _coalesce_nodes(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        raise dg.Failure(
+            description=(
+                f"Coalesce builds these nodes (environment {environment.name!r}): start a run or job in "
+                "Coalesce; coalesce_run_status_sensor reports each node it builds here."
+            ),
+            allow_retries=False,
+        )
+        yield  # pragma: no cover - a generator, as Dagster expects of a multi-asset with many outputs
+
+    return _coalesce_nodes

@@ -1,0 +1,79 @@
+"""The node assets as a Dagster state-backed component (like dagster-fivetran's and dbt Cloud's).
+
+Its state is the node snapshot (`node_state.py`): written by `dg utils refresh-defs-state` (which
+calls `write_state_to_path`, the only place that asks Coalesce for nodes) and by each daily
+environments sync; read by `build_defs_from_state` whenever the definitions load, which therefore
+needs no network and no credentials. With no snapshot yet there are no node assets, and a message
+says how to make one; an old snapshot still loads.
+
+Configured in `coalesce_dagster/dg_defs/coalesce_nodes/defs.yaml`. Subclass it and override
+`get_translator` to change keys, groups or metadata (README: node assets).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
+from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
+
+from ..coalesce.config import resolve_source_settings
+from ..coalesce.node_snapshot import fetch_node_snapshot
+from .node_assets import build_node_definitions
+from .node_state import (
+    NODES_STATE_KEY,
+    configured_environments,
+    configured_snapshot_path,
+    read_snapshot,
+    store_snapshot,
+    warehouse_kind,
+)
+from .node_translator import DagsterCoalesceTranslator
+
+
+def _default_state_config() -> DefsStateConfigArgs:
+    # Never refresh on `dagster dev` load: definitions must load with no network (issue: no API
+    # call at definition load). Refresh explicitly, or let the daily environments sync do it.
+    return DefsStateConfigArgs(management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False)
+
+
+@dataclass
+class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
+    """Every node of the chosen Coalesce environments as an asset, with lineage.
+
+    environments: ids or names; default `[coalesce_dagster.nodes] environments` in `.dlt/config.toml`.
+    """
+
+    environments: list[str] | None = None
+    defs_state: ResolvedDefsStateConfig = field(default_factory=_default_state_config)
+
+    @property
+    def defs_state_config(self) -> DefsStateConfig:
+        return DefsStateConfig.from_args(self.defs_state, default_key=NODES_STATE_KEY)
+
+    def chosen_environments(self) -> list[str]:
+        return list(self.environments) if self.environments else configured_environments()
+
+    def get_translator(self) -> DagsterCoalesceTranslator:
+        return DagsterCoalesceTranslator(warehouse_kind=warehouse_kind())
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        snapshot = fetch_node_snapshot(resolve_source_settings(), self.chosen_environments())
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(snapshot.to_json())
+        if configured_snapshot_path() is not None:
+            store_snapshot(snapshot)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        chosen = configured_snapshot_path()
+        if chosen is None:
+            return super().build_defs(context)  # Dagster's defs state (LOCAL_FILESYSTEM by default)
+        return self.build_defs_from_state(context, chosen if chosen.exists() else None)
+
+    def build_defs_from_state(
+        self, context: dg.ComponentLoadContext, state_path: Path | None
+    ) -> dg.Definitions:
+        snapshot = read_snapshot(state_path)
+        if snapshot is None:
+            return dg.Definitions()
+        return build_node_definitions(snapshot, self.get_translator())

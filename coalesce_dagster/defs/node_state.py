@@ -1,0 +1,109 @@
+"""Where the node snapshot lives, and the `[coalesce_dagster.nodes]` settings.
+
+The snapshot is the node assets' "defs state" in Dagster's sense: by default a local file under
+`coalesce_dagster/dg_defs/.local_defs_state/` (Dagster's LOCAL_FILESYSTEM management, git-ignored),
+written by `dg utils refresh-defs-state` and by every daily environments sync, read when the
+definitions load. A deployment whose code servers do not share a disk sets the component's
+`defs_state.management_type` to VERSIONED_STATE_STORAGE; the daily sync then also uploads each new
+snapshot to the instance's defs state storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import dlt
+from dagster.components.utils.project_paths import get_local_state_path
+from dagster_shared.serdes.objects.models.defs_state_info import LOCAL_STATE_VERSION
+
+from .. import settings
+from ..coalesce.config import ConfigurationError
+from ..coalesce.nodes import NodeSnapshot
+from .node_translator import DEFAULT_WAREHOUSE_KIND
+
+logger = logging.getLogger(__name__)
+
+NODES_STATE_KEY = "CoalesceNodes"
+ENVIRONMENTS_KEY = "coalesce_dagster.nodes.environments"
+WAREHOUSE_KEY = "coalesce_dagster.nodes.warehouse"
+SNAPSHOT_PATH_KEY = "coalesce_dagster.nodes.snapshot_path"
+
+
+def configured_environments() -> list[str]:
+    """`[coalesce_dagster.nodes] environments`: ids or names, as a list or a comma-separated string."""
+    value: Any = dlt.config.get(ENVIRONMENTS_KEY)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ConfigurationError(
+                    f"[coalesce_dagster.nodes] environments = {value!r} is not a list of environment "
+                    'ids or names such as ["2", "Production"].'
+                ) from None
+        else:
+            value = text.split(",")
+    if not isinstance(value, list | tuple):
+        value = [value]
+    return [str(entry).strip() for entry in value if str(entry).strip()]
+
+
+def warehouse_kind() -> str:
+    """`[coalesce_dagster.nodes] warehouse`: the kind shown on node assets (snowflake, databricks, ...)."""
+    value: Any = dlt.config.get(WAREHOUSE_KEY)
+    return str(value).strip().lower() if value and str(value).strip() else DEFAULT_WAREHOUSE_KIND
+
+
+def configured_snapshot_path() -> Path | None:
+    """`[coalesce_dagster.nodes] snapshot_path`: a file of your choosing instead of Dagster's state
+    folder (like dagster-fivetran's `snapshot_path`); tests use it to keep their snapshots apart."""
+    value: Any = dlt.config.get(SNAPSHOT_PATH_KEY)
+    return Path(str(value)).expanduser() if value and str(value).strip() else None
+
+
+def local_state_path(project_root: Path = settings.PROJECT_ROOT) -> Path:
+    """Where the snapshot is read and written: `snapshot_path` if set, else the LOCAL_FILESYSTEM
+    state file `dg utils refresh-defs-state` writes for the node assets."""
+    return configured_snapshot_path() or get_local_state_path(NODES_STATE_KEY, project_root)
+
+
+def read_snapshot(path: Path | None) -> NodeSnapshot | None:
+    """The snapshot at `path`; None (with the reason logged) when there is none or it is unreadable."""
+    if path is None or not path.exists():
+        logger.warning(
+            "No Coalesce node snapshot yet, so no node assets. Run `dg utils refresh-defs-state` or the "
+            "coalesce_environments_job (README: node assets)."
+        )
+        return None
+    try:
+        return NodeSnapshot.from_json(path.read_text())
+    except ValueError as error:
+        logger.error("Coalesce node snapshot %s not used: %s. Refresh it (README: node assets).", path, error)
+        return None
+
+
+def store_snapshot(snapshot: NodeSnapshot, instance: dg.DagsterInstance | None = None) -> Path:
+    """Replace the stored snapshot (atomically: a definitions load never reads half a file)."""
+    path = local_state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as file:
+        file.write(snapshot.to_json())
+    Path(file.name).replace(path)
+    storage = instance.defs_state_storage if instance is not None else None
+    if storage is not None and configured_snapshot_path() is None:
+        latest = storage.get_latest_version(NODES_STATE_KEY)
+        if latest is not None and latest != LOCAL_STATE_VERSION:
+            # The component keeps its state in the instance's storage: upload a new version there.
+            storage.upload_state_from_path(NODES_STATE_KEY, version=str(uuid.uuid4()), path=path)
+        else:
+            storage.set_latest_version(NODES_STATE_KEY, LOCAL_STATE_VERSION)
+    return path

@@ -1,0 +1,124 @@
+"""Map a Coalesce node to a Dagster `AssetSpec`: the translator users subclass to change keys.
+
+Default keys are the warehouse table, lower-cased: `analytics/marts/fct_orders` for the node that
+builds `ANALYTICS.MARTS.FCT_ORDERS`. That is how other tools' assets (dlt, Fivetran, Airbyte,
+Sigma) name the same tables, so assets downstream of a Coalesce table, and the tables a Coalesce
+source node reads, line up with no extra mapping. A source node stands for a table Coalesce reads
+but does not build: it gets its own key (`coalesce_source/<database>/<schema>/<table>`) and depends
+on the table's key, so it hangs off whatever asset already produces that table.
+
+No link to the node in Coalesce's UI is given: its URL form is not known, and a guessed link would
+pose as Coalesce's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.definitions.metadata.metadata_set import NamespacedMetadataSet, TableMetadataSet
+
+from ..coalesce.nodes import CoalesceNode, EnvironmentNodes
+
+SOURCE_KEY_PREFIX = "coalesce_source"
+RUN_CHECK_NAME = "coalesce_run"
+DEFAULT_WAREHOUSE_KIND = "snowflake"
+
+
+@dataclass(frozen=True)
+class CoalesceNodeProps:
+    """What the translator sees of a node: the node, its environment and the nodes it reads."""
+
+    node: CoalesceNode
+    environment: EnvironmentNodes
+    upstream: tuple[CoalesceNode, ...] = ()
+
+
+class CoalesceNodeMetadataSet(NamespacedMetadataSet):
+    """The Coalesce identity of a node asset, read back by the run-status sensor to report runs."""
+
+    node_id: str | None = None
+    environment_id: str | None = None
+    environment_name: str | None = None
+    location_name: str | None = None
+    node_type: str | None = None
+    materialization: str | None = None
+
+    @classmethod
+    def namespace(cls) -> str:
+        return "coalesce"
+
+
+class DagsterCoalesceTranslator:
+    """Override any `get_*` method to change what a node asset looks like."""
+
+    def __init__(self, warehouse_kind: str = DEFAULT_WAREHOUSE_KIND) -> None:
+        self.warehouse_kind = warehouse_kind
+
+    def get_table_key(self, node: CoalesceNode) -> dg.AssetKey:
+        """The key of the warehouse table a node builds or reads."""
+        return dg.AssetKey([_key_part(part) for part in (node.database, node.schema, node.name) if part])
+
+    def get_asset_key(self, props: CoalesceNodeProps) -> dg.AssetKey:
+        key = self.get_table_key(props.node)
+        return key.with_prefix(SOURCE_KEY_PREFIX) if props.node.is_source else key
+
+    def get_group_name(self, props: CoalesceNodeProps) -> str:
+        return "coalesce_" + (_key_part(props.environment.name) or _key_part(props.environment.id))
+
+    def get_description(self, props: CoalesceNodeProps) -> str:
+        node = props.node
+        return node.description or f"Coalesce {node.node_type or 'node'} {node.location_name}.{node.name}."
+
+    def get_kinds(self, props: CoalesceNodeProps) -> set[str]:
+        return {"coalesce", self.warehouse_kind}
+
+    def get_deps(self, props: CoalesceNodeProps) -> Sequence[dg.AssetKey]:
+        if props.node.is_source:
+            return [self.get_table_key(props.node)]
+        return [
+            self.get_asset_key(CoalesceNodeProps(node=upstream, environment=props.environment))
+            for upstream in props.upstream
+        ]
+
+    def get_metadata(self, props: CoalesceNodeProps) -> dict[str, object]:
+        node = props.node
+        schema = dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name=column.name,
+                    type=column.data_type or "unknown",
+                    description=column.description or None,
+                    constraints=dg.TableColumnConstraints(nullable=column.nullable),
+                )
+                for column in node.columns
+            ]
+        )
+        return {
+            **TableMetadataSet(table_name=node.table_name, column_schema=schema),
+            **CoalesceNodeMetadataSet(
+                node_id=node.id,
+                environment_id=props.environment.id,
+                environment_name=props.environment.name,
+                location_name=node.location_name,
+                node_type=node.node_type,
+                materialization=node.materialization or None,
+            ),
+        }
+
+    def get_asset_spec(self, props: CoalesceNodeProps) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            key=self.get_asset_key(props),
+            deps=self.get_deps(props),
+            group_name=self.get_group_name(props),
+            description=self.get_description(props),
+            kinds=self.get_kinds(props),
+            metadata=self.get_metadata(props),
+        )
+
+
+def _key_part(text: str) -> str:
+    """A key or group part: lower case, anything but letters, digits and `_` as `_`."""
+    return re.sub(r"[^a-z0-9_]", "_", text.strip().lower())

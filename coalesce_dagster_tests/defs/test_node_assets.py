@@ -1,0 +1,249 @@
+"""Coalesce's nodes as Dagster assets: built from the snapshot, with lineage, kept current by runs.
+
+Everything runs through real Dagster against the simulator: the snapshot is fetched over HTTP, the
+definitions are loaded by the same `build_definitions` the code location uses, and the sensor is
+ticked with the code location's repository, as the daemon ticks it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from coalesce_dagster.coalesce.config import resolve_source_settings
+from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+from coalesce_dagster.coalesce.types import FAILED_NODE_STATES
+from coalesce_dagster.definitions import build_definitions
+from coalesce_dagster.defs.assets import LOAD_OP_NAME
+from coalesce_dagster.defs.node_state import local_state_path, store_snapshot
+from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
+from coalesce_dagster.defs.resources import CoalesceResource
+from coalesce_dagster.defs.sensors import SENSOR_NAME
+from coalesce_dagster_tests.helpers import materialize
+from coalesce_simulator import SimulatorConfig
+
+ENVIRONMENT = "1"
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(environments=2, nodes_per_environment=25, runs=5, results_per_run=4)
+
+
+@pytest.fixture
+def nodes_of_environment(simulator, monkeypatch) -> list[dict]:
+    """The simulator's environment 1, configured for node assets, with its snapshot stored."""
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps([ENVIRONMENT]))
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
+    return list(simulator.state.nodes[ENVIRONMENT].values())
+
+
+def table_key(node: dict) -> dg.AssetKey:
+    return dg.AssetKey([node["database"].lower(), node["schema"].lower(), node["name"].lower()])
+
+
+def node_asset_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
+    """The keys of the node assets (not the metadata tables, nor the tables source nodes read)."""
+    graph = defs.resolve_asset_graph()
+    return {key for key in graph.get_all_asset_keys() if "coalesce/node_id" in graph.get(key).metadata}
+
+
+def node_key(node: dict) -> dg.AssetKey:
+    key = table_key(node)
+    return key.with_prefix("coalesce_source") if node["nodeType"] == "Source" else key
+
+
+def test_no_snapshot_loads_the_metadata_assets_only_and_says_how_to_make_one(caplog):
+    with caplog.at_level(logging.WARNING):
+        defs = build_definitions()
+    assert {key.path[0] for key in defs.resolve_all_asset_keys()} == {"coalesce"}
+    assert "No Coalesce node snapshot yet" in caplog.text
+    assert "dg utils refresh-defs-state" in caplog.text
+
+
+def test_one_asset_per_node_with_the_lineage_coalesce_states(simulator, nodes_of_environment):
+    simulator.reset_request_log()
+    defs = build_definitions()
+    assert simulator.requests == []  # the definitions load asks Coalesce nothing
+
+    graph = defs.resolve_asset_graph()
+    by_name = {(n["locationName"], n["name"]): n for n in nodes_of_environment}
+    node_keys = node_asset_keys(defs)
+    expected_tables = {table_key(n) for n in nodes_of_environment if n["nodeType"] == "Source"}
+    assert node_keys == {node_key(n) for n in nodes_of_environment}
+    for node in nodes_of_environment:
+        asset = graph.get(node_key(node))
+        if node["nodeType"] == "Source":
+            assert set(asset.parent_keys) == {table_key(node)}
+            assert not asset.is_executable
+            continue
+        dependencies = node["metadata"]["sourceMapping"][0]["dependencies"]
+        assert set(asset.parent_keys) == {
+            node_key(by_name[(d["locationName"], d["nodeName"])]) for d in dependencies
+        }
+        assert asset.group_name == "coalesce_development"
+        assert asset.kinds == {"coalesce", "snowflake"}
+        assert asset.metadata["dagster/table_name"] == f"{node['database']}.{node['schema']}.{node['name']}"
+        schema = asset.metadata["dagster/column_schema"]
+        columns = getattr(schema, "schema", schema).columns
+        assert [(c.name, c.type) for c in columns] == [
+            (c["name"], c["dataType"]) for c in node["metadata"]["columns"]
+        ]
+        assert dg.AssetCheckKey(node_key(node), RUN_CHECK_NAME) in graph.asset_check_keys
+    # A source node hangs off its warehouse table, whoever produces it.
+    assert expected_tables and expected_tables <= set(graph.get_all_asset_keys())
+
+
+def test_a_stale_snapshot_still_loads_with_coalesce_down(simulator, nodes_of_environment):
+    simulator.stop()
+    defs = build_definitions()
+    assert len(node_asset_keys(defs)) == len(nodes_of_environment)
+
+
+def test_a_corrupt_snapshot_loads_no_node_assets_and_names_the_file(nodes_of_environment, caplog):
+    local_state_path().write_text("{not json")
+    with caplog.at_level(logging.ERROR):
+        defs = build_definitions()
+    assert {key.path[0] for key in defs.resolve_all_asset_keys()} == {"coalesce"}
+    assert "Coalesce node snapshot" in caplog.text and str(local_state_path()) in caplog.text
+
+
+def test_the_daily_environments_sync_refreshes_the_snapshot(simulator, instance, monkeypatch):
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps(["Development"]))
+    assert not local_state_path().exists()
+    result = materialize(instance, selection=["environments", "environment", "environment_nodes"])
+    assert result.success
+    snapshot = json.loads(local_state_path().read_text())
+    (environment,) = snapshot["environments"]
+    assert environment["id"] == ENVIRONMENT and environment["name"] == "Development"
+    assert {n["id"] for n in environment["nodes"]} == set(simulator.state.nodes[ENVIRONMENT])
+    # The next definitions load has the nodes.
+    assert len(node_asset_keys(build_definitions())) == len(simulator.state.nodes[ENVIRONMENT])
+
+
+def tick(defs: dg.Definitions, instance, cursor=None):
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"coalesce": CoalesceResource()},
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        return sensor(context)
+
+
+def outcomes(simulator, run_id: int) -> dict[str, dict]:
+    return {result["nodeID"]: result for result in simulator.state.results[run_id]}
+
+
+def test_a_finished_run_reports_each_built_node_once_and_each_failure_as_a_failed_check(
+    simulator, nodes_of_environment, instance
+):
+    simulator.state.use_real_clock()
+    defs = build_definitions()
+    cursor = tick(defs, instance).cursor
+    run_id = simulator.state.start_run(ENVIRONMENT)
+    simulator.state.set_run_status(run_id, "running")
+    simulator.state.set_run_status(run_id, "failed")
+
+    result = tick(defs, instance, cursor)
+    (request,) = result.run_requests
+    assert request.run_config["ops"][LOAD_OP_NAME]["config"]["run_ids"] == [run_id]
+    by_id = {n["id"]: n for n in nodes_of_environment}
+    results = outcomes(simulator, run_id)
+    built = {
+        node_key(by_id[i])
+        for i, r in results.items()
+        if r["runState"] == "complete" and by_id[i]["nodeType"] != "Source"
+    }
+    failed = {node_key(by_id[i]) for i, r in results.items() if r["runState"] in FAILED_NODE_STATES}
+    assert built and failed  # the simulator's failed run has both
+
+    materializations = [e for e in result.asset_events if isinstance(e, dg.AssetMaterialization)]
+    checks = [e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
+    assert sorted(m.asset_key for m in materializations) == sorted(built)
+    assert {c.asset_key for c in checks if not c.passed} == failed
+    assert {c.asset_key for c in checks if c.passed} == built
+    for materialization in materializations:
+        metadata = materialization.metadata
+        assert metadata["coalesce/run_id"].value == run_id
+        assert metadata["coalesce/run_type"].value == "refresh"
+        assert "coalesce/rows_inserted" in metadata and "coalesce/query_ids" in metadata
+        assert metadata["coalesce/run_link"].value.startswith(simulator.base_url)
+    for check in checks:
+        if not check.passed:
+            error = check.metadata["coalesce/error"].value
+            node = next(n for i, n in by_id.items() if node_key(n) == check.asset_key)
+            assert error.startswith(results[node["id"]]["queryResults"][-1]["error"]["errorString"][:20])
+            assert f"Coalesce run {run_id}" in check.description
+
+    # The next tick has nothing more to report.
+    again = tick(defs, instance, result.cursor)
+    assert not again.run_requests and not again.asset_events
+
+
+@pytest.mark.parametrize("lost_cursor", [None, "not json {"])
+def test_a_reset_cursor_reports_no_node_twice(simulator, nodes_of_environment, instance, lost_cursor):
+    simulator.state.use_real_clock()
+    defs = build_definitions()
+    run_id = simulator.state.start_run(ENVIRONMENT)
+    simulator.state.set_run_status(run_id, "running")
+    simulator.state.set_run_status(run_id, "completed")
+    first = tick(defs, instance)
+    assert first.asset_events
+    (request,) = first.run_requests
+    launched = materialize(
+        instance,
+        selection=["runs", "run_results", "run_status"],
+        run_config=request.run_config,
+        tags={**request.tags, "dagster/sensor_name": SENSOR_NAME},
+    )
+    assert launched.success
+
+    after_reset = tick(defs, instance, lost_cursor)
+    assert not after_reset.run_requests and not after_reset.asset_events
+
+
+def test_runs_of_environments_without_node_assets_cost_one_request_and_report_nothing(
+    simulator, nodes_of_environment, instance
+):
+    simulator.state.use_real_clock()
+    defs = build_definitions()
+    cursor = tick(defs, instance).cursor
+    run_id = simulator.state.start_run("2")
+    simulator.state.set_run_status(run_id, "running")
+    simulator.state.set_run_status(run_id, "completed")
+    simulator.reset_request_log()
+    result = tick(defs, instance, cursor)
+    assert len(result.run_requests) == 1 and not result.asset_events
+    assert simulator.request_count(f"/api/v1/runs/{run_id}/results") == 0
+
+
+def test_refresh_defs_state_writes_the_snapshot_dagster_loads(simulator, monkeypatch, tmp_path: Path):
+    """What `dg utils refresh-defs-state` calls: the component found in the project's defs folder
+    writes its state (and, with `snapshot_path` set, the snapshot the definitions read)."""
+    from dagster.components.core.component_tree import ComponentTree
+
+    from coalesce_dagster import settings
+    from coalesce_dagster.defs.node_component import CoalesceNodesComponent
+
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", "Development")
+    tree = ComponentTree.for_project(settings.PROJECT_ROOT)
+    (component,) = tree.get_all_components(of_type=CoalesceNodesComponent)
+    component.write_state_to_path(tmp_path / "state")
+    written, stored = json.loads((tmp_path / "state").read_text()), json.loads(local_state_path().read_text())
+    assert [env["name"] for env in written["environments"]] == ["Development"]
+    assert written["environments"] == stored["environments"]
+    assert len(node_asset_keys(build_definitions())) == len(written["environments"][0]["nodes"])
+
+
+def test_an_environment_that_does_not_exist_is_named_before_any_node_is_read(simulator):
+    from coalesce_dagster.coalesce.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="'Nope'.*Development"):
+        fetch_node_snapshot(resolve_source_settings(), ["Nope"])
+    assert simulator.request_count("/api/v1/environments/") == 0
