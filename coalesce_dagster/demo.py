@@ -120,6 +120,10 @@ class _start_simulator:
         # Load into a new file; it replaces the previous demo file only once the load has succeeded.
         _remove_duckdb(LOADING_DUCKDB_PATH)
         os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(LOADING_DUCKDB_PATH)
+        # Node assets for every simulated environment, from a snapshot of the demo's own (the load
+        # below writes it), so a real account's snapshot is never replaced by simulated nodes.
+        os.environ["COALESCE_DAGSTER__NODES__ENVIRONMENTS"] = ",".join(self.simulator.state.environments)
+        os.environ["COALESCE_DAGSTER__NODES__SNAPSHOT_PATH"] = str(DEMO_DAGSTER_HOME / "coalesce_nodes.json")
         if self.args.ui and self.args.demo_run_interval > 0:
             self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
         return self.simulator
@@ -158,9 +162,13 @@ def _materialize_all() -> str | None:
     """Materialize every asset; None on success, else the failure's one actionable sentence."""
     import dagster as dg
 
-    from .definitions import defs
+    from .defs.assets import coalesce_assets
+    from .defs.resources import resource_defs
 
-    job = defs.resolve_implicit_global_asset_job_def()
+    # The metadata tables only: Coalesce builds the node assets itself.
+    job = dg.Definitions(
+        assets=[coalesce_assets], resources=resource_defs()
+    ).resolve_implicit_global_asset_job_def()
     keys = sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys)
     print(f"Materializing {len(keys)} assets: {', '.join(keys)} ...", flush=True)
     started = time.monotonic()
@@ -200,6 +208,7 @@ def _print_summary(use_simulator: bool) -> None:
             with client.execute_query(f"SELECT count(*) FROM {qualified}") as cursor:
                 (count,) = cursor.fetchone() or (0,)
             print(f"  {table:<48} {count:>8} rows")
+    _print_node_assets()
     location = _duckdb_location(pipeline)
     if location:
         print(f"\nDuckDB file: {location}")
@@ -216,6 +225,20 @@ def _print_summary(use_simulator: bool) -> None:
         else "./scripts/demo.sh --ui   (or: DAGSTER_HOME=$PWD/.dagster_home .venv/bin/dagster dev -w workspace.yaml)"
     )
     print(f"Dagster UI:  {ui}   (then open http://127.0.0.1:3000)")
+
+
+def _print_node_assets() -> None:
+    from .defs.node_state import configured_environments, local_state_path, read_snapshot
+
+    if not configured_environments():
+        print("\nNode assets: none configured ([coalesce_dagster.nodes] environments; README: node assets).")
+        return
+    snapshot = read_snapshot(local_state_path())
+    if snapshot is not None:
+        names = ", ".join(environment.name for environment in snapshot.environments)
+        print(
+            f"\nNode assets: {snapshot.node_count} Coalesce nodes of {names} (snapshot {snapshot.fetched_at})."
+        )
 
 
 def _interrupt(signum: int, frame: object) -> None:

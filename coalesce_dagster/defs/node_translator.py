@@ -4,8 +4,9 @@ Default keys are the warehouse table, lower-cased: `analytics/marts/fct_orders` 
 builds `ANALYTICS.MARTS.FCT_ORDERS`. That is how other tools' assets (dlt, Fivetran, Airbyte,
 Sigma) name the same tables, so assets downstream of a Coalesce table, and the tables a Coalesce
 source node reads, line up with no extra mapping. A source node stands for a table Coalesce reads
-but does not build: it gets its own key (`coalesce_source/<database>/<schema>/<table>`) and depends
-on the table's key, so it hangs off whatever asset already produces that table.
+but does not build: it gets its own key, `coalesce_source/<environment>/<database>/<schema>/<table>`
+(the environments of one account often read the same raw tables), and depends on the table's key,
+so it hangs off whatever asset already produces that table.
 
 No link to the node in Coalesce's UI is given: its URL form is not known, and a guessed link would
 pose as Coalesce's.
@@ -63,10 +64,12 @@ class DagsterCoalesceTranslator:
 
     def get_asset_key(self, props: CoalesceNodeProps) -> dg.AssetKey:
         key = self.get_table_key(props.node)
-        return key.with_prefix(SOURCE_KEY_PREFIX) if props.node.is_source else key
+        if props.node.is_source:
+            return key.with_prefix([SOURCE_KEY_PREFIX, _environment_slug(props.environment)])
+        return key
 
     def get_group_name(self, props: CoalesceNodeProps) -> str:
-        return "coalesce_" + (_key_part(props.environment.name) or _key_part(props.environment.id))
+        return "coalesce_" + _environment_slug(props.environment)
 
     def get_description(self, props: CoalesceNodeProps) -> str:
         node = props.node
@@ -117,6 +120,10 @@ class DagsterCoalesceTranslator:
             kinds=self.get_kinds(props),
             metadata=self.get_metadata(props),
         )
+
+
+def _environment_slug(environment: EnvironmentNodes) -> str:
+    return _key_part(environment.name) or _key_part(environment.id)
 
 
 def _key_part(text: str) -> str:

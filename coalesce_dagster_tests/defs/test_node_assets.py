@@ -54,7 +54,7 @@ def node_asset_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
 
 def node_key(node: dict) -> dg.AssetKey:
     key = table_key(node)
-    return key.with_prefix("coalesce_source") if node["nodeType"] == "Source" else key
+    return key.with_prefix(["coalesce_source", "development"]) if node["nodeType"] == "Source" else key
 
 
 def test_no_snapshot_loads_the_metadata_assets_only_and_says_how_to_make_one(caplog):
