@@ -18,27 +18,29 @@ from dlt.extract.source import DltSource
 from dlt.pipeline.progress import _NULL_COLLECTOR
 
 from . import settings
+from .configuration import DEFAULT_DESTINATION, DestinationSettings, read_section
 
 logger = logging.getLogger(__name__)
 
 
-def make_destination() -> Destination:
-    name = settings.destination_name()
+def make_destination(configured: DestinationSettings) -> Destination:
+    name = configured.destination
     if name != "duckdb":
         destination = Destination.from_reference(name)
         if destination is None:
             raise ValueError(f"[coalesce_dagster] destination {name!r} is not a dlt destination")
         return destination
-    configured: Any = dlt.config.get("destination.duckdb.credentials")
-    if configured is not None and not isinstance(configured, str):
+    path: Any = dlt.config.get("destination.duckdb.credentials")
+    if path is not None and not isinstance(path, str):
         return dlt.destinations.duckdb()  # a full credentials section: dlt resolves it as given
-    credentials = DuckDbCredentials(str(configured or settings.DEFAULT_DUCKDB_PATH))
-    limit = settings.setting("duckdb_memory_limit", settings.DEFAULT_DUCKDB_MEMORY_LIMIT)
-    credentials.global_config = {"memory_limit": limit}
+    credentials = DuckDbCredentials(str(path or settings.DEFAULT_DUCKDB_PATH))
+    credentials.global_config = {"memory_limit": configured.duckdb_memory_limit}
     return dlt.destinations.duckdb(credentials=credentials)
 
 
-def make_pipeline(working_dir: Path | None = None, progress: Any = None) -> dlt.Pipeline:
+def make_pipeline(
+    working_dir: Path | None = None, progress: Any = None, destination: DestinationSettings | None = None
+) -> dlt.Pipeline:
     """A fresh pipeline object.
 
     Build one per run: dagster-dlt mutates the schema of a pipeline it has run once (dagster#34052),
@@ -46,34 +48,38 @@ def make_pipeline(working_dir: Path | None = None, progress: Any = None) -> dlt.
     (dagster#21022). State and schema come back from the destination at the start of each run.
 
     progress: a dlt collector reporting the load's progress (see `progress.LoadProgress`).
+    destination: `[coalesce_dagster]` as resolved already; by default read now, and a bad value
+    raises `ConfigurationError` naming its key.
     """
+    configured = destination or read_section(DestinationSettings)
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         pipelines_dir=str(working_dir or settings.pipelines_dir()),
-        destination=make_destination(),
-        dataset_name=settings.dataset_name(),
+        destination=make_destination(configured),
+        dataset_name=configured.dataset_name,
         progress=progress or _NULL_COLLECTOR,
     )
 
 
 def definition_pipeline() -> dlt.Pipeline:
-    """The pipeline Dagster's definitions describe (never run). A destination that cannot be set up
-    here (a typo, a missing extra) is logged and DuckDB's used in its place, so the code location
-    still loads; a load then fails with dlt's own message about it."""
+    """The pipeline Dagster's definitions describe (never run). A bad `[coalesce_dagster]` value, or
+    a destination that cannot be set up here (a missing extra), is logged and its default used, so
+    the code location still loads; a load then fails naming the key, or with dlt's own message."""
+    configured = read_section(DestinationSettings, strict=False)
     try:
-        return make_pipeline()
+        return make_pipeline(destination=configured)
     except Exception as error:
         logger.warning(
             "[coalesce_dagster] destination %r cannot be used (%s); describing the assets with %s.",
-            settings.destination_name(),
+            configured.destination,
             str(error).splitlines()[0][:200],
-            settings.DEFAULT_DESTINATION,
+            DEFAULT_DESTINATION,
         )
         return dlt.pipeline(
             pipeline_name=settings.PIPELINE_NAME,
             pipelines_dir=str(settings.pipelines_dir()),
-            destination=settings.DEFAULT_DESTINATION,
-            dataset_name=settings.dataset_name(),
+            destination=DEFAULT_DESTINATION,
+            dataset_name=configured.dataset_name,
         )
 
 

@@ -10,64 +10,39 @@ snapshot to the instance's defs state storage.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
-import dlt
 from dagster.components.utils.project_paths import get_local_state_path
 from dagster_shared.serdes.objects.models.defs_state_info import LOCAL_STATE_VERSION
 
 from .. import settings
-from ..coalesce.config import ConfigurationError
 from ..coalesce.nodes import NodeSnapshot
-from .node_translator import DEFAULT_WAREHOUSE_KIND
+from ..configuration import NodeSettings, read_section
 
 logger = logging.getLogger(__name__)
 
 NODES_STATE_KEY = "CoalesceNodes"
-ENVIRONMENTS_KEY = "coalesce_dagster.nodes.environments"
-WAREHOUSE_KEY = "coalesce_dagster.nodes.warehouse"
-SNAPSHOT_PATH_KEY = "coalesce_dagster.nodes.snapshot_path"
 
 
 def configured_environments() -> list[str]:
-    """`[coalesce_dagster.nodes] environments`: ids or names, as a list or a comma-separated string."""
-    value: Any = dlt.config.get(ENVIRONMENTS_KEY)
-    if value is None:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise ConfigurationError(
-                    f"[coalesce_dagster.nodes] environments = {value!r} is not a list of environment "
-                    'ids or names such as ["2", "Production"].'
-                ) from None
-        else:
-            value = text.split(",")
-    if not isinstance(value, list | tuple):
-        value = [value]
-    return [str(entry).strip() for entry in value if str(entry).strip()]
+    """`[coalesce_dagster.nodes] environments`: ids or names (a bad value is logged; none then)."""
+    return list(read_section(NodeSettings, strict=False).environments)
 
 
 def warehouse_kind() -> str:
     """`[coalesce_dagster.nodes] warehouse`: the kind shown on node assets (snowflake, databricks, ...)."""
-    value: Any = dlt.config.get(WAREHOUSE_KEY)
-    return str(value).strip().lower() if value and str(value).strip() else DEFAULT_WAREHOUSE_KIND
+    return read_section(NodeSettings, strict=False).warehouse
 
 
 def configured_snapshot_path() -> Path | None:
     """`[coalesce_dagster.nodes] snapshot_path`: a file of your choosing instead of Dagster's state
     folder (like dagster-fivetran's `snapshot_path`); tests use it to keep their snapshots apart."""
-    value: Any = dlt.config.get(SNAPSHOT_PATH_KEY)
-    return Path(str(value)).expanduser() if value and str(value).strip() else None
+    chosen = read_section(NodeSettings, strict=False, keys=["snapshot_path"]).snapshot_path
+    return Path(chosen).expanduser() if chosen else None
 
 
 def local_state_path(project_root: Path = settings.PROJECT_ROOT) -> Path:

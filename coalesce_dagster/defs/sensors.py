@@ -9,6 +9,8 @@ Configuration (`.dlt/config.toml` or COALESCE_DAGSTER__SENSOR__<KEY>):
     max_runs_per_request = 50         # finished runs loaded together by one Dagster run
     default_status = "stopped"        # or "running"
 
+They are resolved, and checked, as `configuration.SensorSettings`.
+
 Guarantees: a finished run is requested once (the cursor forgets it, and each request has a stable
 `run_key`); a lost or unreadable cursor restarts from the look-back and skips runs this sensor
 already requested; when Coalesce is unreachable the tick is skipped and the cursor kept; the rows
@@ -19,18 +21,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
-from .. import settings
 from ..coalesce.client import CoalesceClient
-from ..coalesce.config import ConfigurationError, collect_problems
 from ..coalesce.errors import explain
 from ..coalesce.run_tracker import UNKNOWN_STATUS, TrackerCursor, track_runs
 from ..coalesce.types import CoalesceRun
+from ..configuration import ConfigurationError, SensorSettings, Status, read_section
 from .assets import LOAD_OP_NAME
 from .node_events import NodeEvent, NodeIndex, count_kinds, node_events
 from .resources import CoalesceConfigurationError, CoalesceResource
@@ -45,81 +45,9 @@ RUN_IDS_TAG = "coalesce/run_ids"
 _TAG_ID_LIMIT = 100
 
 
-@dataclass(frozen=True)
-class SensorSettings:
-    lookback_hours: float = 6
-    time_budget_seconds: float = 40
-    max_runs_per_request: int = 50
-
-
-def _number(key: str, default: float, *, whole: bool, minimum: float) -> Any:
-    """`[coalesce_dagster.sensor] <key>`, checked: a bad value names the key, the value and the range."""
-    raw = settings.setting(f"sensor.{key}", "")
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-        if whole and not value.is_integer():
-            raise ValueError(raw)
-    except ValueError:
-        value = float("nan")
-    if not value >= minimum:  # also rejects NaN
-        kind = "a whole number" if whole else "a number"
-        raise ConfigurationError(
-            f"[coalesce_dagster.sensor] {key} = {raw!r} must be {kind} of at least {minimum:g} "
-            f"(COALESCE_DAGSTER__SENSOR__{key.upper()}; default {default})."
-        )
-    return int(value) if whole else value
-
-
 def sensor_settings() -> SensorSettings:
-    """The per-tick settings, read when a tick starts; raises `ConfigurationError` on a bad value."""
-    return SensorSettings(
-        lookback_hours=_number("lookback_hours", 6, whole=False, minimum=0),
-        time_budget_seconds=_number("time_budget_seconds", 40, whole=False, minimum=1),
-        max_runs_per_request=_number("max_runs_per_request", 50, whole=True, minimum=1),
-    )
-
-
-def sensor_setting_problems() -> list[str]:
-    """Every unusable `[coalesce_dagster.sensor]` value, one message each."""
-    checks = [
-        lambda: _number("lookback_hours", 6, whole=False, minimum=0),
-        lambda: _number("time_budget_seconds", 40, whole=False, minimum=1),
-        lambda: _number("max_runs_per_request", 50, whole=True, minimum=1),
-        lambda: _number("minimum_interval_seconds", 60, whole=True, minimum=1),
-        _check_default_status,
-    ]
-    return collect_problems(checks)
-
-
-def _check_default_status() -> None:
-    value = settings.setting("sensor.default_status", "stopped")
-    if value.lower() not in ("running", "stopped"):
-        raise ConfigurationError(
-            f"[coalesce_dagster.sensor] default_status = {value!r} must be 'running' or 'stopped' "
-            "(COALESCE_DAGSTER__SENSOR__DEFAULT_STATUS; default 'stopped')."
-        )
-
-
-def sensor_definition_settings() -> dict[str, Any]:
-    """The settings Dagster needs when it loads the definitions, for `build_run_status_sensor`: a
-    bad value is logged and its default used, so one typo cannot stop the code location loading."""
-    try:
-        interval = _number("minimum_interval_seconds", 60, whole=True, minimum=1)
-    except ConfigurationError as error:
-        logger.warning("%s Using 60.", error)
-        interval = 60
-    try:
-        _check_default_status()
-        running = settings.setting("sensor.default_status", "stopped").lower() == "running"
-    except ConfigurationError as error:
-        logger.warning("%s Using 'stopped'.", error)
-        running = False
-    return {
-        "minimum_interval_seconds": interval,
-        "default_status": dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-    }
+    """The sensor's settings, read when a tick starts; raises `ConfigurationError` naming every bad key."""
+    return read_section(SensorSettings)
 
 
 def run_request_for(runs: Sequence[CoalesceRun]) -> dg.RunRequest:
@@ -252,7 +180,7 @@ def _node_events(
 def build_run_status_sensor(
     *,
     minimum_interval_seconds: int = 60,
-    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+    default_status: Status = "stopped",
 ) -> dg.SensorDefinition:
     """The run-status sensor, as Dagster schedules it (the per-tick settings are read at each tick)."""
 
@@ -260,7 +188,7 @@ def build_run_status_sensor(
         name=SENSOR_NAME,
         job=runs_job,
         minimum_interval_seconds=minimum_interval_seconds,
-        default_status=default_status,
+        default_status=dg.DefaultSensorStatus[default_status.upper()],
         description="Polls Coalesce for finished runs and loads their runs, run_results and run_status rows.",
     )
     def coalesce_run_status_sensor(

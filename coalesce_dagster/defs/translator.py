@@ -7,6 +7,7 @@ from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from .. import settings
+from ..configuration import DestinationSettings, read_section
 
 DESCRIPTIONS: dict[str, str] = {
     "environments": "Coalesce environments as listed by `GET /api/v1/environments` (summary fields).",
@@ -43,7 +44,11 @@ class CoalesceTranslator(DagsterDltTranslator):
         spec = super().get_asset_spec(data)
         name = data.resource.name
         parent = PARENTS.get(name)
-        destination = data.destination.destination_name if data.destination else settings.destination_name()
+        if data.pipeline is not None:  # the definitions' pipeline, built from `[coalesce_dagster]`
+            destination, dataset = data.pipeline.destination.destination_name, data.pipeline.dataset_name
+        else:
+            configured = read_section(DestinationSettings, strict=False)
+            destination, dataset = configured.destination, configured.dataset_name
         return spec.replace_attributes(
             key=asset_key(name),
             deps=[asset_key(parent)] if parent else [],
@@ -51,5 +56,5 @@ class CoalesceTranslator(DagsterDltTranslator):
             description=DESCRIPTIONS.get(name, spec.description),
             kinds={"coalesce", "dlt", destination},
         ).merge_attributes(
-            metadata={"dagster/table_name": f"{settings.dataset_name()}.{name}"},
+            metadata={"dagster/table_name": f"{dataset}.{name}"},
         )

@@ -4,8 +4,9 @@ the group; times, timezone and status come from config."""
 import dagster as dg
 import pytest
 
+from coalesce_dagster.configuration import ScheduleSettings, read_section
 from coalesce_dagster.definitions import defs
-from coalesce_dagster.defs.schedules import ScheduleSettings, build_schedules, schedule_settings
+from coalesce_dagster.defs.schedules import build_schedules
 
 EXPECTED = {
     "coalesce_daily_environments": {
@@ -46,7 +47,7 @@ def test_cron_and_timezone_come_from_config(monkeypatch):
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__TIMEZONE", "Europe/Berlin")
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__RUNS_CRON", "*/30 * * * *")
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__DEFAULT_STATUS", "stopped")
-    runs = next(s for s in build_schedules(schedule_settings()) if s.name == "coalesce_daily_runs")
+    runs = next(s for s in build_schedules(read_section(ScheduleSettings)) if s.name == "coalesce_daily_runs")
     assert runs.cron_schedule == "*/30 * * * *"
     assert runs.execution_timezone == "Europe/Berlin"
     assert runs.default_status == dg.DefaultScheduleStatus.STOPPED
@@ -55,7 +56,7 @@ def test_cron_and_timezone_come_from_config(monkeypatch):
 def test_a_bad_schedule_setting_falls_back_to_its_default(monkeypatch, caplog):
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__TIMEZONE", "Mars/Olympus_Mons")
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__ENVIRONMENTS_CRON", "daily")
-    options = schedule_settings()
+    options = read_section(ScheduleSettings, strict=False)
     assert options == ScheduleSettings(timezone="UTC", environments_cron="0 5 * * *")
     assert "timezone = 'Mars/Olympus_Mons' is not an IANA time zone" in caplog.text
     assert "environments_cron = 'daily' is not a cron expression" in caplog.text

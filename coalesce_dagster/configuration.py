@@ -1,0 +1,377 @@
+"""The project's one typed configuration: every non-secret setting, resolved and checked in one place.
+
+Each section is a frozen dataclass whose fields are its keys, with their defaults and their checks;
+`read_section` resolves one section, `load_settings` all of them. Values come from dlt config
+(`.dlt/config.toml`, or an environment variable named after the key, which wins), or the default
+when a key is unset or blank:
+
+    section                       environment variables                read by
+    [sources.coalesce_source]     SOURCES__COALESCE_SOURCE__<KEY>      a load, the sensor's client
+    [coalesce_dagster]            COALESCE_DAGSTER__<KEY>              a load; the asset kinds
+    [coalesce_dagster.schedules]  COALESCE_DAGSTER__SCHEDULES__<KEY>   the definitions
+    [coalesce_dagster.sensor]     COALESCE_DAGSTER__SENSOR__<KEY>      the definitions; each tick
+    [coalesce_dagster.nodes]      COALESCE_DAGSTER__NODES__<KEY>       the node assets; their snapshot
+
+A bad value is named with its key, its environment variable, the value and what is allowed.
+`strict=True` raises one `ConfigurationError` listing every bad key; `strict=False` logs each one
+and uses that key's default (the definitions: a typo must not stop the code location loading).
+
+The Coalesce access token is a secret and is not here: it is resolved only when a run or a sensor
+tick starts (`coalesce/config.py`). Nothing is read at import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dlt
+
+from .coalesce.regions import DEFAULT_BASE_URL, InvalidBaseUrlError, canonical_base_url
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["running", "stopped"]
+
+# Page sizes. Clients of real accounts cap `limit` at 500 and Coalesce's hosted docs say 1-500; a
+# larger page may be refused (400), which the list reader answers by asking for smaller pages.
+DEFAULT_PAGE_SIZE = 250
+DEFAULT_RUNS_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 500
+# `detail=true` node pages are slow on large real workspaces (250 nodes have needed up to 180 s),
+# so they get smaller pages and a longer timeout of their own.
+DEFAULT_NODES_PAGE_SIZE = 50
+DEFAULT_NODES_TIMEOUT_SECONDS = 180.0
+
+DEFAULT_DESTINATION = "duckdb"
+DEFAULT_DATASET_NAME = "coalesce_data"
+# DuckDB's default memory limit is 80% of RAM; merging a million run results then holds a large part
+# of it. A limit makes DuckDB spill to disk instead.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing or unusable. The message names the key, the value and what is allowed;
+    `problems` holds one message per bad key."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+# -- checks: each turns a raw value (text, or a number from TOML) into its type, or says why not ---
+
+
+class _Unusable(ValueError):
+    """Why a value cannot be used, worded to follow `<key> = <value>`."""
+
+
+Parse = Callable[[Any], Any]
+
+
+def _number(raw: Any) -> float:
+    try:
+        return float("nan") if isinstance(raw, bool) else float(str(raw).strip())
+    except ValueError:
+        return float("nan")
+
+
+def _whole_number(minimum: int) -> Parse:
+    def parse(raw: Any) -> int:
+        value = _number(raw)
+        if not (value >= minimum and value.is_integer()):  # also rejects NaN
+            raise _Unusable(f"must be a whole number of at least {minimum}")
+        return int(value)
+
+    return parse
+
+
+def _at_least(minimum: float) -> Parse:
+    def parse(raw: Any) -> float:
+        value = _number(raw)
+        if not value >= minimum:  # also rejects NaN
+            raise _Unusable(f"must be a number of at least {minimum:g}")
+        return value
+
+    return parse
+
+
+def _page_size(raw: Any) -> int:
+    value = _number(raw)
+    if not value.is_integer():  # also NaN: text that is no number
+        raise _Unusable("is not a whole number")
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise _Unusable(f"is out of range: Coalesce takes page sizes from 1 to {MAX_PAGE_SIZE}")
+    return int(value)
+
+
+def _seconds(raw: Any) -> float:
+    value = _number(raw)
+    if not value > 0:  # also rejects NaN
+        raise _Unusable("must be a positive number of seconds")
+    return value
+
+
+def _base_url(raw: Any) -> str:
+    try:
+        return canonical_base_url(str(raw))
+    except InvalidBaseUrlError as error:
+        raise _Unusable(f"cannot be used: {error}") from None
+
+
+def _destination(raw: Any) -> str:
+    name = str(raw).strip()
+    try:
+        from dlt.common.destination.reference import Destination
+
+        Destination.from_reference(name)
+    except Exception as error:  # dlt raises several types for an unknown or uninstalled destination
+        raise _Unusable(
+            "is not a dlt destination this installation can load into "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:160]})"
+        ) from None
+    return name
+
+
+def _text(raw: Any) -> str:
+    return str(raw).strip()
+
+
+# DuckDB's memory_limit: a number and a unit, e.g. "128MB", "1.5GiB".
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+def _memory_size(raw: Any) -> str:
+    if not _MEMORY.match(str(raw)):
+        raise _Unusable("is not a size such as '128MB' or '1GB'")
+    return str(raw).strip()
+
+
+def _timezone(raw: Any) -> str:
+    value = str(raw).strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Unusable("is not an IANA time zone such as 'UTC' or 'Europe/Berlin'") from None
+    return value
+
+
+def _cron(raw: Any) -> str:
+    from dagster._utils.schedules import is_valid_cron_string  # only when a schedule is configured
+
+    value = str(raw).strip()
+    if not is_valid_cron_string(value):
+        raise _Unusable("is not a cron expression such as '0 5 * * *'")
+    return value
+
+
+def _status(raw: Any) -> Status:
+    value = str(raw).strip().lower()
+    if value == "running":
+        return "running"
+    if value == "stopped":
+        return "stopped"
+    raise _Unusable("must be 'running' or 'stopped'")
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    """A list of ids or names: a TOML list, a JSON list in a variable, or text separated by commas."""
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise _Unusable('is not a list such as ["2", "Production"]') from None
+        else:
+            value = text.split(",")
+    if not isinstance(value, list | tuple):
+        value = [value]
+    return tuple(str(entry).strip() for entry in value if str(entry).strip())
+
+
+def _kind(raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if not re.fullmatch(r"[a-z0-9_-]+", value):
+        raise _Unusable("is not a kind such as 'snowflake' or 'databricks'")
+    return value
+
+
+def _setting(default: Any, parse: Parse) -> Any:
+    """A key of a section: its default, and the check a configured value must pass."""
+    return field(default=default, metadata={"parse": parse})
+
+
+# -- the sections -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """`[sources.coalesce_source]` without the token: where Coalesce is and how it is paged."""
+
+    SECTION: ClassVar[str] = "sources.coalesce_source"
+
+    base_url: str = _setting(DEFAULT_BASE_URL, _base_url)  # the URL you log in with, or a region alias
+    page_size: int = _setting(DEFAULT_PAGE_SIZE, _page_size)  # environments and users
+    runs_page_size: int = _setting(DEFAULT_RUNS_PAGE_SIZE, _page_size)
+    nodes_page_size: int = _setting(DEFAULT_NODES_PAGE_SIZE, _page_size)
+    nodes_timeout: float = _setting(DEFAULT_NODES_TIMEOUT_SECONDS, _seconds)  # one node page
+
+
+@dataclass(frozen=True)
+class DestinationSettings:
+    """`[coalesce_dagster]`: where the data goes."""
+
+    SECTION: ClassVar[str] = "coalesce_dagster"
+
+    destination: str = _setting(DEFAULT_DESTINATION, _destination)  # a dlt destination name
+    dataset_name: str = _setting(DEFAULT_DATASET_NAME, _text)
+    duckdb_memory_limit: str = _setting(DEFAULT_DUCKDB_MEMORY_LIMIT, _memory_size)
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """`[coalesce_dagster.schedules]`: the daily syncs (`defs/schedules.py`)."""
+
+    SECTION: ClassVar[str] = "coalesce_dagster.schedules"
+
+    timezone: str = _setting("UTC", _timezone)
+    environments_cron: str = _setting("0 5 * * *", _cron)
+    organisation_cron: str = _setting("15 5 * * *", _cron)
+    runs_cron: str = _setting("30 5 * * *", _cron)
+    default_status: Status = _setting("running", _status)
+
+
+@dataclass(frozen=True)
+class SensorSettings:
+    """`[coalesce_dagster.sensor]`: the run-status sensor (`defs/sensors.py`)."""
+
+    SECTION: ClassVar[str] = "coalesce_dagster.sensor"
+
+    minimum_interval_seconds: int = _setting(60, _whole_number(minimum=1))
+    lookback_hours: float = _setting(6.0, _at_least(0))
+    time_budget_seconds: float = _setting(40.0, _at_least(1))
+    max_runs_per_request: int = _setting(50, _whole_number(minimum=1))
+    default_status: Status = _setting("stopped", _status)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """`[coalesce_dagster.nodes]`: Coalesce's nodes as assets (`defs/node_*.py`)."""
+
+    SECTION: ClassVar[str] = "coalesce_dagster.nodes"
+
+    environments: tuple[str, ...] = _setting((), _names)  # ids or names; none: no node assets
+    warehouse: str = _setting("snowflake", _kind)  # the kind shown beside "coalesce"
+    snapshot_path: str = _setting("", _text)  # a file instead of Dagster's defs state folder
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    connection: ConnectionSettings
+    destination: DestinationSettings
+    schedules: ScheduleSettings
+    sensor: SensorSettings
+    nodes: NodeSettings
+
+
+Section = TypeVar(
+    "Section", ConnectionSettings, DestinationSettings, ScheduleSettings, SensorSettings, NodeSettings
+)
+
+
+# -- the resolver -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    message: str
+    default: Any
+
+
+def env_var(section: str, key: str) -> str:
+    """The environment variable dlt reads for `[section] key`."""
+    return f"{section}.{key}".upper().replace(".", "__")
+
+
+def _resolve(
+    section: type[Section], given: Mapping[str, Any], keys: Collection[str] | None
+) -> tuple[Section, list[_Problem]]:
+    values: dict[str, Any] = {}
+    problems: list[_Problem] = []
+    for key in fields(section):
+        if keys is not None and key.name not in keys:
+            continue
+        raw = given.get(key.name)
+        if _blank(raw):
+            raw = dlt.config.get(f"{section.SECTION}.{key.name}")
+        if _blank(raw):
+            continue  # unset: the default
+        try:
+            values[key.name] = key.metadata["parse"](raw)
+        except _Unusable as unusable:
+            message = (
+                f"[{section.SECTION}] {key.name} = {raw!r} {str(unusable).rstrip('.')} "
+                f"({env_var(section.SECTION, key.name)}; default {_shown(key.default)})."
+            )
+            problems.append(_Problem(message, key.default))
+    return section(**values), problems
+
+
+def _report(problems: list[_Problem], *, strict: bool) -> None:
+    if strict and problems:
+        raise ConfigurationError(*(problem.message for problem in problems))
+    for problem in problems:
+        logger.warning("%s Using %s.", problem.message, _shown(problem.default))
+
+
+def read_section(
+    section: type[Section],
+    *,
+    strict: bool = True,
+    given: Mapping[str, Any] | None = None,
+    keys: Collection[str] | None = None,
+) -> Section:
+    """One section, resolved now.
+
+    given: explicit values (e.g. `CoalesceResource` fields), which win over dlt config; None or blank
+    means not given. keys: read only these keys, the others keep their defaults.
+    strict: raise one `ConfigurationError` naming every bad key; else log each and use its default.
+    """
+    resolved, problems = _resolve(section, given or {}, keys)
+    _report(problems, strict=strict)
+    return resolved
+
+
+def load_settings(*, strict: bool, connection: bool = True) -> ProjectSettings:
+    """Every section, resolved now; with strict, one `ConfigurationError` lists every bad key.
+
+    connection: also read the Coalesce `base_url` (not when the settings will point at a simulator).
+    """
+    connection_keys = (
+        None if connection else [f.name for f in fields(ConnectionSettings) if f.name != "base_url"]
+    )
+    resolved_connection, connection_problems = _resolve(ConnectionSettings, {}, connection_keys)
+    destination, destination_problems = _resolve(DestinationSettings, {}, None)
+    schedules, schedule_problems = _resolve(ScheduleSettings, {}, None)
+    sensor, sensor_problems = _resolve(SensorSettings, {}, None)
+    nodes, node_problems = _resolve(NodeSettings, {}, None)
+    _report(
+        [*connection_problems, *destination_problems, *schedule_problems, *sensor_problems, *node_problems],
+        strict=strict,
+    )
+    return ProjectSettings(resolved_connection, destination, schedules, sensor, nodes)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _shown(default: Any) -> str:
+    return f"{default:g}" if isinstance(default, float) else repr(default)
