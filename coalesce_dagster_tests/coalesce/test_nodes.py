@@ -385,6 +385,13 @@ def test_an_id_wins_over_a_name_equal_to_it():
     assert select_environments(ENVIRONMENTS, ["3"]) == ([("3", "Production")], [])
 
 
+def test_an_exact_name_wins_over_one_matching_ignoring_case():
+    listed = [{"id": "7", "name": "prod"}, {"id": "8", "name": "Prod"}]
+    assert select_environments(listed, ["Prod"]) == ([("8", "Prod")], [])
+    assert select_environments(listed, ["prod"]) == ([("7", "prod")], [])
+    assert select_environments(listed, ["PROD"]) == ([("7", "prod")], [])  # no exact one: the first
+
+
 def test_unmatched_entries_are_returned_and_duplicates_chosen_once():
     chosen, unmatched = select_environments(ENVIRONMENTS, ["1", "Nope", "development", "1", "42"])
     assert chosen == [("1", "Development")]
