@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import dagster as dg
+import pytest
 
 from coalesce_dagster.coalesce.nodes import CoalesceNode, EnvironmentNodes, NodeColumn, NodeRef, NodeSnapshot
 from coalesce_dagster.defs.node_assets import build_node_definitions
@@ -149,3 +150,26 @@ def test_a_cyclic_snapshot_still_loads():
     edges = sum(len(graph.get(key).parent_keys) for key in keys.values())
     assert edges == 2  # one of the three left out
     assert graph.toposorted_asset_keys  # Dagster can order them
+
+
+class OneGroupTranslator(DagsterCoalesceTranslator):
+    def get_group_name(self, props: CoalesceNodeProps) -> str:
+        return "coalesce"
+
+
+@pytest.mark.parametrize(
+    ("names", "translator", "group"),
+    [
+        (("QA-1", "qa 1"), DagsterCoalesceTranslator(), "coalesce_qa_1"),
+        (("Development", "Production"), OneGroupTranslator(), "coalesce"),
+    ],
+    ids=["names-sharing-a-slug", "a-translator-with-one-group"],
+)
+def test_environments_sharing_a_group_still_load(names, translator, group):
+    first = EnvironmentNodes("1", names[0], (STG_ORDERS,))
+    second = EnvironmentNodes("2", names[1], (node("x", "X", database="OTHER"),))
+    defs = build_node_definitions(snapshot(first, second), translator)
+    dg.Definitions.validate_loadable(defs)  # Dagster refuses two ops of one name here
+    graph = defs.get_repository_def().asset_graph
+    assert {graph.get(key).group_name for key in graph.get_all_asset_keys()} == {group}
+    assert len(list(graph.get_all_asset_keys())) == 2
