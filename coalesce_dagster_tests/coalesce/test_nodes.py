@@ -172,14 +172,24 @@ def environment(*nodes: CoalesceNode, name: str = "Development") -> EnvironmentN
 
 def is_acyclic(upstream: dict[str, tuple[str, ...]]) -> bool:
     """Kahn's algorithm: every node can be ordered after what it reads."""
-    remaining = {node: set(reads) for node, reads in upstream.items()}
-    while remaining:
-        ready = [node for node, reads in remaining.items() if not reads & remaining.keys()]
-        if not ready:
-            return False
-        for node in ready:
-            del remaining[node]
-    return True
+    waiting = {node: len(reads) for node, reads in upstream.items()}
+    readers: dict[str, list[str]] = {}
+    for node, reads in upstream.items():
+        for read in reads:
+            readers.setdefault(read, []).append(node)
+    ready = [node for node, count in waiting.items() if count == 0]
+    ordered = 0
+    while ready:
+        ordered += 1
+        for reader in readers.get(ready.pop(), ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
+    return ordered == len(upstream)
+
+
+def test_is_acyclic_tells_a_cycle():
+    assert is_acyclic({"a": ("b",), "b": ()}) and not is_acyclic({"a": ("b",), "b": ("a",)})
 
 
 def test_dependencies_resolve_by_location_and_name_exactly_then_ignoring_case():
