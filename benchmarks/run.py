@@ -1,8 +1,8 @@
 """Benchmark this project's Coalesce load against the plain pipeline, on the bundled simulator.
 
     python -m benchmarks.run [--size small|large] [--latency-ms 20] [--output benchmarks/results/<name>.json]
-                             [--scenarios baseline,full,incremental,one_percent,sensor_tick,definitions]
-                             [--baseline-timeout SECONDS]
+                             [--scenarios baseline,full,incremental,one_percent,sensor_tick,definitions,node_definitions]
+                             [--baseline-timeout SECONDS] [--definition-nodes N]
 
 The simulator runs in its own process (its CPU and memory do not count), at the chosen size and
 per-request latency. Each scenario runs in a fresh subprocess (`python -m benchmarks.scenario`);
@@ -16,6 +16,10 @@ Scenarios, each into its own new DuckDB file and pipelines dir unless noted:
   one_percent  1% new (completed) runs added, then `full` again on the same files
   sensor_tick  the run-status sensor's tracking with 100 runs in flight (see `benchmarks.scenario`)
   definitions  `python -c "import coalesce_dagster.definitions"`, best of 3
+  node_definitions  the same with node assets: a snapshot of one simulated environment of
+               `--definition-nodes` nodes (default: the size's nodes per environment) stored at a
+               file of its own (`python -m benchmarks.scenario node_snapshot`), then the import
+               timed, best of 3; its node assets are counted against the nodes
 
 Peak RSS is the larger of the child's own peak (`os.wait4` rusage: the largest single process of the
 tree) and the peak of the whole tree's summed memory (Pss, so pages a forked worker shares with its
@@ -60,7 +64,7 @@ DATASET = "coalesce_data"
 MAIN_TABLES = ("environments", "environment", "environment_nodes", "runs", "run_results", "run_status",
                "projects", "users")  # fmt: skip
 PIPELINE_SCENARIOS = ("baseline", "full", "incremental", "one_percent")
-ALL_SCENARIOS = (*PIPELINE_SCENARIOS, "sensor_tick", "definitions")
+ALL_SCENARIOS = (*PIPELINE_SCENARIOS, "sensor_tick", "definitions", "node_definitions")
 SIMULATOR_START_TIMEOUT = 300.0
 PACKAGES = ("dlt", "dagster", "dagster-dlt", "duckdb", "requests")
 
@@ -76,6 +80,7 @@ def log(message: str) -> None:
 class Measured:
     wall_seconds: float
     peak_rss_mb: float
+    cpu_seconds: float  # user + system of the child and the children it waited for
     returncode: int | None
     timed_out: bool
     stdout: str
@@ -172,6 +177,7 @@ def measure(command: list[str], env: dict[str, str], timeout: float | None = Non
         return Measured(
             wall_seconds=wall,
             peak_rss_mb=max(maxrss_kb / 1024, tree_peak_mb),
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
             returncode=process.returncode,
             timed_out=timed_out,
             stdout=out.read().decode("utf-8", "replace"),
@@ -405,7 +411,53 @@ class Benchmark:
         best = min(runs, key=lambda m: m.wall_seconds)
         self.results["definitions"] = {"ok": True, "wall_seconds": round(best.wall_seconds, 3),
                                        "all_seconds": [round(m.wall_seconds, 3) for m in runs],
+                                       "cpu_seconds": round(min(m.cpu_seconds for m in runs), 3),
                                        "peak_rss_mb": round(best.peak_rss_mb, 1)}  # fmt: skip
+
+    def run_node_definitions(self) -> None:
+        nodes = self.args.definition_nodes or self.size.nodes_per_environment
+        folder = self.work / "node_definitions"
+        folder.mkdir(exist_ok=True)
+        env = child_env(COALESCE_DAGSTER__NODES__SNAPSHOT_PATH=str(folder / "nodes-snapshot.json"),
+                        COALESCE_DAGSTER__NODES__ENVIRONMENTS='["1"]')  # fmt: skip
+        log(f"node_definitions: storing a snapshot of one environment of {nodes:,} nodes ...")
+        stored = measure(
+            [sys.executable, "-m", "benchmarks.scenario", "node_snapshot", "--nodes", str(nodes)], env
+        )
+        snapshot = stored.result()
+        if stored.returncode != 0 or snapshot is None:
+            self.failures.append(f"node_definitions: node_snapshot exit code {stored.returncode}")
+            self.results["node_definitions"] = {"ok": False, "stderr_tail": stored.stderr[-4000:]}
+            log(f"node_definitions: FAILED:\n{stored.stderr[-4000:]}")
+            return
+        log("node_definitions: timing `import coalesce_dagster.definitions`, best of 3 ...")
+        runs = []
+        for _ in range(3):
+            measured = measure([sys.executable, "-c", "import coalesce_dagster.definitions"], env)
+            if measured.returncode != 0:
+                self.failures.append("node_definitions: import failed")
+                self.results["node_definitions"] = {"ok": False, "stderr_tail": measured.stderr[-4000:]}
+                return
+            runs.append(measured)
+        best = min(runs, key=lambda m: m.wall_seconds)
+        counts = {"nodes": snapshot["nodes"], "node_assets": snapshot["node_assets"]}
+        mismatches = {name: {"got": got, "expected": nodes} for name, got in counts.items() if got != nodes}
+        self.checks.append({"check": "node_definitions: node assets vs nodes", "ok": not mismatches,
+                            "mismatches": mismatches})  # fmt: skip
+        if mismatches:
+            self.failures.append(f"node_definitions: {mismatches}")
+            print(f"\n!!! NODE ASSET COUNT MISMATCH (node_definitions): {mismatches} !!!\n", file=sys.stderr)
+        self.results["node_definitions"] = {
+            "ok": not mismatches,
+            "wall_seconds": round(best.wall_seconds, 3),
+            "all_seconds": [round(m.wall_seconds, 3) for m in runs],
+            "cpu_seconds": round(min(m.cpu_seconds for m in runs), 3),
+            "peak_rss_mb": round(best.peak_rss_mb, 1),
+            **{
+                key: snapshot[key]
+                for key in ("nodes", "source_nodes", "edges", "node_assets", "snapshot_bytes")
+            },
+        }
 
     def run(self) -> int:
         log(
@@ -425,6 +477,8 @@ class Benchmark:
                     self.run_sensor_tick()
                 elif name == "definitions":
                     self.run_definitions()
+                elif name == "node_definitions":
+                    self.run_node_definitions()
             self.extra["simulator_memory_end"] = self.simulator.memory()
         finally:
             self.simulator.stop()
@@ -584,13 +638,19 @@ def render_table(document: dict[str, Any]) -> str:
     definitions = scenarios.get("definitions")
     if definitions and definitions.get("ok"):
         out.append(f"definitions load (import coalesce_dagster.definitions, fresh process, best of 3): "
-                   f"{definitions['wall_seconds']:.2f} s")  # fmt: skip
+                   f"{definitions['wall_seconds']:.2f} s ({definitions['cpu_seconds']:.2f} s CPU)")  # fmt: skip
+    nodes = scenarios.get("node_definitions")
+    if nodes and "wall_seconds" in nodes:
+        out.append(f"definitions load with node assets ({nodes['node_assets']:,} of {nodes['nodes']:,} nodes of one "
+                   f"environment, {nodes['edges']:,} edges; fresh process, best of 3): {nodes['wall_seconds']:.2f} s "
+                   f"({nodes['cpu_seconds']:.2f} s CPU)"
+                   + ("" if nodes["ok"] else " (FAILED)"))  # fmt: skip
     out.append(f"simulator (own process): ready in {sim['startup_seconds']:.1f} s, "
                f"RSS {sim['rss_after_start_mb']:.0f} MB after start, peak {sim['peak_rss_mb']:.0f} MB")  # fmt: skip
     failed_checks = [c["check"] for c in document["checks"] if not c["ok"]]
     passed = len(document["checks"]) - len(failed_checks)
     failed_text = f", FAILED: {', '.join(failed_checks)}" if failed_checks else ""
-    out.append(f"row-count checks: {passed} passed{failed_text}")
+    out.append(f"checks (row counts, node assets): {passed} passed{failed_text}")
     return "\n".join(out)
 
 
@@ -605,6 +665,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline-timeout", type=float, default=None, metavar="SECONDS",
                         help="kill the baseline after this long; reported as >= SECONDS (default: none)")  # fmt: skip
     parser.add_argument("--keep-files", action="store_true", help="keep the temporary DuckDB files and logs")
+    parser.add_argument("--definition-nodes", type=int, default=None, metavar="N",
+                        help="node_definitions: nodes of its environment (default: the size's nodes per environment)")  # fmt: skip
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(ALL_SCENARIOS))
@@ -612,6 +674,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(ALL_SCENARIOS)}")
     if {"incremental", "one_percent"} & set(chosen) and "full" not in chosen:
         parser.error("incremental and one_percent run on full's files: include full")
+    if args.definition_nodes is not None and args.definition_nodes < 1:
+        parser.error("--definition-nodes must be >= 1")
     if args.latency_ms is not None and args.latency_ms < 0:
         parser.error("--latency-ms must be >= 0")
     args.scenarios = [name for name in ALL_SCENARIOS if name in chosen]  # always in dependency order

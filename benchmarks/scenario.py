@@ -3,11 +3,14 @@
     python -m benchmarks.scenario baseline --base-url URL --token T --duckdb FILE --pipelines-dir DIR
     python -m benchmarks.scenario full     --base-url URL --token T --duckdb FILE --pipelines-dir DIR
     python -m benchmarks.scenario sensor_tick --base-url URL --token T
+    python -m benchmarks.scenario node_snapshot --nodes N
 
 `full` is this project's load: `coalesce_source` through `make_pipeline()` and `run_load`, with the
 project's own settings; `benchmarks.run` runs it again on the same files for `incremental` and
 `one_percent`. `sensor_tick` times the run-status sensor's logic (`run_tracker.track_runs`) with 100
-runs in flight.
+runs in flight. `node_snapshot` stores the node snapshot of one simulated environment of N nodes
+where `COALESCE_DAGSTER__NODES__SNAPSHOT_PATH` says, and counts the node assets the definitions
+then load (`benchmarks.run` times that load in fresh processes of its own: `node_definitions`).
 
 The last stdout line is `BENCHMARK_RESULT <json>`.
 """
@@ -133,18 +136,72 @@ def run_sensor_tick(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-SCENARIOS = {"baseline": run_baseline, "full": run_full, "sensor_tick": run_sensor_tick}
+def run_node_snapshot(args: argparse.Namespace) -> dict[str, Any]:
+    """The snapshot `node_definitions` loads: environment 1 of a simulator of its own (in this
+    process, one environment of `--nodes` nodes), fetched as `dg utils refresh-defs-state` fetches
+    it, stored at `COALESCE_DAGSTER__NODES__SNAPSHOT_PATH`; then the node assets the definitions
+    load from it, counted (the check that the timed load is the load of every node)."""
+    from coalesce_dagster.coalesce.config import resolve_source_settings
+    from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+    from coalesce_dagster.coalesce.nodes import resolve_lineage
+    from coalesce_dagster.defs.node_state import configured_environments, store_snapshot
+    from coalesce_simulator import CoalesceSimulator, SimulatorConfig
+
+    config = SimulatorConfig(environments=1, nodes_per_environment=args.nodes, runs=0, results_per_run=0,
+                             users=1, projects=1, in_flight_runs=0)  # fmt: skip
+    started = time.perf_counter()
+    with CoalesceSimulator(config) as simulator:
+        settings = resolve_source_settings(base_url=simulator.base_url, access_token=config.token)
+        snapshot = fetch_node_snapshot(settings, configured_environments())
+    fetch_seconds = time.perf_counter() - started
+    path = store_snapshot(snapshot)
+
+    from coalesce_dagster.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    node_assets = [key for key in graph.get_all_asset_keys() if "coalesce/node_id" in graph.get(key).metadata]
+    nodes = [node for environment in snapshot.environments for node in environment.nodes]
+    return {
+        "scenario": "node_snapshot",
+        "environments": [environment.id for environment in snapshot.environments],
+        "nodes": len(nodes),
+        "source_nodes": sum(node.is_source for node in nodes),
+        "edges": sum(
+            len(upstream)
+            for environment in snapshot.environments
+            for upstream in resolve_lineage(environment).upstream.values()
+        ),
+        "node_assets": len(node_assets),
+        "snapshot_bytes": path.stat().st_size,
+        "fetch_seconds": round(fetch_seconds, 3),
+    }
+
+
+SCENARIOS = {"baseline": run_baseline, "full": run_full, "sensor_tick": run_sensor_tick,
+             "node_snapshot": run_node_snapshot}  # fmt: skip
+NEEDS_SIMULATOR = ("baseline", "full", "sensor_tick")
+SNAPSHOT_ENV = ("COALESCE_DAGSTER__NODES__SNAPSHOT_PATH", "COALESCE_DAGSTER__NODES__ENVIRONMENTS")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scenario")
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--token", required=True)
+    parser.add_argument("--base-url", help="the simulator (baseline, full, sensor_tick)")
+    parser.add_argument("--token", help="its token (baseline, full, sensor_tick)")
     parser.add_argument("--duckdb", help="DuckDB file to load into (baseline, full)")
     parser.add_argument("--pipelines-dir", help="dlt pipelines dir (baseline, full)")
     parser.add_argument("--label", help="name to report (full: incremental, one_percent)")
+    parser.add_argument("--nodes", type=int, default=2000, help="nodes of the environment (node_snapshot)")
     args = parser.parse_args(argv)
+    if args.scenario in NEEDS_SIMULATOR and not (args.base_url and args.token):
+        parser.error(f"{args.scenario} needs --base-url and --token")
+    if args.scenario == "node_snapshot":
+        if args.nodes < 1:
+            parser.error("--nodes must be >= 1")
+        # Never the checkout's own snapshot: the file, and the environment, are the caller's to name.
+        missing = [name for name in SNAPSHOT_ENV if not os.environ.get(name)]
+        if missing:
+            parser.error(f"node_snapshot needs {' and '.join(missing)} set")
     if args.scenario in ("baseline", "full") and not (args.duckdb and args.pipelines_dir):
         parser.error(f"{args.scenario} needs --duckdb and --pipelines-dir")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")

@@ -232,14 +232,16 @@ def _without_cycles(
 def select_environments(
     available: Iterable[Mapping[str, Any]], wanted: Sequence[str]
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """The (id, name) of the environments `wanted` names, by id or by name (ids first), and the
-    entries that matched none. An empty `wanted` selects nothing."""
+    """The (id, name) of the environments `wanted` names, by id, else by name (exactly, else
+    ignoring case), and the entries that matched none. An empty `wanted` selects nothing."""
     environments = [(_text(env.get("id")), _text(env.get("name"))) for env in available]
     chosen: list[tuple[str, str]] = []
     unmatched: list[str] = []
     for entry in wanted:
-        match = next((env for env in environments if env[0] == entry), None) or next(
-            (env for env in environments if env[1] == entry or env[1].lower() == entry.lower()), None
+        match = (
+            next((env for env in environments if env[0] == entry), None)
+            or next((env for env in environments if env[1] == entry), None)
+            or next((env for env in environments if env[1].lower() == entry.lower()), None)
         )
         if match is None:
             unmatched.append(entry)

@@ -11,6 +11,7 @@ Materializations and check results arrive from Coalesce's own runs through the r
 """
 
 import logging
+import re
 from collections.abc import Iterator
 
 import dagster as dg
@@ -73,9 +74,13 @@ def _built_nodes_asset(
     environment: EnvironmentNodes, translator: DagsterCoalesceTranslator, specs: list[dg.AssetSpec]
 ) -> dg.AssetsDefinition:
     group = translator.get_group_name(CoalesceNodeProps(node=environment.nodes[0], environment=environment))
+    # Named by group and environment id: two environments can share a group (names that differ
+    # only in case or punctuation, or a translator's own groups), and Dagster refuses two ops of
+    # one name.
+    environment_part = re.sub(r"[^a-z0-9_]", "_", environment.id.strip().lower())
 
     @dg.multi_asset(
-        name=NODE_ASSETS_PREFIX + group.removeprefix("coalesce_"),
+        name=f"{NODE_ASSETS_PREFIX}{group.removeprefix('coalesce_')}_{environment_part}",
         specs=specs,
         check_specs=[
             dg.AssetCheckSpec(

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SCENARIOS = ("baseline", "full", "incremental", "one_percent", "sensor_tick", "definitions")
+SCENARIOS = (
+    "baseline",
+    "full",
+    "incremental",
+    "one_percent",
+    "sensor_tick",
+    "definitions",
+    "node_definitions",
+)
 MAIN_TABLES = ("environments", "environment", "environment_nodes", "runs", "run_results", "run_status",
                "projects", "users")  # fmt: skip
 
@@ -25,3 +33,7 @@ def assert_small_benchmark_report(path: Path) -> None:
     assert 0 < scenarios["incremental"]["requests"] < scenarios["full"]["requests"]
     assert scenarios["one_percent"]["runs_added"] > 0
     assert scenarios["sensor_tick"]["ticks"]["poll"]["polled"] == scenarios["sensor_tick"]["runs_in_flight"]
+    # The definitions load with node assets: one asset per node of the environment (the size's).
+    nodes = scenarios["node_definitions"]
+    assert nodes["node_assets"] == nodes["nodes"] == report["sizes"]["nodes_per_environment"]
+    assert 0 < nodes["source_nodes"] < nodes["nodes"] and nodes["edges"] > 0
