@@ -104,7 +104,7 @@ class NodeSnapshot:
     def from_json(cls, text: str) -> NodeSnapshot:
         try:
             data = json.loads(text)
-            if data.get("version") != SNAPSHOT_VERSION:
+            if type(data.get("version")) is not int or data["version"] != SNAPSHOT_VERSION:
                 raise SnapshotError(
                     f"snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}; refresh it"
                 )

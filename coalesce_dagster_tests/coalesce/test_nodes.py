@@ -353,6 +353,7 @@ def test_a_snapshot_round_trips_through_json():
             "KeyError: 'id'",
         ),
         (json.dumps({"version": SNAPSHOT_VERSION, "environments": []}), "KeyError: 'fetched_at'"),
+        (json.dumps({"version": True, "fetched_at": "x", "environments": []}), "version True"),
     ],
     ids=[
         "newer",
@@ -364,6 +365,7 @@ def test_a_snapshot_round_trips_through_json():
         "no-nodes",
         "no-node-id",
         "no-date",
+        "boolean-version",
     ],
 )
 def test_an_unreadable_snapshot_raises_snapshot_error_saying_why(text, message):
