@@ -69,10 +69,10 @@ def test_a_node_is_keyed_by_its_table_lower_cased():
     ]
 
 
-def test_a_source_node_has_its_own_key_and_depends_on_its_table():
+def test_a_source_node_has_its_own_key_per_environment_and_depends_on_its_table():
     translator = DagsterCoalesceTranslator()
     spec = translator.get_asset_spec(props(ORDERS_SOURCE))
-    assert spec.key == dg.AssetKey(["coalesce_source", "raw", "shop", "raw_orders"])
+    assert spec.key == dg.AssetKey(["coalesce_source", "qa_env_2", "raw", "shop", "raw_orders"])
     assert [dep.asset_key for dep in spec.deps] == [dg.AssetKey(["raw", "shop", "raw_orders"])]
 
 
@@ -104,7 +104,7 @@ def test_a_snapshot_becomes_one_multi_asset_with_checks_and_source_specs():
         dg.AssetKey(["analytics", "staging", "stg_orders"]),
         dg.AssetKey(["analytics", "staging", "fct_orders"]),
     )
-    source = dg.AssetKey(["coalesce_source", "raw", "shop", "raw_orders"])
+    source = dg.AssetKey(["coalesce_source", "qa_env_2", "raw", "shop", "raw_orders"])
     assert graph.get(fct).parent_keys == {stg}
     assert graph.get(stg).parent_keys == set()
     assert graph.get(source).parent_keys == {dg.AssetKey(["raw", "shop", "raw_orders"])}
