@@ -16,6 +16,7 @@ import pytest
 
 from coalesce_dagster.coalesce.config import resolve_source_settings
 from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+from coalesce_dagster.coalesce.nodes import NodeSnapshot, resolve_lineage
 from coalesce_dagster.coalesce.types import FAILED_NODE_STATES
 from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
@@ -96,6 +97,15 @@ def test_one_asset_per_node_with_the_lineage_coalesce_states(simulator, nodes_of
         assert dg.AssetCheckKey(node_key(node), RUN_CHECK_NAME) in graph.asset_check_keys
     # A source node hangs off its warehouse table, whoever produces it.
     assert expected_tables and expected_tables <= set(graph.get_all_asset_keys())
+    # The simulator's lineage is a DAG across storage locations, with nothing dangling.
+    snapshot = NodeSnapshot.from_json(local_state_path().read_text())
+    assert resolve_lineage(snapshot.environments[0]).problems == []
+    crossings = {
+        (node["locationName"], dependency["locationName"])
+        for node in nodes_of_environment
+        for dependency in node["metadata"]["sourceMapping"][0]["dependencies"]
+    }
+    assert any(reader != read for reader, read in crossings)
 
 
 def test_a_stale_snapshot_still_loads_with_coalesce_down(simulator, nodes_of_environment):
