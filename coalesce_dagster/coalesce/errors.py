@@ -104,7 +104,7 @@ def is_transient(exc: BaseException) -> bool:
     if destination_locked(exc):
         return True  # the other process may be gone by the next attempt
     for cause in _causes(exc):
-        if isinstance(cause, (UnexpectedResponseError, RunOutcomeUnknownError, RunRequestRefusedError)):
+        if isinstance(cause, (UnexpectedResponseError, RunOutcomeUnknownError)):
             return False
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             status = cause.response.status_code

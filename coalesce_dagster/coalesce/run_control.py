@@ -158,8 +158,12 @@ class CoalesceRunControl:
                 f"{f' and said: {said!r}' if said else ''}. The run may or may not have started, so it "
                 f"was not retried: {check}."
             )
-        if response.status_code == 429:
-            raise_for_coalesce_status(response)  # refused every time: nothing started
+        if response.status_code == 429:  # refused every time: nothing started, and safe to try later
+            raise RunRequestRefusedError(
+                f"Coalesce kept rate-limiting /{path} (429), even after backing off, so {what} was not "
+                "started. Try again later, or ask your Coalesce account team for a higher limit.",
+                response=response,
+            )
         if response.status_code >= 400:
             message = _scrub(http_message(response), secrets)
             hint = f" {CREDENTIALS_HINT}" if response.status_code == 400 and credentials is None else ""

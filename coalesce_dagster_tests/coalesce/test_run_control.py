@@ -217,6 +217,17 @@ def test_a_429_on_start_run_is_retried(control, simulator) -> None:
     assert len(simulator.state.runs) == 41  # one run, not two
 
 
+def test_a_start_run_rate_limited_every_time_started_nothing(control, simulator) -> None:
+    simulator.faults.fault_path_prefix = "/scheduler/startRun"
+    simulator.faults.retry_after_seconds = 0
+    simulator.faults.rate_limit_burst = 10
+    with pytest.raises(RunRequestRefusedError) as refused:
+        control.start_run("1", credentials=BASIC)
+    assert simulator.request_count("/scheduler/startRun") == 3  # RUNTIME__REQUEST_MAX_ATTEMPTS
+    assert "(429)" in str(explain(refused.value)) and "was not started" in str(explain(refused.value))
+    assert is_transient(refused.value) and len(simulator.state.runs) == 40
+
+
 def test_a_read_timeout_or_a_dropped_connection_is_not_retried(simulator, monkeypatch) -> None:
     monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "0.5")
     control = CoalesceRunControl.from_config()
