@@ -61,12 +61,45 @@ def _optional(container: Mapping[str, Any], key: str, kind: type | tuple[type, .
     return value
 
 
-def _credentials(body: Mapping[str, Any]) -> dict[str, Any] | None:
+# What each auth type needs besides snowflakeAuthType (doc §10.7).
+_REQUIRED_CREDENTIALS = {
+    "Basic": ("snowflakeUsername", "snowflakePassword"),
+    "KeyPair": ("snowflakeUsername", "snowflakeKeyPairKey"),
+    "OAuth": (),
+}
+
+
+def _credentials(body: Mapping[str, Any], environment: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The body's ``userCredentials``, checked the way Coalesce needs them to run in ``environment``.
+
+    An environment without Snowflake OAuth needs Basic or KeyPair credentials; with OAuth none
+    are needed (doc §7.1). Messages name fields, never their values.
+    """
     credentials = _optional(body, "userCredentials", dict, "body")
-    if credentials is not None:
-        auth_type = credentials.get("snowflakeAuthType", "Basic")
-        if auth_type not in _AUTH_TYPES:
-            raise ApiError(400, f"userCredentials.snowflakeAuthType must be one of {', '.join(_AUTH_TYPES)}")
+    oauth = bool(environment.get("oauthEnabled"))
+    if not credentials:
+        if oauth:
+            return None
+        raise ApiError(
+            400,
+            f"userCredentials are required: environment {environment['id']} does not use Snowflake "
+            "OAuth. Send snowflakeAuthType Basic (snowflakeUsername, snowflakePassword) or KeyPair "
+            "(snowflakeUsername, snowflakeKeyPairKey)",
+        )
+    auth_type = credentials.get("snowflakeAuthType", "Basic")
+    if auth_type not in _AUTH_TYPES:
+        raise ApiError(400, f"userCredentials.snowflakeAuthType must be one of {', '.join(_AUTH_TYPES)}")
+    if auth_type == "OAuth" and not oauth:
+        raise ApiError(400, f"Snowflake OAuth is not enabled for environment {environment['id']}")
+    missing = [
+        key
+        for key in _REQUIRED_CREDENTIALS[auth_type]
+        if not isinstance(credentials.get(key), str) or not credentials[key].strip()
+    ]
+    if missing:
+        raise ApiError(400, f"userCredentials for {auth_type} authentication need {', '.join(missing)}")
+    if auth_type == "KeyPair" and "PRIVATE KEY-----" not in credentials["snowflakeKeyPairKey"]:
+        raise ApiError(400, "userCredentials.snowflakeKeyPairKey is not a PEM private key")
     return credentials
 
 
@@ -312,6 +345,7 @@ class CoalesceApi:
             raise ApiError(400, "runDetails.parallelism must be at least 1")
         force = _optional(details, "forceIgnoreWorkspaceStatus", bool, "runDetails")
         parameters = _optional(body, "parameters", dict, "body")
+        credentials = _credentials(body, self.state.environments[environment_id])
         try:
             run_id = self.state.start_run(
                 environment_id,
@@ -320,7 +354,7 @@ class CoalesceApi:
                 exclude=_optional(details, "excludeNodesSelector", str, "runDetails"),
                 parallelism=parallelism or 16,
                 parameters=parameters,
-                credentials=_credentials(body),
+                credentials=credentials,
                 force_ignore_environment_status=bool(force),
             )
         except (KeyError, ValueError) as error:
@@ -336,11 +370,15 @@ class CoalesceApi:
         if run_id not in self.state.runs:
             raise ApiError(400, f"Run {run_id} not found")
         force = _optional(details, "forceIgnoreWorkspaceStatus", bool, "runDetails")
+        environment = self.state.environments.get(self.state.runs[run_id]["environmentID"])
+        if environment is None:
+            raise ApiError(400, f"Environment {self.state.runs[run_id]['environmentID']} not found")
+        credentials = _credentials(body, environment)
         try:
             new_id = self.state.rerun(
                 run_id,
                 parameters=_optional(body, "parameters", dict, "body"),
-                credentials=_credentials(body),
+                credentials=credentials,
                 force_ignore_environment_status=bool(force),
             )
         except (KeyError, ValueError) as error:

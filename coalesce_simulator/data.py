@@ -382,6 +382,7 @@ class SimulatorState:
         failure_reason: str | None = None,
         *,
         lazy: bool = False,
+        failed_node: str | None = None,
     ) -> None:
         """End ``run`` in ``status`` at ``at`` and finalise its results.
 
@@ -389,7 +390,7 @@ class SimulatorState:
         be rebuilt on access by :meth:`_historical_results`, which gives the very same list.
         """
         previous = {} if lazy else {result["nodeID"]: result for result in self.results.get(run["id"], [])}
-        rng, fail_index = self._finish_plan(run, status, previous)
+        rng, fail_index = self._finish_plan(run, status, previous, failed_node)
         run["runEndTime"] = to_iso(at)
         if lazy:
             self.results.mark_lazy(run["id"])
@@ -411,16 +412,29 @@ class SimulatorState:
         return previous.get(node["id"], {}).get("runState") == "complete"
 
     def _finish_plan(
-        self, run: Mapping[str, Any], status: str, previous: Mapping[str, Mapping[str, Any]]
+        self,
+        run: Mapping[str, Any],
+        status: str,
+        previous: Mapping[str, Mapping[str, Any]],
+        failed_node: str | None = None,
     ) -> tuple[random.Random, int | None]:
-        """The run's finishing RNG and, for a failed run, the index of the node that fails."""
+        """The run's finishing RNG and, for a failed run, the index of the node that fails: the one
+        named by ``failed_node`` (id or name) if given, else one of the unfinished nodes at random."""
         rng = self._run_rng(run["id"], status)
         if status != "failed":
+            if failed_node is not None:
+                raise ValueError(f"failed_node only applies to a run that fails, not to {status!r}")
             return rng, None
         if previous:
             pending = [index for index, node in enumerate(run["_nodes"]) if not self._done(previous, node)]
         else:
             pending = list(range(len(run["_nodes"])))
+        if failed_node is not None:
+            named = [i for i in pending if failed_node in (run["_nodes"][i]["id"], run["_nodes"][i]["name"])]
+            if not named:
+                raise ValueError(f"run {run['id']} has no unfinished node {failed_node!r} that could fail")
+            rng.choice(pending)  # drawn as without the choice, so the rest of the results stay the same
+            return rng, named[0]
         return rng, rng.choice(pending) if pending else None
 
     def _final_results(
@@ -453,7 +467,13 @@ class SimulatorState:
             results.append(make_result(rng, node, run["runType"], state, start, start + slot))
         return results
 
-    def _transition(self, run: dict[str, Any], status: str, failure_reason: str | None = None) -> None:
+    def _transition(
+        self,
+        run: dict[str, Any],
+        status: str,
+        failure_reason: str | None = None,
+        failed_node: str | None = None,
+    ) -> None:
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
         current = run["runStatus"]
@@ -469,7 +489,7 @@ class SimulatorState:
             if current == "waitingToRun" and status != "canceled":
                 # Jumping straight to the end still produces results as if it had run.
                 self._begin_running(run, self.now())
-            self._finish(run, status, self.now(), failure_reason)
+            self._finish(run, status, self.now(), failure_reason, failed_node=failed_node)
             self._schedules.pop(run["id"], None)
         self._sync_environment(run["environmentID"])
 
@@ -590,13 +610,32 @@ class SimulatorState:
         return self._after_start(run)
 
     @_locked
-    def set_run_status(self, run_id: int, status: str, failure_reason: str | None = None) -> None:
+    def set_run_status(
+        self, run_id: int, status: str, failure_reason: str | None = None, *, failed_node: str | None = None
+    ) -> None:
         """Move a run along waitingToRun -> running -> completed|failed|canceled.
 
         Entering ``running`` creates results with ``isRunning=true``; entering a terminal
         state sets ``runEndTime`` and finalises every result. Terminal runs cannot move again.
+        ``failed_node`` (a node id or name, with ``failed``): the node that fails, instead of one
+        drawn at random; the nodes before it complete and the later ones are skipped.
         """
-        self._transition(self._run(run_id), status, failure_reason)
+        run = self._run(run_id)
+        if failed_node is not None:
+            if status != "failed":
+                raise ValueError("failed_node only applies to status 'failed'")
+            done = {r["nodeID"] for r in self.results.get(run["id"], []) if r["runState"] == "complete"}
+            if not any(
+                failed_node in (node["id"], node["name"]) and node["id"] not in done for node in run["_nodes"]
+            ):
+                raise ValueError(f"run {run['id']} has no unfinished node {failed_node!r} that could fail")
+        self._transition(run, status, failure_reason, failed_node)
+
+    @_locked
+    def set_environment_oauth(self, environment_id: str, enabled: bool) -> None:
+        """Whether the environment uses Snowflake OAuth: then startRun and rerun need no
+        ``userCredentials`` (generated: only the Production environment does)."""
+        self._environment(environment_id)["oauthEnabled"] = bool(enabled)
 
     @_locked
     def add_runs(self, count: int, environment_id: str | None = None, status: str = "completed") -> list[int]:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 CONTROL_PREFIX = "/_simulator"
 
@@ -20,6 +21,9 @@ class RequestRecord:
     # time.monotonic() when the request arrived: tests compare when a retry came with when the
     # answer it retries was given (e.g. a 429's Retry-After), not wall-clock totals.
     arrived: float = field(default_factory=time.monotonic)
+    # The request body as JSON (the text when it is not JSON; None when empty), so a test can
+    # check what a client sent. The simulator's own log: it keeps what clients send, secrets too.
+    body: Any = None
 
 
 class RequestLog:

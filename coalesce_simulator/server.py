@@ -8,6 +8,7 @@ ACKs add ~40 ms to many keep-alive requests on loopback.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import struct
@@ -118,6 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response = error.to_response()
                 outcome: _Outcome = (response, response.encode())
             else:
+                record.body = _recorded_body(body)
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 request = Request(self.command, path, query, headers, body, self.client_address[0])
                 outcome = simulator._serve(request)
@@ -396,6 +398,15 @@ class CoalesceSimulator:
             elif faults.take("truncated_burst"):
                 raw = raw[: len(raw) // 2]
         return response, raw
+
+
+def _recorded_body(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
 
 
 def _phrase(status: int) -> str:

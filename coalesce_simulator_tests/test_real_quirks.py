@@ -26,7 +26,7 @@ from coalesce_simulator import (
     real_account_quirks,
 )
 
-from .test_simulator import REPO_ROOT, Client, assert_error
+from .test_simulator import BASIC_CREDENTIALS, REPO_ROOT, Client, assert_error
 
 LIST_PATHS = (
     "/api/v1/environments",
@@ -211,7 +211,9 @@ def test_failed_run_state(client: Client, sim: CoalesceSimulator) -> None:
         assert set(states) <= {"complete", "failed", "skipped"}
     # The state keeps its own spelling, so re-runs still know what finished.
     assert [r["runState"] for r in sim.state.results[live]].count("error") == 1
-    rerun = client.post("/scheduler/rerun", {"runDetails": {"runID": live}})
+    rerun = client.post(
+        "/scheduler/rerun", {"runDetails": {"runID": live}, "userCredentials": BASIC_CREDENTIALS}
+    )
     assert rerun.status_code == 200, rerun.text
     sim.faults.results_envelope = "bare"  # the mapping does not depend on the envelope
     assert [r["runState"] for r in client.get(f"/api/v1/runs/{live}/results").json()].count("failed") == 1

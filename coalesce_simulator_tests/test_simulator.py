@@ -39,6 +39,10 @@ NODE_SUMMARY_KEYS = {"id", "name", "nodeType", "database", "schema", "locationNa
 ENVELOPE_KEYS = {"data", "total", "limit", "orderBy", "orderByDirection"}
 
 
+# Warehouse credentials for runs started over HTTP in environments without Snowflake OAuth.
+BASIC_CREDENTIALS = {"snowflakeAuthType": "Basic", "snowflakeUsername": "SIM_USER", "snowflakePassword": "pw"}
+
+
 class Client:
     """A requests session bound to one simulator, authenticated by default."""
 
@@ -54,7 +58,8 @@ class Client:
         return self.session.post(self.base_url + path, json=body, timeout=5)
 
     def start_run(self, **run_details: Any) -> int:
-        response = self.post("/scheduler/startRun", {"runDetails": run_details})
+        body = {"runDetails": run_details, "userCredentials": BASIC_CREDENTIALS}
+        response = self.post("/scheduler/startRun", body)
         assert response.status_code == 200, response.text
         return int(response.json()["runCounter"])
 
@@ -412,7 +417,10 @@ def test_public_base_url_is_used_for_run_links() -> None:
 
 
 def test_start_run_lifecycle(client: Client, sim: CoalesceSimulator) -> None:
-    started = client.post("/scheduler/startRun", {"runDetails": {"environmentID": "2", "parallelism": 4}})
+    started = client.post(
+        "/scheduler/startRun",
+        {"runDetails": {"environmentID": "2", "parallelism": 4}, "userCredentials": BASIC_CREDENTIALS},
+    )
     assert started.status_code == 200
     run_id = started.json()["runCounter"]
     assert run_id == 41
@@ -507,7 +515,10 @@ def test_cancel_run(client: Client, sim: CoalesceSimulator) -> None:
 def test_rerun_failed_run(client: Client, sim: CoalesceSimulator) -> None:
     runs = sim.state.runs.values()
     failed = max(r["id"] for r in runs if r["runStatus"] == "failed" and r["runType"] == "refresh")
-    body = {"runDetails": {"runID": str(failed), "forceIgnoreWorkspaceStatus": False}}
+    body = {
+        "runDetails": {"runID": str(failed), "forceIgnoreWorkspaceStatus": False},
+        "userCredentials": BASIC_CREDENTIALS,
+    }
     response = client.post("/scheduler/rerun", body)
     new_id = response.json()["runCounter"]
     info = client.get(f"/api/v1/runs/{new_id}").json()

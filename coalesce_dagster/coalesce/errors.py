@@ -44,10 +44,19 @@ class UnexpectedResponseError(ValueError):
         )
 
 
+class RunOutcomeUnknownError(Exception):
+    """A request that starts a run (startRun, rerun) failed after it was sent: Coalesce may or may
+    not have started the run. Not retried, and not transient: trying again could start it twice."""
+
+
+class RunRequestRefusedError(CoalesceApiError):
+    """Coalesce refused a run-control request (4xx); the message adds what to do about it."""
+
+
 def raise_for_coalesce_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     """A requests response hook / check: raise `CoalesceApiError` with Coalesce's message."""
     if response.status_code >= 400:
-        raise CoalesceApiError(_http_message(response), response=response)
+        raise CoalesceApiError(http_message(response), response=response)
 
 
 def error_string(response: requests.Response | None) -> str | None:
@@ -95,7 +104,7 @@ def is_transient(exc: BaseException) -> bool:
     if destination_locked(exc):
         return True  # the other process may be gone by the next attempt
     for cause in _causes(exc):
-        if isinstance(cause, UnexpectedResponseError):
+        if isinstance(cause, (UnexpectedResponseError, RunOutcomeUnknownError)):
             return False
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             status = cause.response.status_code
@@ -114,10 +123,10 @@ def explain(exc: BaseException) -> str | None:
     if locked:
         return locked
     for cause in _causes(exc):
-        if isinstance(cause, UnexpectedResponseError):
+        if isinstance(cause, (UnexpectedResponseError, RunOutcomeUnknownError, RunRequestRefusedError)):
             return str(cause)
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
-            return _http_message(cause.response)
+            return http_message(cause.response)
         if isinstance(cause, requests.Timeout):
             return (
                 "Coalesce did not answer in time (request timeout), even after retries. The load stopped; "
@@ -137,7 +146,7 @@ def explain(exc: BaseException) -> str | None:
     return None
 
 
-def _http_message(response: requests.Response) -> str:
+def http_message(response: requests.Response) -> str:
     status = response.status_code
     said = error_string(response)
     coalesce_said = f' Coalesce said: "{said}".' if said else ""

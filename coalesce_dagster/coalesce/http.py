@@ -24,7 +24,8 @@ from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client, Response, Session
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
+from requests.exceptions import ChunkedEncodingError, ConnectionError, ConnectTimeout, Timeout
+from urllib3.exceptions import NewConnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,25 @@ MAX_CONNECTIONS = 64
 # when read timeouts are not.
 RETRIED_EXCEPTIONS = (ConnectionError, Timeout, ChunkedEncodingError)
 RETRIED_EXCEPTIONS_BUT_READ_TIMEOUTS = (ConnectionError, ChunkedEncodingError)
+# A request that must not run twice (startRun, rerun) is retried only when Coalesce cannot have
+# acted on it: a 429 (refused), or a connection that was never made.
+NOT_IDEMPOTENT_RETRY_STATUSES = (429,)
+
+
+def failed_before_sending(error: BaseException | None) -> bool:
+    """Whether a request failed before any byte of it reached the server: the connection was
+    refused, the name did not resolve, or connecting timed out. Not a reset, a read timeout or
+    a body cut short: those happen after the request was sent, and the server may have acted."""
+    if isinstance(error, ConnectTimeout):
+        return True
+    if isinstance(error, ConnectionError) and error.args:
+        cause = error.args[0]  # requests wraps urllib3's MaxRetryError, whose reason is the cause
+        return isinstance(getattr(cause, "reason", cause), NewConnectionError)
+    return False
+
+
+def _retry_before_sending(response: Any, error: BaseException | None) -> bool:
+    return failed_before_sending(error)
 
 
 class JsonResponse(Response):
@@ -134,6 +154,7 @@ def coalesce_session(
     max_timeout: float | None = None,
     max_retry_delay: float | None = None,
     retry_read_timeouts: bool = True,
+    idempotent: bool = True,
 ) -> Session:
     """dlt's retrying session for calls to `base_url`, configured by `[runtime]` (429 honouring
     Retry-After, 5xx, connection errors and timeouts retried with exponential backoff), with the
@@ -143,15 +164,29 @@ def coalesce_session(
     max_timeout, max_retry_delay: caps on the configured values (a sensor tick has a deadline).
     retry_read_timeouts: False for requests whose caller answers a read timeout itself (the node
         detail pages, which shrink the page instead of asking the same slow question again).
+    idempotent: False for requests that must not be carried out twice (startRun, rerun): they are
+        retried only on 429 and on connections that failed before the request was sent
+        (`failed_before_sending`), never on a 5xx, a read timeout or a dropped connection, after
+        which Coalesce may have acted on the first attempt.
     """
     runtime = runtime_settings()
     request_timeout = float(timeout if timeout is not None else runtime.request_timeout)
     retry_delay = float(runtime.request_max_retry_delay)
+    if idempotent:
+        policy: dict[str, Any] = {
+            "exceptions": RETRIED_EXCEPTIONS if retry_read_timeouts else RETRIED_EXCEPTIONS_BUT_READ_TIMEOUTS
+        }
+    else:
+        policy = {
+            "status_codes": NOT_IDEMPOTENT_RETRY_STATUSES,
+            "exceptions": (),
+            "retry_condition": _retry_before_sending,
+        }
     client = Client(
         request_timeout=min(request_timeout, max_timeout) if max_timeout else request_timeout,
         max_connections=MAX_CONNECTIONS,
         raise_for_status=False,
-        exceptions=RETRIED_EXCEPTIONS if retry_read_timeouts else RETRIED_EXCEPTIONS_BUT_READ_TIMEOUTS,
+        **policy,
         request_max_attempts=int(runtime.request_max_attempts),
         request_backoff_factor=float(runtime.request_backoff_factor),
         request_max_retry_delay=min(retry_delay, max_retry_delay) if max_retry_delay else retry_delay,
