@@ -102,6 +102,9 @@ class SimulatorState:
         self.config = config or SimulatorConfig()
         self.faults = faults or Faults()
         self.lock = threading.RLock()
+        # Notified whenever a run is started (startRun, rerun): tests wait on it, never sleep.
+        self.run_started = threading.Condition(self.lock)
+        self.started_run_ids: list[int] = []
         # New runs start after the generated history.
         self.clock = SimClock(BASE_TIME + RUN_SPACING * (self.config.runs + 1))
         self.public_base_url = self.config.public_base_url or "http://127.0.0.1"
@@ -517,7 +520,17 @@ class SimulatorState:
         self._sync_environment(run["environmentID"])
         if self.auto_drive_seconds is not None:
             self.schedule_run(run["id"], self.auto_drive_seconds)
+        self.started_run_ids.append(int(run["id"]))
+        self.run_started.notify_all()
         return int(run["id"])
+
+    def wait_for_started_run(self, count: int, timeout: float = 60.0) -> int:
+        """Block until at least ``count`` runs were started (startRun or rerun) since this state was
+        made; return the id of the ``count``-th. Raises TimeoutError."""
+        with self.run_started:
+            if not self.run_started.wait_for(lambda: len(self.started_run_ids) >= count, timeout):
+                raise TimeoutError(f"no run #{count} was started within {timeout:g} s")
+            return self.started_run_ids[count - 1]
 
     # ---------------------------------------------------------------------------------------
     # run mutations (public)

@@ -7,7 +7,8 @@ node's `sourceMapping`; problems in it (a dependency naming no node, a cycle, tw
 are logged and left out, never fatal.
 
 Materializations and check results arrive from Coalesce's own runs through the run-status sensor
-(`sensors.py`), as dagster-dbt's polling sensor reports dbt Cloud runs.
+(`sensors.py`), as dagster-dbt's polling sensor reports dbt Cloud runs, and from runs Dagster starts
+when a selection is materialized (`node_runs.py`).
 """
 
 import logging
@@ -16,8 +17,16 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from .. import settings
 from ..coalesce.nodes import EnvironmentNodes, NodeSnapshot, resolve_lineage
-from .node_translator import RUN_CHECK_NAME, CoalesceNodeProps, DagsterCoalesceTranslator
+from .node_runs import CoalesceNodeRunConfig, run_selected_nodes
+from .node_translator import (
+    RUN_CHECK_NAME,
+    CoalesceNodeMetadataSet,
+    CoalesceNodeProps,
+    DagsterCoalesceTranslator,
+)
+from .resources import CoalesceResource
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +83,20 @@ def _built_nodes_asset(
     environment: EnvironmentNodes, translator: DagsterCoalesceTranslator, specs: list[dg.AssetSpec]
 ) -> dg.AssetsDefinition:
     group = translator.get_group_name(CoalesceNodeProps(node=environment.nodes[0], environment=environment))
-    # Named by group and environment id: two environments can share a group (names that differ
-    # only in case or punctuation, or a translator's own groups), and Dagster refuses two ops of
-    # one name.
     environment_part = re.sub(r"[^a-z0-9_]", "_", environment.id.strip().lower())
+    keys = {
+        str(CoalesceNodeMetadataSet.extract(spec.metadata).node_id): spec.key
+        for spec in specs
+        if CoalesceNodeMetadataSet.extract(spec.metadata).node_id
+    }
 
     @dg.multi_asset(
+        # Named by group and environment id: two environments can share a group (names that differ
+        # only in case or punctuation, or a translator's own groups), and Dagster refuses two ops
+        # of one name.
         name=f"{NODE_ASSETS_PREFIX}{group.removeprefix('coalesce_')}_{environment_part}",
-        specs=specs,
+        # A node Coalesce did not build (it failed, or was skipped) yields no materialization.
+        specs=[spec.replace_attributes(skippable=True) for spec in specs],
         check_specs=[
             dg.AssetCheckSpec(
                 RUN_CHECK_NAME,
@@ -91,16 +106,14 @@ def _built_nodes_asset(
             for spec in specs
         ],
         can_subset=True,
-        description=f"The nodes Coalesce builds in environment {environment.name!r}.",
+        # It also loads the run tables at the end: one writer of the destination at a time.
+        pool=settings.CONCURRENCY_POOL,
+        description=f"The nodes Coalesce builds in environment {environment.name!r}: materializing a "
+        "selection starts one Coalesce run for exactly those nodes.",
     )
-    def _coalesce_nodes(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
-        raise dg.Failure(
-            description=(
-                f"Coalesce builds these nodes (environment {environment.name!r}): start a run or job in "
-                "Coalesce; coalesce_run_status_sensor reports each node it builds here."
-            ),
-            allow_retries=False,
-        )
-        yield  # pragma: no cover - a generator, as Dagster expects of a multi-asset with many outputs
+    def _coalesce_nodes(
+        context: dg.AssetExecutionContext, coalesce: CoalesceResource, config: CoalesceNodeRunConfig
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        yield from run_selected_nodes(context, coalesce, config, environment, keys)
 
     return _coalesce_nodes

@@ -72,7 +72,7 @@ def node_events(report: RunReport, index: NodeIndex) -> tuple[list[NodeEvent], i
             continue
         if outcome.is_running or not (outcome.completed or outcome.failed):
             continue  # skipped, canceled before it started, or still marked running: nothing happened
-        metadata = _metadata(report, outcome)
+        metadata = node_metadata(report, outcome)
         if outcome.completed:
             events.append(dg.AssetMaterialization(asset_key=key, metadata=metadata))
         if key in index.checked:
@@ -98,7 +98,7 @@ def _failure_description(report: RunReport, outcome: NodeOutcome) -> str:
     return f"Coalesce run {report.run_id}: node {outcome.name or outcome.node_id} {outcome.state}: {error}"
 
 
-def _metadata(report: RunReport, outcome: NodeOutcome) -> dict[str, dg.MetadataValue]:
+def node_metadata(report: RunReport, outcome: NodeOutcome) -> dict[str, dg.MetadataValue]:
     metadata: dict[str, dg.MetadataValue] = {
         "coalesce/run_id": dg.MetadataValue.int(report.run_id),
         "coalesce/run_status": dg.MetadataValue.text(report.status or "unknown"),

@@ -12,7 +12,9 @@ from pydantic import Field
 
 from ..coalesce.client import CoalesceClient
 from ..coalesce.config import ConfigurationError
+from ..coalesce.credentials import WarehouseCredentials, resolve_warehouse_credentials
 from ..coalesce.node_snapshot import NodeCollector
+from ..coalesce.run_control import CoalesceRunControl
 from ..coalesce.source import coalesce_source
 
 
@@ -21,6 +23,20 @@ class CoalesceConfigurationError(dg.Failure):
 
     def __init__(self, message: str) -> None:
         super().__init__(description=message, allow_retries=False)
+
+
+class WarehouseCredentialsConfig(dg.Config):
+    """Warehouse credentials Coalesce runs with (Snowflake KeyPair, Basic or OAuth). Every field is
+    optional and falls back to `[sources.coalesce_source.credentials]`; give secrets as `dg.EnvVar`,
+    which Dagster never shows."""
+
+    auth_type: str | None = Field(default=None, description="KeyPair, Basic or OAuth.")
+    username: str | None = None
+    password: str | None = Field(default=None, description="Basic: the password or a Snowflake PAT.")
+    private_key: str | None = Field(default=None, description="KeyPair: the PEM private key.")
+    private_key_passphrase: str | None = None
+    warehouse: str | None = None
+    role: str | None = None
 
 
 class CoalesceResource(dg.ConfigurableResource):
@@ -43,6 +59,15 @@ class CoalesceResource(dg.ConfigurableResource):
     page_size: int | None = Field(
         default=None, description="Items per page for Coalesce list endpoints; default: dlt config."
     )
+    org_id: str | None = Field(
+        default=None,
+        description="Coalesce organisation id, sent with cancelRun when set (some accounts want it).",
+    )
+    warehouse_credentials: WarehouseCredentialsConfig | None = Field(
+        default=None,
+        description="Warehouse credentials for runs started from Dagster; default: "
+        "[sources.coalesce_source.credentials] in dlt secrets. Give secrets as dg.EnvVar.",
+    )
 
     def build_source(
         self, run_ids: Sequence[int] | None = None, node_collector: NodeCollector | None = None
@@ -63,6 +88,21 @@ class CoalesceResource(dg.ConfigurableResource):
         """A client for the sensor's own calls, with settings resolved now (not at import)."""
         try:
             return CoalesceClient.from_config(self.base_url, self.access_token)
+        except ConfigurationError as error:
+            raise CoalesceConfigurationError(str(error)) from None
+
+    def run_control(self) -> CoalesceRunControl:
+        """Starts, follows and cancels runs for the configured account (resolved now)."""
+        try:
+            return CoalesceRunControl.from_config(self.base_url, self.access_token)
+        except ConfigurationError as error:
+            raise CoalesceConfigurationError(str(error)) from None
+
+    def credentials(self) -> WarehouseCredentials | None:
+        """The warehouse credentials for startRun and rerun; None: the environment must use OAuth."""
+        explicit = self.warehouse_credentials.model_dump() if self.warehouse_credentials else None
+        try:
+            return resolve_warehouse_credentials(explicit)
         except ConfigurationError as error:
             raise CoalesceConfigurationError(str(error)) from None
 

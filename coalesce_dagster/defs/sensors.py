@@ -33,6 +33,7 @@ from ..coalesce.types import CoalesceRun
 from ..configuration import ConfigurationError, SensorSettings, Status, read_section
 from .assets import LOAD_OP_NAME
 from .node_events import NodeEvent, NodeIndex, count_kinds, node_events
+from .node_runs import started_by_dagster
 from .resources import CoalesceConfigurationError, CoalesceResource
 from .schedules import runs_job
 
@@ -164,6 +165,8 @@ def _node_events(
     for position, run in enumerate(finished):
         if time.monotonic() >= deadline:
             return events, finished[:position], finished[position:]
+        if started_by_dagster(context.instance, run.id):
+            continue  # the Dagster run that started it reported its nodes as they finished
         report = client.run_report(run, index.environments)
         if report is None:
             continue

@@ -1,0 +1,231 @@
+"""Building node assets from Dagster: one Coalesce run for exactly the selected nodes.
+
+Real Dagster materializes the node multi-asset of the code location's definitions; the op talks
+to the simulator over HTTP. A thread plays Coalesce's scheduler: it waits for the run Dagster
+starts (the simulator's condition, no sleeps) and moves it to the outcome the test wants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from coalesce_dagster.coalesce.config import resolve_source_settings
+from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+from coalesce_dagster.definitions import build_definitions
+from coalesce_dagster.defs.node_runs import STARTED_RUN_TAG_PREFIX
+from coalesce_dagster.defs.node_state import store_snapshot
+from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
+from coalesce_dagster.defs.resources import CoalesceResource
+from coalesce_dagster.defs.sensors import SENSOR_NAME
+from coalesce_simulator import SimulatorConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENT = "1"
+FAST_POLLS = {"poll_interval_seconds": 0.02, "max_poll_interval_seconds": 0.1}
+PASSWORD = "s3cret-warehouse-password"
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(environments=2, nodes_per_environment=15, runs=3, results_per_run=3)
+
+
+@pytest.fixture
+def defs(simulator, monkeypatch) -> dg.Definitions:
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps([ENVIRONMENT]))
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DAGSTER")
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", PASSWORD)
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
+    return build_definitions()
+
+
+def built_nodes(simulator) -> dict[str, dict]:
+    return {n["id"]: n for n in simulator.state.nodes[ENVIRONMENT].values() if n["nodeType"] != "Source"}
+
+
+def key_of(node: dict) -> dg.AssetKey:
+    return dg.AssetKey([node["database"].lower(), node["schema"].lower(), node["name"].lower()])
+
+
+@pytest.fixture
+def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
+    """Play Coalesce's scheduler for the next runs Dagster starts: each entry of `plan` is
+    (status, failed_node or None) for the next started run."""
+    threads: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def drive(*plan: tuple[str, str | None]) -> None:
+        def play() -> None:
+            try:
+                for number, (status, failed_node) in enumerate(plan, start=1):
+                    run_id = simulator.state.wait_for_started_run(number)
+                    simulator.state.set_run_status(run_id, "running")
+                    simulator.state.set_run_status(run_id, status, failed_node=failed_node)
+            except BaseException as error:  # reported by the test, not lost in a thread
+                errors.append(error)
+
+        thread = threading.Thread(target=play, daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    yield drive
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+
+
+def materialize_nodes(defs, instance, keys, config=None, raise_on_error=True):
+    job = defs.resolve_implicit_global_asset_job_def()
+    node_op = next(node.name for node in job.graph.node_defs if node.name.startswith("coalesce_nodes_"))
+    return dg.materialize(
+        [defs.resolve_assets_def(keys[0])],
+        instance=instance,
+        selection=keys,
+        run_config={"ops": {node_op: {"config": {**FAST_POLLS, **(config or {})}}}},
+        raise_on_error=raise_on_error,
+    )
+
+
+def test_a_selection_starts_one_run_of_exactly_those_nodes(
+    simulator, defs, instance, coalesce_scheduler, warehouse
+):
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:3]
+    coalesce_scheduler(("completed", None))
+    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen])
+    assert result.success
+
+    starts = [r for r in simulator.requests if r.path == "/scheduler/startRun"]
+    assert len(starts) == 1
+    body = starts[0].body
+    assert body["runDetails"]["environmentID"] == ENVIRONMENT
+    run_id = simulator.state.started_run_ids[0]
+    assert {r["nodeID"] for r in simulator.state.results[run_id]} == {n["id"] for n in chosen}
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    run_tables = {dg.AssetKey(["coalesce", table]) for table in ("runs", "run_results", "run_status")}
+    # Exactly the chosen nodes, and the run tables loaded with this run in the same Dagster run.
+    assert materialized == {key_of(n) for n in chosen} | run_tables
+    checks = result.get_asset_check_evaluations()
+    assert {c.asset_key for c in checks if c.passed} == {key_of(n) for n in chosen}
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == key_of(chosen[0])]
+    metadata = event.materialization.metadata
+    assert metadata["coalesce/run_id"].value == run_id
+    assert "coalesce/rows_inserted" in metadata
+    assert warehouse.count("run_results", f"WHERE run_id = {run_id}") == len(chosen)
+    assert warehouse.count("runs", f"WHERE id = {run_id} AND run_status = 'completed'") == 1
+    # The sensor, seeing that run finish, does not report its nodes again.
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert tags[f"{STARTED_RUN_TAG_PREFIX}{run_id}"] == "true"
+
+
+def test_a_failed_node_fails_the_step_with_its_error_and_a_failed_check(
+    simulator, defs, instance, coalesce_scheduler
+):
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:3]
+    victim = chosen[1]
+    coalesce_scheduler(("failed", victim["id"]))
+    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen], raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    description = failure.step_failure_data.user_failure_data.description
+    assert victim["name"] in description and "SQL compilation error" in description
+    checks = {c.asset_key: c for c in result.get_asset_check_evaluations()}
+    assert checks[key_of(victim)].passed is False
+    assert "SQL compilation error" in checks[key_of(victim)].metadata["coalesce/error"].value
+    assert key_of(victim) not in {e.asset_key for e in result.get_asset_materialization_events()}
+
+
+def test_a_rerun_completes_the_failed_nodes(simulator, defs, instance, coalesce_scheduler):
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:3]
+    victim = chosen[0]
+    coalesce_scheduler(("failed", victim["id"]), ("completed", None))
+    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen], config={"reruns": 1})
+    assert result.success
+    first, rerun = simulator.state.started_run_ids[:2]
+    assert simulator.state.runs[rerun]["reRunID"] == str(first)
+    assert [r.path for r in simulator.requests].count("/scheduler/rerun") == 1
+    materialized = [e.asset_key for e in result.get_asset_materialization_events()]
+    assert sorted(k for k in materialized if k.path[0] != "coalesce") == sorted(key_of(n) for n in chosen)
+
+
+def test_no_credential_reaches_dagster_events_or_logs(simulator, defs, instance, coalesce_scheduler, caplog):
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
+    coalesce_scheduler(("completed", None))
+    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen])
+    assert result.success
+    body = next(r for r in simulator.requests if r.path == "/scheduler/startRun").body
+    assert body["userCredentials"]["snowflakePassword"] == PASSWORD  # it was sent...
+    records = instance.get_records_for_run(result.run_id).records
+    everything = json.dumps([str(r.event_log_entry) for r in records]) + caplog.text
+    assert PASSWORD not in everything and simulator.config.token not in everything  # ...and never shown
+
+
+def test_the_sensor_does_not_report_nodes_of_a_run_dagster_started(
+    simulator, defs, instance, coalesce_scheduler
+):
+    simulator.state.use_real_clock()
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+
+    def tick(cursor=None):
+        with dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources={"coalesce": CoalesceResource()},
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            return sensor(context)
+
+    cursor = tick().cursor
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
+    coalesce_scheduler(("completed", None))
+    assert materialize_nodes(defs, instance, [key_of(n) for n in chosen]).success
+    after = tick(cursor)
+    assert not after.asset_events
+    assert RUN_CHECK_NAME  # the checks reported were the op's own (asserted above)
+
+
+@pytest.mark.long(seconds=25)
+def test_terminating_the_dagster_run_cancels_the_coalesce_run(simulator, defs, tmp_path):
+    """The Dagster run executes in a process of its own (`dagster asset materialize`), as a run
+    worker does, and is terminated with SIGTERM while Coalesce is still running the nodes."""
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
+    job = defs.resolve_implicit_global_asset_job_def()
+    node_op = next(node.name for node in job.graph.node_defs if node.name.startswith("coalesce_nodes_"))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "coalesce_dagster.definitions",
+        "--select",
+        ",".join(key_of(n).to_user_string() for n in chosen),
+        "--config-json",
+        json.dumps({"ops": {node_op: {"config": FAST_POLLS}}}),
+    ]
+    worker = subprocess.Popen(command, env={**os.environ, "DAGSTER_HOME": str(home)}, cwd=PROJECT_ROOT)
+    try:
+        run_id = simulator.state.wait_for_started_run(1)
+        simulator.state.set_run_status(run_id, "running")  # and it stays running: Coalesce is busy
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    cancels = [r for r in simulator.requests if r.path == "/scheduler/cancelRun"]
+    assert len(cancels) == 1
+    assert cancels[0].body["runID"] == run_id and cancels[0].body["environmentID"] == ENVIRONMENT
+    assert simulator.state.runs[run_id]["runStatus"] == "canceled"
+    assert worker.returncode != 0
