@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -77,6 +78,33 @@ def simulator(
         monkeypatch.setenv("SOURCES__COALESCE_SOURCE__BASE_URL", sim.base_url)
         monkeypatch.setenv("SOURCES__COALESCE_SOURCE__ACCESS_TOKEN", simulator_config.token)
         yield sim
+
+
+@pytest.fixture
+def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
+    """Play Coalesce's scheduler for the next runs Dagster starts: each entry of `plan` is
+    (status, failed_node or None) for the next started run."""
+    threads: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def drive(*plan: tuple[str, str | None]) -> None:
+        def play() -> None:
+            try:
+                for number, (status, failed_node) in enumerate(plan, start=1):
+                    run_id = simulator.state.wait_for_started_run(number)
+                    simulator.state.set_run_status(run_id, "running")
+                    simulator.state.set_run_status(run_id, status, failed_node=failed_node)
+            except BaseException as error:  # reported by the test, not lost in a thread
+                errors.append(error)
+
+        thread = threading.Thread(target=play, daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    yield drive
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
 
 
 @pytest.fixture(scope="session")

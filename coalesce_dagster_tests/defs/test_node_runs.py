@@ -12,8 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -55,33 +53,6 @@ def built_nodes(simulator) -> dict[str, dict]:
 
 def key_of(node: dict) -> dg.AssetKey:
     return dg.AssetKey([node["database"].lower(), node["schema"].lower(), node["name"].lower()])
-
-
-@pytest.fixture
-def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
-    """Play Coalesce's scheduler for the next runs Dagster starts: each entry of `plan` is
-    (status, failed_node or None) for the next started run."""
-    threads: list[threading.Thread] = []
-    errors: list[BaseException] = []
-
-    def drive(*plan: tuple[str, str | None]) -> None:
-        def play() -> None:
-            try:
-                for number, (status, failed_node) in enumerate(plan, start=1):
-                    run_id = simulator.state.wait_for_started_run(number)
-                    simulator.state.set_run_status(run_id, "running")
-                    simulator.state.set_run_status(run_id, status, failed_node=failed_node)
-            except BaseException as error:  # reported by the test, not lost in a thread
-                errors.append(error)
-
-        thread = threading.Thread(target=play, daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    yield drive
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
 
 
 def materialize_nodes(defs, instance, keys, config=None, raise_on_error=True):
@@ -229,3 +200,22 @@ def test_terminating_the_dagster_run_cancels_the_coalesce_run(simulator, defs, t
     assert cancels[0].body["runID"] == run_id and cancels[0].body["environmentID"] == ENVIRONMENT
     assert simulator.state.runs[run_id]["runStatus"] == "canceled"
     assert worker.returncode != 0
+
+
+def test_a_saved_job_runs_and_only_what_it_built_is_reported(simulator, defs, instance, coalesce_scheduler):
+    project = simulator.state.environments[ENVIRONMENT]["project"]
+    (marts_job,) = [j for j in simulator.state.projects[project]["jobs"] if j["name"] == "Marts only"]
+    marts = [n for n in built_nodes(simulator).values() if n["locationName"] == "MART"]
+    chosen = [key_of(marts[0])]  # one selected; the job builds every mart
+    coalesce_scheduler(("completed", None))
+    result = materialize_nodes(defs, instance, chosen, config={"job_id": str(marts_job["id"])})
+    assert result.success
+    body = next(r for r in simulator.requests if r.path == "/scheduler/startRun").body
+    assert (
+        body["runDetails"]["jobID"] == str(marts_job["id"])
+        and "includeNodesSelector" not in body["runDetails"]
+    )
+    reported = {
+        e.asset_key for e in result.get_asset_materialization_events() if e.asset_key.path[0] != "coalesce"
+    }
+    assert reported == {key_of(n) for n in marts}  # the selected one, and the rest the job built

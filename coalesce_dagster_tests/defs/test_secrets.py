@@ -158,3 +158,85 @@ def test_secret_run_credentials_are_never_stored(
     assert "user_credentials__snowflake_username" in columns  # who ran it is kept
     assert not [c for c in columns if "password" in c or "key_pair" in c], columns
     assert_matches_simulator(warehouse, simulator)
+
+
+PRIVATE_KEY = (
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+    f"SECRETKEYMATERIAL{uuid.uuid4().hex}\n"
+    "-----END ENCRYPTED PRIVATE KEY-----"
+)
+PASSPHRASE = f"SECRET-passphrase-{uuid.uuid4().hex}"
+PASSWORD = f"SECRET-password-{uuid.uuid4().hex}"
+
+
+@pytest.mark.long(seconds=20)
+@pytest.mark.parametrize("variant", ["keypair_as_envvar", "basic_from_dlt_secrets"])
+def test_warehouse_credentials_appear_nowhere(
+    simulator, instance, warehouse, tmp_path, monkeypatch, caplog, capfd, coalesce_scheduler, variant
+):
+    """Runs Dagster starts send the warehouse credentials to Coalesce, and nowhere else: not the
+    logs, the instance's storage (events, run config, tags), the destination or the UI's snapshot;
+    nor when Coalesce refuses the run."""
+    from coalesce_dagster.coalesce.config import resolve_source_settings
+    from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+    from coalesce_dagster.definitions import build_definitions
+    from coalesce_dagster.defs.node_state import store_snapshot
+    from coalesce_dagster.defs.resources import WarehouseCredentialsConfig
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", "1")
+    if variant == "keypair_as_envvar":
+        monkeypatch.setenv("MY_SNOWFLAKE_KEY", PRIVATE_KEY)
+        monkeypatch.setenv("MY_SNOWFLAKE_PASSPHRASE", PASSPHRASE)
+        credentials = WarehouseCredentialsConfig(
+            auth_type="KeyPair",
+            username="DAGSTER",
+            private_key=dg.EnvVar("MY_SNOWFLAKE_KEY"),
+            private_key_passphrase=dg.EnvVar("MY_SNOWFLAKE_PASSPHRASE"),
+        )
+        secrets, sent = [PRIVATE_KEY, PASSPHRASE, "SECRETKEYMATERIAL"], "snowflakeKeyPairKey"
+    else:
+        monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DAGSTER")
+        monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", PASSWORD)
+        credentials = None
+        secrets, sent = [PASSWORD], "snowflakePassword"
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), ["1"]))
+    built = build_definitions()
+    scoped = dg.Definitions(
+        assets=built.assets,
+        asset_checks=built.asset_checks,
+        resources={**built.resources, "coalesce": CoalesceResource(warehouse_credentials=credentials)},
+    )
+    graph = scoped.resolve_asset_graph()
+    nodes = sorted(k for k in graph.get_all_asset_keys() if "coalesce/node_id" in graph.get(k).metadata)
+    chosen = [k for k in nodes if graph.get(k).is_executable][:2]
+    job = scoped.resolve_implicit_global_asset_job_def()
+    node_op = next(n.name for n in job.graph.node_defs if n.name.startswith("coalesce_nodes_"))
+    run_config = {
+        **DEBUG,
+        "ops": {node_op: {"config": {"poll_interval_seconds": 0.02, "max_poll_interval_seconds": 0.1}}},
+    }
+
+    coalesce_scheduler(("completed", None))
+    assert job.execute_in_process(instance=instance, run_config=run_config, asset_selection=chosen).success
+    body = next(r for r in simulator.requests if r.path == "/scheduler/startRun").body
+    assert body["userCredentials"][sent] in secrets  # sent to Coalesce...
+    simulator.faults.status_override = {"/scheduler/startRun": 403}  # ...and refused: still not shown
+    assert not job.execute_in_process(
+        instance=instance, run_config=run_config, asset_selection=chosen, raise_on_error=False
+    ).success
+
+    captured = capfd.readouterr()
+    for secret in secrets:
+        assert secret not in caplog.text
+        assert secret not in captured.out and secret not in captured.err
+    assert files_containing(Path(instance.root_directory), [s.encode() for s in secrets]) == []
+    assert files_containing(tmp_path, [s.encode() for s in secrets]) == []
+    assert stored_text_containing(warehouse, secrets) == []
+    for run in instance.get_runs():
+        assert not any(s in repr(run.run_config) or s in repr(run.tags) for s in secrets)
+    snapshot = serialize_value(RepositorySnap.from_def(scoped.get_repository_def()))
+    assert not any(secret in snapshot for secret in secrets)
+    if variant == "keypair_as_envvar":
+        assert "MY_SNOWFLAKE_KEY" in snapshot  # shown by name only
