@@ -124,6 +124,10 @@ class _start_simulator:
         # below writes it), so a real account's snapshot is never replaced by simulated nodes.
         os.environ["COALESCE_DAGSTER__NODES__ENVIRONMENTS"] = ",".join(self.simulator.state.environments)
         os.environ["COALESCE_DAGSTER__NODES__SNAPSHOT_PATH"] = str(DEMO_DAGSTER_HOME / "coalesce_nodes.json")
+        # Runs started from the UI ("Materialize" on node assets) need warehouse credentials, as
+        # on a real account; the simulator takes any.
+        os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DEMO")
+        os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", "demo-only-password")
         if self.args.ui and self.args.demo_run_interval > 0:
             self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
         return self.simulator
@@ -272,7 +276,11 @@ def _serve_ui(port: int, use_simulator: bool) -> int:
         # Show the sensor at work: on from the start, ticking often, against the simulator's runs.
         env.setdefault("COALESCE_DAGSTER__SENSOR__DEFAULT_STATUS", "running")
         env.setdefault("COALESCE_DAGSTER__SENSOR__MINIMUM_INTERVAL_SECONDS", "15")
-        print("The run-status sensor is on; the simulator starts a Coalesce run now and then. Watch Runs.")
+        print(
+            "The run-status sensor is on; the simulator starts a Coalesce run now and then. Watch Runs.\n"
+            "Select a few node assets (groups coalesce_development, coalesce_qa, coalesce_production) and "
+            "click Materialize: Dagster starts a Coalesce run for exactly those nodes."
+        )
     command = [
         sys.executable,
         "-m",
