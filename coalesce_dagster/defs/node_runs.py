@@ -25,6 +25,7 @@ from dagster._utils.interrupts import capture_interrupts, pop_captured_interrupt
 from pydantic import Field
 
 from .. import settings
+from ..coalesce.errors import explain, is_transient
 from ..coalesce.nodes import CoalesceNode, EnvironmentNodes
 from ..coalesce.run_control import CoalesceRunControl, node_selector
 from ..coalesce.run_report import NodeOutcome, RunReport
@@ -33,7 +34,7 @@ from ..pipeline import in_process_normalize, make_pipeline, no_new_file_left_on_
 from ..progress import LoadProgress
 from .node_events import node_metadata
 from .node_translator import RUN_CHECK_NAME
-from .resources import CoalesceResource
+from .resources import CoalesceConfigurationError, CoalesceResource
 from .translator import asset_key
 
 STARTED_RUN_TAG_PREFIX = "coalesce/started_run/"
@@ -110,6 +111,14 @@ def run_selected_nodes(
     except dg.DagsterExecutionInterruptedError:
         follower.cancel("the Dagster run was terminated")
         raise
+    except (dg.Failure, CoalesceConfigurationError):
+        raise
+    except Exception as error:  # Coalesce unreachable or refusing: one actionable sentence
+        explanation = explain(error)
+        if explanation is None:
+            raise
+        still = f" Coalesce run {follower.run_ids[-1]} may still be running." if follower.running else ""
+        raise dg.Failure(description=explanation + still, allow_retries=is_transient(error)) from error
     finally:
         _load_run_tables(context, coalesce, follower.run_ids)
     yield from follower.final_checks()
@@ -213,6 +222,11 @@ class _RunFollower:
                     )
             else:  # built by a job beyond the selection: reported all the same
                 self.context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+
+    @property
+    def running(self) -> bool:
+        """Whether a run this follower started may still be going."""
+        return bool(self.run_ids) and not self._finished
 
     def _check_selected(self, key: dg.AssetKey) -> bool:
         return dg.AssetCheckKey(key, RUN_CHECK_NAME) in self.context.selected_asset_check_keys

@@ -219,3 +219,19 @@ def test_a_saved_job_runs_and_only_what_it_built_is_reported(simulator, defs, in
         e.asset_key for e in result.get_asset_materialization_events() if e.asset_key.path[0] != "coalesce"
     }
     assert reported == {key_of(n) for n in marts}  # the selected one, and the rest the job built
+
+
+@pytest.mark.parametrize(
+    ("status", "says"), [(503, "may or may not have started"), (403, "nothing was started")]
+)
+def test_a_failed_start_fails_the_step_with_one_sentence_and_is_not_retried(
+    simulator, defs, instance, status, says
+):
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
+    simulator.faults.status_override = {"/scheduler/startRun": status}
+    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen], raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    description = failure.step_failure_data.user_failure_data.description
+    assert says in description.lower()
+    assert simulator.request_count("/scheduler/startRun") == 1
