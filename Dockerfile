@@ -7,6 +7,9 @@ FROM python:3.11-slim
 
 WORKDIR /opt/coalesce-dagster
 COPY pyproject.toml constraints.txt README.md LICENSE ./
+# The node assets' snapshot comes along when CI wrote it before the build (`dg utils
+# refresh-defs-state`, into coalesce_dagster/dg_defs/.local_defs_state/); without one the image
+# serves the metadata assets only until the daily environments sync writes one (README, node assets).
 COPY coalesce_dagster ./coalesce_dagster
 # Installed in place, so the package finds its committed .dlt/config.toml as it does in a checkout.
 RUN pip install --no-cache-dir -c constraints.txt -e .
