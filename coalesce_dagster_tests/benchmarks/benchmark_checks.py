@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 SCENARIOS = ("baseline", "full", "incremental", "one_percent", "sensor_tick", "definitions")
-MAIN_TABLES = ("environments", "environment", "environment_nodes", "runs", "run_results", "run_status",
-               "projects", "users")  # fmt: skip
+MAIN_TABLES = ("environments", "environment", "environment_nodes", "jobs", "runs", "run_results",
+               "run_status", "projects", "users")  # fmt: skip
 
 
 def assert_small_benchmark_report(path: Path) -> None:
