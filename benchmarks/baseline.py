@@ -61,6 +61,15 @@ def baseline_config(base_url: str, access_token: str) -> dict[str, Any]:
                 },
             },
             {
+                "name": "jobs",
+                "primary_key": ["_environments_id", "id"],
+                "include_from_parent": ["id"],
+                "endpoint": {
+                    "path": "api/v1/environments/{resources.environments.id}/jobs",
+                    "params": {"orderBy": "id"},
+                },
+            },
+            {
                 "name": "runs",
                 "primary_key": "id",
                 "endpoint": {"path": "api/v1/runs", "params": {"detail": "true", "orderBy": "id"}},

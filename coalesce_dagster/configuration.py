@@ -218,7 +218,7 @@ class ConnectionSettings:
     SECTION: ClassVar[str] = "sources.coalesce_source"
 
     base_url: str = _setting(DEFAULT_BASE_URL, _base_url)  # the URL you log in with, or a region alias
-    page_size: int = _setting(DEFAULT_PAGE_SIZE, _page_size)  # environments and users
+    page_size: int = _setting(DEFAULT_PAGE_SIZE, _page_size)  # environments, jobs and users
     runs_page_size: int = _setting(DEFAULT_RUNS_PAGE_SIZE, _page_size)
     nodes_page_size: int = _setting(DEFAULT_NODES_PAGE_SIZE, _page_size)
     nodes_timeout: float = _setting(DEFAULT_NODES_TIMEOUT_SECONDS, _seconds)  # one node page

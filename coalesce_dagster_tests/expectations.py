@@ -16,6 +16,11 @@ def expected_keys(sim: CoalesceSimulator) -> dict[str, set[tuple]]:
         "environment_nodes": {
             (env_id, node_id) for env_id, nodes in state.nodes.items() for node_id in nodes
         },
+        "jobs": {
+            (env_id, str(job["id"]))
+            for env_id, env in state.environments.items()
+            for job in state.projects[env["project"]]["jobs"]
+        },
         "runs": {(run_id,) for run_id in state.runs},
         "run_results": {
             (run_id, result["nodeID"]) for run_id, results in state.results.items() for result in results
@@ -30,6 +35,7 @@ KEY_COLUMNS = {
     "environments": ("id",),
     "environment": ("id",),
     "environment_nodes": ("environment_id", "id"),
+    "jobs": ("environment_id", "id"),
     "runs": ("id",),
     "run_results": ("run_id", "node_id"),
     "run_status": ("run_id",),

@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--results-per-run", type=int, default=8)
     add("--users", type=int, default=5)
     add("--projects", type=int, default=2)
+    add(
+        "--jobs-per-project",
+        type=int,
+        default=2,
+        help="saved jobs per project (an environment's are its project's)",
+    )
     add("--in-flight-runs", type=int, default=2, help="newest historical runs still in flight")
     add("--seed", type=int, default=0)
     add("--public-base-url", default=None, help="base for runLink (default: the server's URL)")
@@ -78,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results_per_run=args.results_per_run,
             users=args.users,
             projects=args.projects,
+            jobs_per_project=args.jobs_per_project,
             seed=args.seed,
             token=args.token,
             in_flight_runs=args.in_flight_runs,

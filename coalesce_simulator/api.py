@@ -114,6 +114,9 @@ class CoalesceApi:
         router.add("GET", "/api/v1/environments/{environment_id}", self.get_environment)
         router.add("GET", "/api/v1/environments/{environment_id}/nodes", self.list_nodes)
         router.add("GET", "/api/v1/environments/{environment_id}/nodes/{node_id}", self.get_node)
+        # The jobs list's path is INFERRED (doc §10.9); a job by id is CONFIRMED (doc §3.0).
+        router.add("GET", "/api/v1/environments/{environment_id}/jobs", self.list_jobs)
+        router.add("GET", "/api/v1/environments/{environment_id}/jobs/{job_id}", self.get_job)
         router.add("GET", "/api/v1/runs", self.list_runs)
         router.add("GET", "/api/v1/runs/{run_id}", self.get_run)
         router.add("GET", "/api/v1/runs/{run_id}/results", self.get_run_results)
@@ -208,6 +211,21 @@ class CoalesceApi:
         if node is None:
             raise ApiError(404, f"Node {node_id} not found in environment {environment_id}")
         return json_response(render.node(node, detail=True))
+
+    def list_jobs(self, request: Request, environment_id: str) -> Response:
+        if self.faults.jobs_list_missing:
+            raise ApiError(404, f"No such endpoint: {request.method} {request.path}")
+        env = self._environment(environment_id)
+        params = self._page_params(request.query, order_fields=("id",), default_direction="asc")
+        page, meta = paginate(self.state.environment_jobs(env["id"]), params, self.faults, numeric_ids=True)
+        return json_response({"data": [render.job(job) for job in page], **meta})
+
+    def get_job(self, request: Request, environment_id: str, job_id: str) -> Response:
+        env = self._environment(environment_id)
+        job = next((job for job in self.state.environment_jobs(env["id"]) if str(job["id"]) == job_id), None)
+        if job is None:
+            raise ApiError(404, f"Job {job_id} not found in environment {environment_id}")
+        return json_response(render.job(job))
 
     def _environment(self, environment_id: str) -> dict[str, Any]:
         env = self.state.environments.get(environment_id)

@@ -27,6 +27,9 @@ class SimulatorConfig:
     results_per_run: int = 8  # capped at the environment's node count
     users: int = 5
     projects: int = 2
+    # Saved jobs per project (an environment's jobs are its project's): the first two are "Full
+    # refresh" and "Marts only", any more "Job <n>" with both selectors set.
+    jobs_per_project: int = 2
     seed: int = 0
     token: str = DEFAULT_TOKEN
     # How many of the newest historical runs are still in flight: the newest one is
@@ -43,6 +46,7 @@ class SimulatorConfig:
             "results_per_run": self.results_per_run,
             "users": self.users,
             "projects": self.projects,
+            "jobs_per_project": self.jobs_per_project,
             "in_flight_runs": self.in_flight_runs,
         }
         for name, value in counts.items():

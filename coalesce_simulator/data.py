@@ -36,6 +36,7 @@ from .faults import Faults
 from .generation import (
     LineageIndex,
     error_text,
+    job_definition,
     make_environment,
     make_job,
     make_node,
@@ -156,6 +157,12 @@ class SimulatorState:
         return list(self.nodes[environment_id].values())
 
     @_locked
+    def environment_jobs(self, environment_id: str) -> list[dict[str, Any]]:
+        """The saved jobs an environment can run: its project's, in id order."""
+        env = self._environment(environment_id)
+        return list(self.projects[env["project"]]["jobs"])
+
+    @_locked
     def find_job(self, job_id: str | int) -> dict[str, Any] | None:
         for project in self.projects.values():
             for job in project["jobs"]:
@@ -206,9 +213,9 @@ class SimulatorState:
             for label in ("Development", "Feature"):
                 workspace_id += 1
                 project["workspaces"].append(make_workspace(workspace_id, project["id"], label))
-            for name, include in (("Full refresh", ""), ("Marts only", "{ location: MART }")):
+            for number in range(1, cfg.jobs_per_project + 1):
                 job_id += 1
-                project["jobs"].append(make_job(job_id, name, include, "", project["id"]))
+                project["jobs"].append(make_job(job_id, *job_definition(number), project["id"]))
             self.projects[project["id"]] = project
 
         for index in range(1, cfg.environments + 1):
@@ -818,6 +825,7 @@ class SimulatorState:
             "run_status": len(self.runs),
             "projects": len(self.projects),
             "users": len(self.users),
+            "jobs": sum(len(self.projects[env["project"]]["jobs"]) for env in self.environments.values()),
         }
 
     @_locked

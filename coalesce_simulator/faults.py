@@ -95,6 +95,9 @@ class Faults:
     # (render.ECHOED_SECRET_VALUES), as a misbehaving API might: lets tests prove a client strips
     # them before storing anything. Coalesce documents no secrets in run objects (doc §3.3).
     echo_credentials: bool = False
+    # GET /api/v1/environments/{id}/jobs answers 404 as an unknown endpoint would: a deployment
+    # without the jobs list, whose path doc §10.9 only infers (/jobs/{jobID} still answers).
+    jobs_list_missing: bool = False
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

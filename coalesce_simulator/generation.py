@@ -97,6 +97,15 @@ def make_workspace(workspace_id: int, project_id: str, label: str) -> dict[str, 
     return {"id": str(workspace_id), "name": f"{label} Workspace", "projectID": project_id}
 
 
+def job_definition(number: int) -> tuple[str, str, str]:
+    """(name, includeSelector, excludeSelector) of a project's ``number``-th job (from 1)."""
+    if number == 1:
+        return "Full refresh", "", ""
+    if number == 2:
+        return "Marts only", "{ location: MART }", ""
+    return f"Job {number}", "{ location: STAGE } OR { location: MART }", "{ name: V_* }"
+
+
 def make_job(job_id: int, name: str, include: str, exclude: str, project_id: str) -> dict[str, Any]:
     # Job ids are small integers in responses (doc §8).
     return {

@@ -95,6 +95,11 @@ def user(record: Mapping[str, Any]) -> dict[str, Any]:
     return dict(record)
 
 
+def job(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved job: ``id`` (a small int), ``name``, ``includeSelector``, ``excludeSelector`` (doc §3.6)."""
+    return dict(record)
+
+
 def project(record: Mapping[str, Any], *, include_workspaces: bool, include_jobs: bool) -> dict[str, Any]:
     view = {key: value for key, value in record.items() if key not in ("workspaces", "jobs")}
     if include_workspaces:

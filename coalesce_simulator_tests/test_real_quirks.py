@@ -31,6 +31,7 @@ from .test_simulator import BASIC_CREDENTIALS, REPO_ROOT, Client, assert_error
 LIST_PATHS = (
     "/api/v1/environments",
     "/api/v1/environments/1/nodes",
+    "/api/v1/environments/1/jobs",
     "/api/v1/runs",
     "/api/v1/users",
     "/api/v1/organization/users",
@@ -359,6 +360,7 @@ NEW_KNOBS: dict[str, Any] = {
     "results_envelope": "results_late",
     "retry_after_header": False,
     "echo_credentials": True,
+    "jobs_list_missing": True,
 }
 
 
@@ -375,6 +377,7 @@ def test_new_knobs_default_to_the_documented_behaviour() -> None:
         "results_envelope": "data",
         "retry_after_header": True,
         "echo_credentials": False,
+        "jobs_list_missing": False,
     }
 
 

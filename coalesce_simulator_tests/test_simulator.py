@@ -150,6 +150,8 @@ def test_not_found_and_bad_request_envelopes(client: Client) -> None:
     assert_error(client.get("/api/v1/nope"), 404)
     assert_error(client.get("/api/v1/environments/99"), 404)
     assert_error(client.get("/api/v1/environments/99/nodes"), 404)
+    assert_error(client.get("/api/v1/environments/99/jobs"), 404)
+    assert_error(client.get("/api/v1/environments/1/jobs/999"), 404)
     assert_error(client.get("/api/v1/environments/1/nodes/not-a-node"), 404)
     assert_error(client.get("/api/v1/runs/abc"), 400)
     assert_error(client.get("/api/v1/runs/abc/results"), 400)
@@ -167,6 +169,7 @@ def test_not_found_and_bad_request_envelopes(client: Client) -> None:
     [
         ("/api/v1/environments", 1, 3),
         ("/api/v1/environments/2/nodes", 7, 25),
+        ("/api/v1/environments/2/jobs", 1, 2),
         ("/api/v1/users", 2, 5),
         ("/api/v1/organization/users", 2, 5),
         ("/api/v1/runs", 6, 40),
@@ -830,9 +833,37 @@ def test_projects(client: Client, sim: CoalesceSimulator) -> None:
     }
 
 
+def test_environment_jobs_are_their_projects_jobs_paged_like_any_list() -> None:
+    with CoalesceSimulator(SimulatorConfig(seed=3, environments=3, projects=2, jobs_per_project=5)) as sim:
+        client = Client(sim)
+        for env_id, env in sim.state.environments.items():
+            jobs, last, pages = client.collect(f"/api/v1/environments/{env_id}/jobs", limit=2)
+            project_jobs = sim.state.projects[env["project"]]["jobs"]
+            assert (pages, last["total"]) == (3, 5)
+            assert [job["id"] for job in jobs] == [job["id"] for job in project_jobs]
+            assert all(type(job["id"]) is int for job in jobs)  # small ints in responses (doc §3.6)
+            assert {"id", "name", "includeSelector", "excludeSelector"} <= set(jobs[0])
+            assert [job["name"] for job in jobs][:3] == ["Full refresh", "Marts only", "Job 3"]
+            one = client.get(f"/api/v1/environments/{env_id}/jobs/{jobs[2]['id']}").json()
+            assert one == jobs[2] and one["excludeSelector"] == "{ name: V_* }"
+        # Job ids are unique across projects, so another project's job is not this environment's.
+        other = sim.state.projects["2"]["jobs"][0]["id"]
+        assert_error(client.get(f"/api/v1/environments/1/jobs/{other}"), 404)
+
+
+def test_jobs_list_missing(client: Client, sim: CoalesceSimulator) -> None:
+    assert client.get("/api/v1/environments/1/jobs").status_code == 200
+    sim.faults.jobs_list_missing = True
+    assert "No such endpoint" in assert_error(client.get("/api/v1/environments/1/jobs"), 404)
+    assert client.get("/api/v1/environments/1/jobs/1").status_code == 200  # a job by id still answers
+    assert client.get("/api/v1/environments/1/nodes").status_code == 200
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         SimulatorConfig(environments=-1)
+    with pytest.raises(ValueError):
+        SimulatorConfig(jobs_per_project=-1)
     with pytest.raises(ValueError):
         SimulatorConfig(projects=0)
     empty = SimulatorState(SimulatorConfig(environments=0, runs=5, users=0))

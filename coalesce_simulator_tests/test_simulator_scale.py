@@ -43,6 +43,7 @@ def test_sizes_count_rows_without_building_results() -> None:
     assert sizes["run_results"] == sum(len(results) for results in state.results.values())
     assert sizes["runs"] == sizes["run_status"] == len(state.runs) == 303
     assert sizes["environment_nodes"] == 120 and sizes["environments"] == sizes["environment"] == 3
+    assert sizes["jobs"] == 3 * 2  # each environment lists its project's two jobs
 
 
 def test_presorted_paging_pages_like_sorting() -> None:

@@ -33,6 +33,13 @@ def node_column_columns() -> dict[str, Any]:
     return _columns(sources="json", config="json", hash_details="json", applied_column_tests="json")
 
 
+def job_columns() -> dict[str, Any]:
+    # Selectors typed up front: a job without one (or a first load where none has any) still
+    # gets its text column.
+    return _columns(environment_id="text!", id="text!", name="text", include_selector="text",
+                    exclude_selector="text")  # fmt: skip
+
+
 def run_columns() -> dict[str, Any]:
     return _columns(id="bigint!", run_time_parameters="json", run_history="json")
 

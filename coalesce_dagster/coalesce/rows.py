@@ -2,7 +2,9 @@
 
 dlt would load the raw objects as they are, but some need a hand:
 * identifiers: run ids arrive as ints or strings (docs/coalesce-api.md §3.3), so they are coerced to
-  int, and rows of child endpoints get explicit `run_id` / `environment_id` key columns;
+  int; job ids too (small ints in responses, strings in real clients' requests, §3.6, §10.8), so
+  they are coerced to text; rows of child endpoints get explicit `run_id` / `environment_id` key
+  columns;
 * a run's `environmentID` sits at the top level in summaries but inside `runDetails` in details;
 * a node's columns and lineage move out of `metadata`, to their own child table and column;
 * an item without its key stops the load (`UnexpectedResponseError`) rather than load a row that
@@ -83,6 +85,15 @@ def node_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     else:
         node.pop("metadata", None)
     return node
+
+
+def job_row(raw: Mapping[str, Any], environment_id: str) -> dict[str, Any]:
+    """A saved job of one environment: its id as text (`3` and `"3"` are the same job), keyed by
+    the environment whose list named it."""
+    record = row_by_id(raw, "a job")
+    record.pop("environmentID", None)  # would land in the same column as the key below
+    record["environment_id"] = environment_id
+    return record
 
 
 def run_result_row(raw: Mapping[str, Any]) -> dict[str, Any]:

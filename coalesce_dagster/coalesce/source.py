@@ -1,7 +1,7 @@
 """`coalesce_source`: every Coalesce metadata resource as one dlt source.
 
 Built on dlt's `rest_api` (declarative endpoints, parent/child resources, response actions) with
-Coalesce's cursor pagination. The paged lists (environments, nodes, runs, users) are read by
+Coalesce's cursor pagination. The paged lists (environments, nodes, jobs, runs, users) are read by
 `lists.read_pages`, which adapts page sizes to what Coalesce answers; `runs` carries the incremental
 run frontier (`runs.py`), and `users` the path the docs disagree on. Child resources (one request per
 environment or run) are `parallelized`: dlt runs them on its extract thread pool, whose size,
@@ -19,6 +19,7 @@ import), from explicit arguments or `[sources.coalesce_source]` only:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -33,6 +34,7 @@ from requests import HTTPError
 from .columns import (
     environment_columns,
     id_columns,
+    job_columns,
     node_column_columns,
     node_columns,
     run_result_columns,
@@ -43,7 +45,7 @@ from .http import coalesce_session
 from .lists import FirstSeen, PageSize, read_pages
 from .node_snapshot import NodeCollector, read_environment_nodes
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
-from .rows import environment_row, node_row, row_by_id, run_result_row, run_status_row
+from .rows import environment_row, job_row, node_row, row_by_id, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ RESOURCE_NAMES = (
     "environments",
     "environment",
     "environment_nodes",
+    "jobs",
     "runs",
     "run_results",
     "run_status",
@@ -63,6 +66,8 @@ RESOURCE_NAMES = (
 USERS_PATHS = ("api/v1/users", "api/v1/organization/users")
 IGNORE_404 = [{"status_code": 404, "action": "ignore"}]
 ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
+# An environment's saved jobs: the path is INFERRED (doc §10.9), so a 404 loads no jobs.
+JOBS_PATH = "api/v1/environments/{}/jobs"
 
 
 def coalesce_source(
@@ -75,7 +80,7 @@ def coalesce_source(
     run_ids: Sequence[int] | None = None,
     node_collector: NodeCollector | None = None,
 ) -> DltSource:
-    """Coalesce environments, nodes, runs, run results, run statuses, projects and users.
+    """Coalesce environments, nodes, jobs, runs, run results, run statuses, projects and users.
 
     Arguments left None come from `[sources.coalesce_source]` (see `config.py`); a missing token
     raises `config.MissingTokenError` before any request.
@@ -83,7 +88,7 @@ def coalesce_source(
     Args:
         base_url: the Coalesce app URL you log in with, or a region alias (`eu`, `us-east-1`, ...).
         access_token: a Coalesce API token (Deploy tab -> Generate Access Token).
-        page_size: items per page for environments and users (at most 500).
+        page_size: items per page for environments, jobs and users (at most 500).
         runs_page_size: items per page for runs (at most 500).
         nodes_page_size: items per `detail=true` node page (slow on large workspaces).
         nodes_timeout: seconds to wait for one node page before asking for a smaller one.
@@ -152,6 +157,7 @@ def _resources(
     config = _rest_api_config(root, auth, session, environments, runs, ledger)
     by_name = {resource.name: resource for resource in rest_api_resources(config)}
     by_name["environment_nodes"] = nodes
+    by_name["jobs"] = jobs_resource(environments, client, PageSize("jobs", settings.page_size))
     by_name["users"] = users_resource(client, PageSize("users", settings.page_size))
     return [by_name[name] for name in RESOURCE_NAMES]
 
@@ -290,6 +296,70 @@ def _nodes_of(
     if node_collector is not None:
         node_collector.add(environment_id, environment_name, raw_nodes)
     return [node_row({**raw, "_environments_id": environment_id}) for raw in raw_nodes]
+
+
+def jobs_resource(environments: Any, client: RESTClient, page_size: PageSize) -> Any:
+    """The saved jobs of every environment (doc §10.9), so a job can be picked by name; one
+    environment per task on dlt's extract pool."""
+    missing = JobsListMissing()
+
+    @dlt.transformer(
+        data_from=environments,
+        name="jobs",
+        primary_key=["environment_id", "id"],
+        write_disposition="replace",
+        columns=job_columns(),
+    )
+    def jobs(page: list[dict[str, Any]]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+        for environment in page:
+            yield partial(_jobs_of, client, str(environment["id"]), page_size, missing)
+
+    return jobs
+
+
+def _jobs_of(
+    client: RESTClient, environment_id: str, page_size: PageSize, missing: JobsListMissing
+) -> list[dict[str, Any]]:
+    first_seen = FirstSeen("id")
+    jobs: list[dict[str, Any]] = []
+    try:
+        for page in read_pages(client, JOBS_PATH.format(environment_id), ASCENDING, page_size):
+            jobs.extend(job for job in (job_row(raw, environment_id) for raw in page) if first_seen(job))
+    except HTTPError as error:
+        if error.response is None or error.response.status_code != 404:
+            raise
+        missing.report(environment_id)
+        jobs = []
+    # No jobs at all (none saved, or no list) must still write the table, empty: a load without a
+    # table for a selected asset would leave Dagster no row count to report.
+    return jobs or dlt.mark.materialize_table_schema()
+
+
+class JobsListMissing:
+    """Says once per load that Coalesce answered 404 to an environment's jobs list.
+
+    The list's path is INFERRED (doc §10.9): a deployment without it answers 404 for every
+    environment, which is no reason to fail the load, nor to repeat the same warning per
+    environment. (An environment deleted since it was listed answers 404 too.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.environments: list[str] = []
+
+    def report(self, environment_id: str) -> None:
+        with self._lock:
+            self.environments.append(environment_id)
+            first = len(self.environments) == 1
+        if first:
+            logger.warning(
+                "Coalesce answered 404 to the jobs list of environment %s (GET %s): this deployment "
+                "may not serve it, or the environment was deleted since it was listed. Loading no jobs "
+                "for such environments; the rest of the load goes on.",
+                environment_id,
+                JOBS_PATH.format(environment_id),
+            )
+        else:
+            logger.debug("Coalesce answered 404 to the jobs list of environment %s too.", environment_id)
 
 
 def users_resource(client: RESTClient, page_size: PageSize) -> Any:

@@ -2,7 +2,7 @@
 
 [coalesce_dagster.schedules]          # or COALESCE_DAGSTER__SCHEDULES__<KEY>
 timezone = "UTC"
-environments_cron = "0 5 * * *"       # environments, environment, environment_nodes
+environments_cron = "0 5 * * *"       # environments, environment, environment_nodes, jobs
 organisation_cron = "15 5 * * *"      # projects, users (and any other top-level resource)
 runs_cron = "30 5 * * *"              # runs, run_results, run_status: catches what the sensor missed
 default_status = "running"            # or "stopped"
@@ -20,7 +20,7 @@ from .selections import ENVIRONMENT_FAMILY, ORGANISATION, RUN_FAMILY
 environments_job = dg.define_asset_job(
     "coalesce_environments_job",
     selection=ENVIRONMENT_FAMILY,
-    description="Sync Coalesce environments, their detail and their nodes.",
+    description="Sync Coalesce environments, their detail, their nodes and their jobs.",
 )
 organisation_job = dg.define_asset_job(
     "coalesce_organisation_job",

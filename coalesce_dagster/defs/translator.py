@@ -15,6 +15,8 @@ DESCRIPTIONS: dict[str, str] = {
     "storage mappings, runtime parameters.",
     "environment_nodes": "Every node deployed to each environment, with columns (child table "
     "`environment_nodes__columns`) and lineage (`source_mapping`). Reflects Coalesce's current state.",
+    "jobs": "Saved jobs of each environment (`GET /api/v1/environments/{id}/jobs`): id, name and node "
+    "selectors, to pick a job by name. None for an environment whose deployment has no jobs list (404).",
     "runs": "Coalesce deploy and refresh runs (`GET /api/v1/runs`), loaded incrementally; runs still "
     "in flight are re-read until they finish.",
     "run_results": "Per-node results of each run (`GET /api/v1/runs/{id}/results`), with each "
@@ -28,6 +30,7 @@ DESCRIPTIONS: dict[str, str] = {
 PARENTS: dict[str, str] = {
     "environment": "environments",
     "environment_nodes": "environments",
+    "jobs": "environments",
     "run_results": "runs",
     "run_status": "runs",
 }

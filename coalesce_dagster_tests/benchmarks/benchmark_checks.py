@@ -14,8 +14,8 @@ SCENARIOS = (
     "definitions",
     "node_definitions",
 )
-MAIN_TABLES = ("environments", "environment", "environment_nodes", "runs", "run_results", "run_status",
-               "projects", "users")  # fmt: skip
+MAIN_TABLES = ("environments", "environment", "environment_nodes", "jobs", "runs", "run_results",
+               "run_status", "projects", "users")  # fmt: skip
 
 
 def assert_small_benchmark_report(path: Path) -> None:

@@ -22,7 +22,7 @@ variants = st.fixed_dictionaries(
 # An inclusive cursor repeats one item per page, so it can only make progress with pages of 2+.
 page_sizes = st.integers(min_value=1, max_value=13)
 
-SIM = SimulatorConfig(environments=3, nodes_per_environment=11, runs=17, users=14)
+SIM = SimulatorConfig(environments=3, nodes_per_environment=11, runs=17, users=14, jobs_per_project=7)
 
 
 def _check(sim: CoalesceSimulator, faults: dict, page_size: int) -> None:
@@ -43,6 +43,13 @@ def _check(sim: CoalesceSimulator, faults: dict, page_size: int) -> None:
         for n in source.with_resources("environment_nodes").resources["environment_nodes"]
     ]
     assert sorted(nodes) == sorted((e, n) for e, ns in sim.state.nodes.items() for n in ns)
+
+    jobs = [(j["environment_id"], j["id"]) for j in source.with_resources("jobs").resources["jobs"]]
+    assert sorted(jobs) == sorted(
+        (env_id, str(job["id"]))
+        for env_id in sim.state.environments
+        for job in sim.state.environment_jobs(env_id)
+    )
 
     client = CoalesceClient(sim.base_url, sim.config.token)
     runs = [run.id for new_runs, _ in client.new_runs(lambda run: False, page_size) for run in new_runs]

@@ -43,8 +43,8 @@ def failed_load(sim, **kwargs) -> Exception:
 
 
 def list_requests(sim):
-    """Every paged list request: environments, each environment's nodes, runs, users."""
-    return [r for r in sim.requests if r.path in PAGED_LISTS or r.path.endswith("/nodes")]
+    """Every paged list request: environments, each environment's nodes and jobs, runs, users."""
+    return [r for r in sim.requests if r.path in PAGED_LISTS or r.path.endswith(("/nodes", "/jobs"))]
 
 
 # -- page sizes -------------------------------------------------------------------------------
@@ -68,11 +68,12 @@ def test_a_refused_page_size_is_halved_once_per_list_and_the_sync_completes(simu
     refused = [r for r in list_requests(simulator) if r.status == 400]
     assert {int(r.query["limit"]) for r in refused} == {6}
     assert {int(r.query["limit"]) for r in list_requests(simulator) if r.status == 200} == {3}
-    # Learned once per list: all five environments' node lists share one lesson.
+    # Learned once per list: all five environments' node lists share one lesson, as do their jobs lists.
     shrinks = [m for m in caplog.messages if "asking for pages of 3" in m]
     assert Counter(m.split(" for ")[1].split(" pages")[0] for m in shrinks) == {
         "environments": 1,
         "environment nodes": 1,
+        "jobs": 1,
         "runs": 1,
         "users": 1,
     }

@@ -67,6 +67,7 @@ def test_an_environment_and_a_run_deleted_mid_sync_are_skipped(simulator, wareho
     answers = {r.path: r.status for r in simulator.requests}
     assert answers[f"/api/v1/environments/{gone_env}"] == 404
     assert answers[f"/api/v1/environments/{gone_env}/nodes"] == 404
+    assert answers[f"/api/v1/environments/{gone_env}/jobs"] == 404
     assert answers[f"/api/v1/runs/{gone_run}/results"] == 404
     assert [r.status for r in simulator.requests if r.query.get("runCounter") == str(gone_run)] == [404]
     # The lists keep what they said; everything asked about the deleted two is skipped.
@@ -75,7 +76,7 @@ def test_an_environment_and_a_run_deleted_mid_sync_are_skipped(simulator, wareho
     assert_matches_simulator(
         warehouse,
         simulator,
-        tables=("environment", "environment_nodes", "run_results", "run_status", "projects", "users"),
+        tables=("environment", "environment_nodes", "jobs", "run_results", "run_status", "projects", "users"),
     )
 
     # The run's results never arrived, so the next sync asks about it again, finds it gone (404),
@@ -92,6 +93,7 @@ def test_an_environment_and_a_run_deleted_mid_sync_are_skipped(simulator, wareho
             "environments",
             "environment",
             "environment_nodes",
+            "jobs",
             "run_results",
             "run_status",
             "projects",

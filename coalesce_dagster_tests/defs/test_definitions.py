@@ -13,6 +13,7 @@ EXPECTED_DEPS = {
     "coalesce/environments": set(),
     "coalesce/environment": {"coalesce/environments"},
     "coalesce/environment_nodes": {"coalesce/environments"},
+    "coalesce/jobs": {"coalesce/environments"},
     "coalesce/runs": set(),
     "coalesce/run_results": {"coalesce/runs"},
     "coalesce/run_status": {"coalesce/runs"},

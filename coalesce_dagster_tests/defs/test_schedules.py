@@ -13,6 +13,7 @@ EXPECTED = {
         "coalesce/environments",
         "coalesce/environment",
         "coalesce/environment_nodes",
+        "coalesce/jobs",
     },
     "coalesce_daily_organisation": {"coalesce/projects", "coalesce/users"},
     "coalesce_daily_runs": {"coalesce/runs", "coalesce/run_results", "coalesce/run_status"},
