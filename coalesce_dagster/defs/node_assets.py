@@ -26,7 +26,7 @@ from .node_translator import (
     CoalesceNodeProps,
     DagsterCoalesceTranslator,
 )
-from .resources import CoalesceResource
+from .resources import DEFAULT_COALESCE_RESOURCE, CoalesceResource
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +34,17 @@ NODE_ASSETS_PREFIX = "coalesce_nodes_"
 
 
 def build_node_definitions(
-    snapshot: NodeSnapshot, translator: DagsterCoalesceTranslator | None = None
+    snapshot: NodeSnapshot,
+    translator: DagsterCoalesceTranslator | None = None,
+    coalesce: CoalesceResource = DEFAULT_COALESCE_RESOURCE,
 ) -> dg.Definitions:
-    """The node assets of every environment in `snapshot`."""
+    """The node assets of every environment in `snapshot`, with the `coalesce` resource their runs use."""
     translator = translator or DagsterCoalesceTranslator()
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
     taken: dict[dg.AssetKey, str] = {}
     for environment in snapshot.environments:
         assets.extend(_environment_assets(environment, translator, taken))
-    return dg.Definitions(assets=assets)
+    return dg.Definitions(assets=assets, resources={"coalesce": coalesce})
 
 
 def _environment_assets(

@@ -107,5 +107,10 @@ class CoalesceResource(dg.ConfigurableResource):
             raise CoalesceConfigurationError(str(error)) from None
 
 
+# One object, so the definitions of the node assets (which carry it, to load on their own) and the
+# code location's merge: Dagster merges resources under one key only when they are the same object.
+DEFAULT_COALESCE_RESOURCE = CoalesceResource()
+
+
 def resource_defs() -> dict[str, Any]:
-    return {"dagster_dlt": DagsterDltResource(), "coalesce": CoalesceResource()}
+    return {"dagster_dlt": DagsterDltResource(), "coalesce": DEFAULT_COALESCE_RESOURCE}
