@@ -15,7 +15,7 @@ Scenarios, each into its own new DuckDB file and pipelines dir unless noted:
   incremental  `full` again on the same files, nothing changed in Coalesce
   one_percent  1% new (completed) runs added, then `full` again on the same files
   sensor_tick  the run-status sensor's tracking with 100 runs in flight (see `benchmarks.scenario`)
-  definitions  `python -c "import coalesce_dagster.definitions"`, best of 3
+  definitions  `python -c "import coalesce_dagster.definitions"`, best of 3 (small: 1, a correctness check)
   node_definitions  the same with node assets: a snapshot of one simulated environment of
                `--definition-nodes` nodes (default: the size's nodes per environment) stored at a
                file of its own (`python -m benchmarks.scenario node_snapshot`), then the import
@@ -399,9 +399,10 @@ class Benchmark:
                                        "peak_rss_mb": round(measured.peak_rss_mb, 1), **child}  # fmt: skip
 
     def run_definitions(self) -> None:
-        log("definitions: timing `import coalesce_dagster.definitions`, best of 3 ...")
+        repeats = self.args.definition_repeats
+        log(f"definitions: timing `import coalesce_dagster.definitions`, best of {repeats} ...")
         runs = []
-        for _ in range(3):
+        for _ in range(repeats):
             measured = measure([sys.executable, "-c", "import coalesce_dagster.definitions"], child_env())
             if measured.returncode != 0:
                 self.failures.append("definitions: import failed")
@@ -430,9 +431,10 @@ class Benchmark:
             self.results["node_definitions"] = {"ok": False, "stderr_tail": stored.stderr[-4000:]}
             log(f"node_definitions: FAILED:\n{stored.stderr[-4000:]}")
             return
-        log("node_definitions: timing `import coalesce_dagster.definitions`, best of 3 ...")
+        repeats = self.args.definition_repeats
+        log(f"node_definitions: timing `import coalesce_dagster.definitions`, best of {repeats} ...")
         runs = []
-        for _ in range(3):
+        for _ in range(repeats):
             measured = measure([sys.executable, "-c", "import coalesce_dagster.definitions"], env)
             if measured.returncode != 0:
                 self.failures.append("node_definitions: import failed")
@@ -637,12 +639,12 @@ def render_table(document: dict[str, Any]) -> str:
                     f"polling them {poll['requests']} requests in {poll['seconds']:.3f} s"]  # fmt: skip
     definitions = scenarios.get("definitions")
     if definitions and definitions.get("ok"):
-        out.append(f"definitions load (import coalesce_dagster.definitions, fresh process, best of 3): "
+        out.append(f"definitions load (import coalesce_dagster.definitions, fresh process, best of {len(definitions['all_seconds'])}): "
                    f"{definitions['wall_seconds']:.2f} s ({definitions['cpu_seconds']:.2f} s CPU)")  # fmt: skip
     nodes = scenarios.get("node_definitions")
     if nodes and "wall_seconds" in nodes:
         out.append(f"definitions load with node assets ({nodes['node_assets']:,} of {nodes['nodes']:,} nodes of one "
-                   f"environment, {nodes['edges']:,} edges; fresh process, best of 3): {nodes['wall_seconds']:.2f} s "
+                   f"environment, {nodes['edges']:,} edges; fresh process, best of {len(nodes['all_seconds'])}): {nodes['wall_seconds']:.2f} s "
                    f"({nodes['cpu_seconds']:.2f} s CPU)"
                    + ("" if nodes["ok"] else " (FAILED)"))  # fmt: skip
     out.append(f"simulator (own process): ready in {sim['startup_seconds']:.1f} s, "
@@ -665,6 +667,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline-timeout", type=float, default=None, metavar="SECONDS",
                         help="kill the baseline after this long; reported as >= SECONDS (default: none)")  # fmt: skip
     parser.add_argument("--keep-files", action="store_true", help="keep the temporary DuckDB files and logs")
+    parser.add_argument("--definition-repeats", type=int, default=None, metavar="N",
+                        help="definitions loads timed per definitions scenario, the best reported "
+                             "(default: 1 for small, which checks correctness; 3 otherwise)")  # fmt: skip
     parser.add_argument("--definition-nodes", type=int, default=None, metavar="N",
                         help="node_definitions: nodes of its environment (default: the size's nodes per environment)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -674,6 +679,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(ALL_SCENARIOS)}")
     if {"incremental", "one_percent"} & set(chosen) and "full" not in chosen:
         parser.error("incremental and one_percent run on full's files: include full")
+    if args.definition_repeats is None:
+        args.definition_repeats = 1 if args.size == "small" else 3
+    if args.definition_repeats < 1:
+        parser.error("--definition-repeats must be >= 1")
     if args.definition_nodes is not None and args.definition_nodes < 1:
         parser.error("--definition-nodes must be >= 1")
     if args.latency_ms is not None and args.latency_ms < 0:
