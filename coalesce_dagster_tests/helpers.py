@@ -176,3 +176,21 @@ def materialize(
         raise_on_error=raise_on_error,
         tags=tags,
     )
+
+
+def tick_run_status_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None
+) -> Any:
+    """One tick of the code location's run-status sensor, with its repository (so it sees the node
+    assets), as the daemon ticks it."""
+    from coalesce_dagster.defs.resources import CoalesceResource
+    from coalesce_dagster.defs.sensors import SENSOR_NAME
+
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"coalesce": CoalesceResource()},
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        return sensor(context)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from .types import FAILED_NODE_STATES
+from .types import FAILED_NODE_STATES, parse_timestamp
 
 COMPLETE_NODE_STATE = "complete"
 
@@ -69,8 +69,8 @@ def node_outcome(raw: Mapping[str, Any]) -> NodeOutcome | None:
     queries = [q for q in raw.get("queryResults") or () if isinstance(q, Mapping)]
     render = raw.get("renderQueryResult")
     steps = [*([render] if isinstance(render, Mapping) else []), *queries]
-    starts = [t for t in (_time(q.get("startTime")) for q in steps) if t is not None]
-    ends = [t for t in (_time(q.get("endTime")) for q in steps) if t is not None]
+    starts = [t for t in (parse_timestamp(q.get("startTime")) for q in steps) if t is not None]
+    ends = [t for t in (parse_timestamp(q.get("endTime")) for q in steps) if t is not None]
     errors = [_error_text(q.get("error")) for q in steps]
     state = _text(raw.get("runState")).lower()
     first_error = next((e for e in errors if e), None)
@@ -106,16 +106,6 @@ def _error_text(error: Any) -> str | None:
         text = "\n".join(part for part in parts if part)
         return text or None
     return _text(error) or None
-
-
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _int(value: Any) -> int:

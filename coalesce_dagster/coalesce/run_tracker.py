@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from .client import CoalesceClient
-from .types import CoalesceRun, is_terminal
+from .types import CoalesceRun, is_terminal, parse_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ def _discover(
     def is_known(run: CoalesceRun) -> bool:
         if highest_run_id is not None:
             return run.id <= highest_run_id
-        started = _parse_time(run.start_time)
+        started = parse_timestamp(run.start_time)
         return started is not None and started < not_before
 
     found: list[CoalesceRun] = []
@@ -156,13 +155,3 @@ def _discover(
         found.extend(new_runs)
         highest_seen = max(highest_seen, page_highest or 0)
     return found, highest_seen
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 
 class RunStatus(str, Enum):
@@ -54,3 +56,14 @@ class CoalesceRun:
     @property
     def is_terminal(self) -> bool:
         return is_terminal(self.status)
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 time as Coalesce sends it (`Z` or an offset; none means UTC), or None."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -22,9 +22,8 @@ from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.node_state import local_state_path, store_snapshot
 from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
-from coalesce_dagster.defs.resources import CoalesceResource
 from coalesce_dagster.defs.sensors import SENSOR_NAME
-from coalesce_dagster_tests.helpers import materialize
+from coalesce_dagster_tests.helpers import materialize, tick_run_status_sensor
 from coalesce_simulator import SimulatorConfig
 
 ENVIRONMENT = "1"
@@ -135,15 +134,7 @@ def test_the_daily_environments_sync_refreshes_the_snapshot(simulator, instance,
     assert len(node_asset_keys(build_definitions())) == len(simulator.state.nodes[ENVIRONMENT])
 
 
-def tick(defs: dg.Definitions, instance, cursor=None):
-    sensor = defs.resolve_sensor_def(SENSOR_NAME)
-    with dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        resources={"coalesce": CoalesceResource()},
-        repository_def=defs.get_repository_def(),
-    ) as context:
-        return sensor(context)
+tick = tick_run_status_sensor
 
 
 def outcomes(simulator, run_id: int) -> dict[str, dict]:

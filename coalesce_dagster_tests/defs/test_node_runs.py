@@ -23,8 +23,7 @@ from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.node_runs import STARTED_RUN_TAG_PREFIX
 from coalesce_dagster.defs.node_state import store_snapshot
 from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
-from coalesce_dagster.defs.resources import CoalesceResource
-from coalesce_dagster.defs.sensors import SENSOR_NAME
+from coalesce_dagster_tests.helpers import tick_run_status_sensor
 from coalesce_simulator import SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -144,22 +143,11 @@ def test_the_sensor_does_not_report_nodes_of_a_run_dagster_started(
     simulator, defs, instance, coalesce_scheduler
 ):
     simulator.state.use_real_clock()
-    sensor = defs.resolve_sensor_def(SENSOR_NAME)
-
-    def tick(cursor=None):
-        with dg.build_sensor_context(
-            instance=instance,
-            cursor=cursor,
-            resources={"coalesce": CoalesceResource()},
-            repository_def=defs.get_repository_def(),
-        ) as context:
-            return sensor(context)
-
-    cursor = tick().cursor
+    cursor = tick_run_status_sensor(defs, instance).cursor
     chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
     coalesce_scheduler(("completed", None))
     assert materialize_nodes(defs, instance, [key_of(n) for n in chosen]).success
-    after = tick(cursor)
+    after = tick_run_status_sensor(defs, instance, cursor)
     assert not after.asset_events
     assert RUN_CHECK_NAME  # the checks reported were the op's own (asserted above)
 
