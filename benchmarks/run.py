@@ -398,17 +398,25 @@ class Benchmark:
         self.results["sensor_tick"] = {"ok": True, "wall_seconds": round(measured.wall_seconds, 3),
                                        "peak_rss_mb": round(measured.peak_rss_mb, 1), **child}  # fmt: skip
 
-    def run_definitions(self) -> None:
+    def _time_definitions_import(self, scenario: str, env: dict[str, str]) -> list[Measured] | None:
+        """`import coalesce_dagster.definitions` in fresh processes, `--definition-repeats` times;
+        None (the scenario marked failed) when an import fails."""
         repeats = self.args.definition_repeats
-        log(f"definitions: timing `import coalesce_dagster.definitions`, best of {repeats} ...")
+        log(f"{scenario}: timing `import coalesce_dagster.definitions`, best of {repeats} ...")
         runs = []
         for _ in range(repeats):
-            measured = measure([sys.executable, "-c", "import coalesce_dagster.definitions"], child_env())
+            measured = measure([sys.executable, "-c", "import coalesce_dagster.definitions"], env)
             if measured.returncode != 0:
-                self.failures.append("definitions: import failed")
-                self.results["definitions"] = {"ok": False, "stderr_tail": measured.stderr[-4000:]}
-                return
+                self.failures.append(f"{scenario}: import failed")
+                self.results[scenario] = {"ok": False, "stderr_tail": measured.stderr[-4000:]}
+                return None
             runs.append(measured)
+        return runs
+
+    def run_definitions(self) -> None:
+        runs = self._time_definitions_import("definitions", child_env())
+        if runs is None:
+            return
         best = min(runs, key=lambda m: m.wall_seconds)
         self.results["definitions"] = {"ok": True, "wall_seconds": round(best.wall_seconds, 3),
                                        "all_seconds": [round(m.wall_seconds, 3) for m in runs],
@@ -431,16 +439,9 @@ class Benchmark:
             self.results["node_definitions"] = {"ok": False, "stderr_tail": stored.stderr[-4000:]}
             log(f"node_definitions: FAILED:\n{stored.stderr[-4000:]}")
             return
-        repeats = self.args.definition_repeats
-        log(f"node_definitions: timing `import coalesce_dagster.definitions`, best of {repeats} ...")
-        runs = []
-        for _ in range(repeats):
-            measured = measure([sys.executable, "-c", "import coalesce_dagster.definitions"], env)
-            if measured.returncode != 0:
-                self.failures.append("node_definitions: import failed")
-                self.results["node_definitions"] = {"ok": False, "stderr_tail": measured.stderr[-4000:]}
-                return
-            runs.append(measured)
+        runs = self._time_definitions_import("node_definitions", env)
+        if runs is None:
+            return
         best = min(runs, key=lambda m: m.wall_seconds)
         counts = {"nodes": snapshot["nodes"], "node_assets": snapshot["node_assets"]}
         mismatches = {name: {"got": got, "expected": nodes} for name, got in counts.items() if got != nodes}

@@ -14,10 +14,9 @@ from typing import Any
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 
-from .. import __version__
 from .config import resolve_access_token, resolve_base_url
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
-from .http import coalesce_session
+from .http import coalesce_headers, coalesce_session
 from .lists import PageSize, read_runs_newest_first
 from .pagination import run_results_envelope
 from .rows import run_row
@@ -53,7 +52,7 @@ class CoalesceClient:
         self._rest = RESTClient(
             base_url=self.base_url,
             auth=BearerTokenAuth(token=access_token),
-            headers={"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"},
+            headers=coalesce_headers(),
             session=session,
         )
         self._runs_page_size = PageSize("runs", SENSOR_RUNS_PAGE_SIZE)
@@ -76,13 +75,9 @@ class CoalesceClient:
 
     def run_status(self, run_id: int) -> SchedulerStatus | None:
         """The scheduler's view of a run, or None if Coalesce no longer knows the run (404)."""
-        response = self._rest.get("scheduler/runStatus", params={"runCounter": run_id})
-        if response.status_code == 404:
+        body = self._object("scheduler/runStatus", f"the status of run {run_id}", {"runCounter": run_id})
+        if body is None:
             return None
-        raise_for_coalesce_status(response)
-        body = response.json()
-        if not isinstance(body, dict):
-            raise UnexpectedResponseError(f"the status of run {run_id}", f"got {type(body).__name__}")
         return SchedulerStatus(
             status=_text(body.get("runStatus")),
             run_type=_text(body.get("runType")),
@@ -91,14 +86,19 @@ class CoalesceClient:
 
     def run_detail(self, run_id: int) -> dict[str, Any] | None:
         """`GET /api/v1/runs/{id}` as `rows.run_row` shapes it, or None if Coalesce no longer knows it."""
-        response = self._rest.get(f"api/v1/runs/{run_id}")
+        body = self._object(f"api/v1/runs/{run_id}", f"run {run_id}")
+        return None if body is None else run_row(body)
+
+    def _object(self, path: str, what: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """A JSON object from Coalesce; None for a 404 (Coalesce no longer knows it)."""
+        response = self._rest.get(path, params=params)
         if response.status_code == 404:
             return None
         raise_for_coalesce_status(response)
         body = response.json()
         if not isinstance(body, dict):
-            raise UnexpectedResponseError(f"run {run_id}", f"got {type(body).__name__}")
-        return run_row(body)
+            raise UnexpectedResponseError(what, f"got {type(body).__name__}")
+        return body
 
     def run_results(self, run_id: int) -> list[Any]:
         """The per-node results of a run, whichever envelope they come in (`pagination`)."""

@@ -142,6 +142,13 @@ def _log_retry(state: Any) -> None:
     )
 
 
+def coalesce_headers() -> dict[str, str]:
+    """The headers every Coalesce request carries (the token goes in by `BearerTokenAuth`)."""
+    from .. import __version__
+
+    return {"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"}
+
+
 def runtime_settings() -> RuntimeConfiguration:
     """dlt's `[runtime]` settings (request timeout, attempts, backoff), resolved now."""
     return resolve_configuration(RuntimeConfiguration())

@@ -29,6 +29,9 @@ from .rows import run_row
 
 logger = logging.getLogger(__name__)
 
+# Lists whose order does not matter to us are read oldest id first, so new items land on later pages.
+ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
+
 # Halving goes down to pages of one item: from 500 that is at most 9 more requests before an
 # error that a smaller page cannot help is reported.
 MIN_PAGE_SIZE = 1

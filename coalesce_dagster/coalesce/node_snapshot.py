@@ -22,13 +22,11 @@ from requests import HTTPError
 
 from .config import ConfigurationError, SourceSettings
 from .errors import UnexpectedResponseError
-from .http import coalesce_session
-from .lists import FirstSeen, PageSize, read_pages
+from .http import coalesce_headers, coalesce_session
+from .lists import ASCENDING, FirstSeen, PageSize, read_pages
 from .nodes import EnvironmentNodes, NodeSnapshot, parse_node, select_environments
 
 logger = logging.getLogger(__name__)
-
-ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
 
 
 def read_environment_nodes(
@@ -63,6 +61,28 @@ def read_environment_nodes(
     return nodes
 
 
+def rest_clients(settings: SourceSettings) -> tuple[RESTClient, RESTClient]:
+    """A client for Coalesce's lists, and one for `detail=true` node pages: those answer a read
+    timeout with a smaller page (`lists.read_pages`), so their session has its own timeout and does
+    not retry the same slow page first."""
+    auth = BearerTokenAuth(token=settings.access_token)
+    client = RESTClient(
+        base_url=settings.base_url,
+        auth=auth,
+        headers=coalesce_headers(),
+        session=coalesce_session(settings.base_url),
+    )
+    nodes_client = RESTClient(
+        base_url=settings.base_url,
+        auth=auth,
+        headers=coalesce_headers(),
+        session=coalesce_session(
+            settings.base_url, timeout=settings.nodes_timeout, retry_read_timeouts=False
+        ),
+    )
+    return client, nodes_client
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -74,21 +94,7 @@ def fetch_node_snapshot(settings: SourceSettings, environments: Sequence[str]) -
     account's environments, before any node page is read."""
     if not environments:
         raise ConfigurationError(NO_ENVIRONMENTS_HELP)
-    from .. import __version__
-
-    headers = {"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"}
-    auth = BearerTokenAuth(token=settings.access_token)
-    client = RESTClient(
-        base_url=settings.base_url, auth=auth, headers=headers, session=coalesce_session(settings.base_url)
-    )
-    nodes_client = RESTClient(
-        base_url=settings.base_url,
-        auth=auth,
-        headers=headers,
-        session=coalesce_session(
-            settings.base_url, timeout=settings.nodes_timeout, retry_read_timeouts=False
-        ),
-    )
+    client, nodes_client = rest_clients(settings)
     listed: list[Mapping[str, Any]] = []
     for page in read_pages(
         client,

@@ -21,7 +21,6 @@ from typing import Any
 import requests
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
-from .. import __version__
 from .client import CoalesceClient, SchedulerStatus
 from .config import resolve_access_token, resolve_base_url
 from .credentials import WarehouseCredentials
@@ -32,7 +31,7 @@ from .errors import (
     http_message,
     raise_for_coalesce_status,
 )
-from .http import coalesce_session, failed_before_sending
+from .http import coalesce_headers, coalesce_session, failed_before_sending
 from .run_report import NodeOutcome, node_outcomes
 
 logger = logging.getLogger(__name__)
@@ -66,11 +65,7 @@ class CoalesceRunControl:
         )
         self._retrying = coalesce_session(self.base_url, max_timeout=caps[0], max_retry_delay=caps[1])
         self._auth = BearerTokenAuth(token=access_token)
-        self._headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "User-Agent": f"coalesce-dagster/{__version__}",
-        }
+        self._headers = {**coalesce_headers(), "Content-Type": "application/json"}
 
     def __repr__(self) -> str:
         return f"CoalesceRunControl(base_url={self.base_url!r})"

@@ -26,7 +26,6 @@ from typing import Any
 
 import dlt
 from dlt.extract.source import DltSource
-from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.rest_api import rest_api_resources
 from requests import HTTPError
@@ -41,9 +40,9 @@ from .columns import (
     run_status_columns,
 )
 from .config import SourceSettings, resolve_source_settings
-from .http import coalesce_session
-from .lists import FirstSeen, PageSize, read_pages
-from .node_snapshot import NodeCollector, read_environment_nodes
+from .http import coalesce_headers
+from .lists import ASCENDING, FirstSeen, PageSize, read_pages
+from .node_snapshot import NodeCollector, read_environment_nodes, rest_clients
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
 from .rows import environment_row, job_row, node_row, row_by_id, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource
@@ -65,7 +64,6 @@ RESOURCE_NAMES = (
 # The docs disagree on where the users collection lives (§3.0 CONFLICT): try both, in this order.
 USERS_PATHS = ("api/v1/users", "api/v1/organization/users")
 IGNORE_404 = [{"status_code": 404, "action": "ignore"}]
-ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
 # An environment's saved jobs: the path is INFERRED (doc §10.9), so a 404 loads no jobs.
 JOBS_PATH = "api/v1/environments/{}/jobs"
 
@@ -132,17 +130,8 @@ def _resources(
     settings: SourceSettings, run_ids: list[int] | None, node_collector: NodeCollector | None
 ) -> list[Any]:
     root = settings.base_url
-    auth = BearerTokenAuth(token=settings.access_token)
-    session = coalesce_session(root)
-    client = RESTClient(base_url=root, auth=auth, headers=_headers(), session=session)
-    # Node detail pages answer a read timeout with a smaller page (`lists.read_pages`), so their
-    # session must not retry the same slow page first.
-    nodes_client = RESTClient(
-        base_url=root,
-        auth=auth,
-        headers=_headers(),
-        session=coalesce_session(root, timeout=settings.nodes_timeout, retry_read_timeouts=False),
-    )
+    client, nodes_client = rest_clients(settings)
+    auth, session = client.auth, client.session  # rest_api's resources share them
 
     ledger = RunLedger()
     environments = environments_resource(client, PageSize("environments", settings.page_size))
@@ -163,13 +152,13 @@ def _resources(
 
 
 def _rest_api_config(
-    root: str, auth: BearerTokenAuth, session: Any, environments: Any, runs: Any, ledger: RunLedger
+    root: str, auth: Any, session: Any, environments: Any, runs: Any, ledger: RunLedger
 ) -> Any:
     # No paginator in `resource_defaults`: a paginator instance there is shared by every resource,
     # so one resource's last page would end another's paging. Declared resources here are single
     # pages; paged lists go through `lists.read_pages`, with a paginator per paging.
     return {
-        "client": {"base_url": root, "auth": auth, "headers": _headers(), "session": session},
+        "client": {"base_url": root, "auth": auth, "headers": coalesce_headers(), "session": session},
         "resource_defaults": {"endpoint": {"data_selector": ROOT_SELECTOR, "paginator": "single_page"}},
         "resources": [
             environments,
@@ -387,9 +376,3 @@ def _require_data_list(response: Any, *args: Any, **kwargs: Any) -> Any:
     if response.status_code == 200:
         check_list_envelope(response.json(), response)
     return response
-
-
-def _headers() -> dict[str, str]:
-    from .. import __version__
-
-    return {"Accept": "application/json", "User-Agent": f"coalesce-dagster/{__version__}"}
