@@ -111,6 +111,18 @@ class DagsterCoalesceTranslator:
             ),
         }
 
+    def get_automation_condition(self, props: CoalesceNodeProps) -> dg.AutomationCondition | None:
+        """When Dagster should build the node by itself (declarative automation), e.g.
+        `dg.AutomationCondition.eager()`. None by default. Used only in environments Dagster
+        orchestrates; the automation daemon's requests for several nodes of one environment in one
+        tick become one Coalesce run."""
+        return None
+
+    def get_freshness_policy(self, props: CoalesceNodeProps) -> dg.FreshnessPolicy | None:
+        """How late the node may be, e.g. `dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26))`.
+        None by default. Works in observed environments too: Coalesce's own runs keep it fresh."""
+        return None
+
     def get_asset_spec(self, props: CoalesceNodeProps) -> dg.AssetSpec:
         return dg.AssetSpec(
             key=self.get_asset_key(props),
@@ -119,6 +131,8 @@ class DagsterCoalesceTranslator:
             description=self.get_description(props),
             kinds=self.get_kinds(props),
             metadata=self.get_metadata(props),
+            automation_condition=None if props.node.is_source else self.get_automation_condition(props),
+            freshness_policy=self.get_freshness_policy(props),
         )
 
 

@@ -40,6 +40,7 @@ def simulator_config() -> SimulatorConfig:
 @pytest.fixture
 def defs(simulator, monkeypatch) -> dg.Definitions:
     monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps([ENVIRONMENT]))
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ORCHESTRATE", json.dumps([ENVIRONMENT]))
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DAGSTER")
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", PASSWORD)
     store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
