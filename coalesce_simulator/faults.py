@@ -98,6 +98,13 @@ class Faults:
     # GET /api/v1/environments/{id}/jobs answers 404 as an unknown endpoint would: a deployment
     # without the jobs list, whose path doc §10.9 only infers (/jobs/{jobID} still answers).
     jobs_list_missing: bool = False
+    # Node tests and column references beyond the generated state (node_tests.py, doc §11): column
+    # tests on tested nodes; column references by table and column name; one query result per test
+    # in run results (named "Test: <test> [<column>]"), failing for the test named failing_test.
+    column_tests: bool = False
+    column_refs_by_name: bool = False
+    test_results: bool = False
+    failing_test: str | None = None
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterator
 import dagster as dg
 
 from .. import settings
+from ..coalesce.column_lineage import resolve_column_lineage
 from ..coalesce.nodes import CoalesceNode, EnvironmentNodes, NodeSnapshot, resolve_lineage
 from .node_checks import node_check_specs
 from .node_runs import CoalesceNodeRunConfig, run_selected_nodes
@@ -71,11 +72,13 @@ def _environment_specs(
     lineage = resolve_lineage(environment)
     for problem in lineage.problems:
         logger.warning("%s", problem)
+    column_problems: list[str] = []
     for node in environment.nodes:
+        upstream = tuple(environment.by_id[node_id] for node_id in lineage.upstream.get(node.id, ()))
+        columns = resolve_column_lineage(environment, node, upstream)
+        column_problems.extend(columns.problems)
         props = CoalesceNodeProps(
-            node=node,
-            environment=environment,
-            upstream=tuple(environment.by_id[node_id] for node_id in lineage.upstream.get(node.id, ())),
+            node=node, environment=environment, upstream=upstream, column_sources=columns.sources
         )
         spec = translator.get_asset_spec(props)
         where = f"node {node.location_name}.{node.name} ({node.id}) of environment {environment.name!r}"
@@ -90,6 +93,15 @@ def _environment_specs(
             continue
         taken[spec.key] = where
         yield node, spec
+    if column_problems:
+        # One line per environment: a large workspace can have thousands of such references.
+        logger.warning(
+            "%d column reference(s) in environment %r name no node column and are left out of column "
+            "lineage, e.g. %s",
+            len(column_problems),
+            environment.name,
+            " | ".join(column_problems[:3]),
+        )
 
 
 def _observed(environment: EnvironmentNodes, spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -119,7 +131,9 @@ def _observed_checks(
         description=f"Coalesce's runs and tests of the nodes of observed environment {environment.name!r}, "
         "reported by the run-status sensor.",
     )
-    def _coalesce_checks(context: dg.AssetCheckExecutionContext):  # no annotation: Dagster reads it as outputs
+    def _coalesce_checks(
+        context: dg.AssetCheckExecutionContext,
+    ):  # no annotation: Dagster reads it as outputs
         raise dg.Failure(
             description=f"Environment {environment.name!r} is observed only: these checks are reported "
             "from Coalesce's own runs by the run-status sensor, and Dagster runs nothing in Coalesce "

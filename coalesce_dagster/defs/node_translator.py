@@ -15,12 +15,13 @@ pose as Coalesce's.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.metadata.metadata_set import NamespacedMetadataSet, TableMetadataSet
 
+from ..coalesce.column_lineage import ColumnSource
 from ..coalesce.nodes import CoalesceNode, EnvironmentNodes
 
 SOURCE_KEY_PREFIX = "coalesce_source"
@@ -30,11 +31,13 @@ DEFAULT_WAREHOUSE_KIND = "snowflake"
 
 @dataclass(frozen=True)
 class CoalesceNodeProps:
-    """What the translator sees of a node: the node, its environment and the nodes it reads."""
+    """What the translator sees of a node: the node, its environment, the nodes it reads, and per
+    column the node columns it is computed from (`coalesce/column_lineage.py`)."""
 
     node: CoalesceNode
     environment: EnvironmentNodes
     upstream: tuple[CoalesceNode, ...] = ()
+    column_sources: Mapping[str, tuple[ColumnSource, ...]] = field(default_factory=dict)
 
 
 class CoalesceNodeMetadataSet(NamespacedMetadataSet):
@@ -100,7 +103,11 @@ class DagsterCoalesceTranslator:
             ]
         )
         return {
-            **TableMetadataSet(table_name=node.table_name, column_schema=schema),
+            **TableMetadataSet(
+                table_name=node.table_name,
+                column_schema=schema,
+                column_lineage=self.get_column_lineage(props),
+            ),
             **CoalesceNodeMetadataSet(
                 node_id=node.id,
                 environment_id=props.environment.id,
@@ -110,6 +117,26 @@ class DagsterCoalesceTranslator:
                 materialization=node.materialization or None,
             ),
         }
+
+    def get_column_lineage(self, props: CoalesceNodeProps) -> dg.TableColumnLineage | None:
+        """Dagster's `dagster/column_lineage`: each column's upstream columns, on the assets of the
+        nodes they belong to (keyed by this translator). None when Coalesce states none."""
+        if not props.column_sources:
+            return None
+        return dg.TableColumnLineage(
+            deps_by_column={
+                column: [
+                    dg.TableColumnDep(
+                        asset_key=self.get_asset_key(
+                            CoalesceNodeProps(node=source, environment=props.environment)
+                        ),
+                        column_name=source_column,
+                    )
+                    for source, source_column in sources
+                ]
+                for column, sources in props.column_sources.items()
+            }
+        )
 
     def get_automation_condition(self, props: CoalesceNodeProps) -> dg.AutomationCondition | None:
         """When Dagster should build the node by itself (declarative automation), e.g.
