@@ -76,3 +76,21 @@ def test_a_failure_is_read_from_success_status_or_error():
         query = {"name": "Test: Row count > 0", "isRunning": False, **failing}
         verdict = outcome_of_test(node_outcome(result(query)), ROW_COUNT)
         assert verdict is not None and not verdict.passed, failing
+
+
+def test_a_failed_test_that_lets_the_run_go_on_is_a_warning_and_one_that_stops_it_an_error():
+    import dagster as dg
+
+    from coalesce_dagster.defs.node_checks import coalesce_test_results
+
+    failing = {"name": "Test: Row count > 0", "success": False, "isRunning": False, "error": "0 rows"}
+    checks = {
+        "coalesce_test_warn": NodeTest("Row count > 0", continue_on_failure=True),
+        "coalesce_test_stop": NodeTest("Row count > 0", continue_on_failure=False),
+        "coalesce_test_silent": NodeTest("Never reported"),
+    }
+    results = {r.check_name: r for r in coalesce_test_results(7, node_outcome(result(failing)), checks)}
+    assert set(results) == {"coalesce_test_warn", "coalesce_test_stop"}
+    assert results["coalesce_test_warn"].severity == dg.AssetCheckSeverity.WARN
+    assert results["coalesce_test_stop"].severity == dg.AssetCheckSeverity.ERROR
+    assert results["coalesce_test_warn"].description == "Coalesce run 7: test 'Row count > 0' failed: 0 rows"
