@@ -296,3 +296,39 @@ def test_coalesce_tests_are_checks_the_sensor_reports_only_when_results_say(
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
         if failing:
             assert "Test 'Not Null' failed" in evaluation.metadata["coalesce/error"].value
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["by-id", "by-table-name"])
+def test_column_lineage_is_the_same_in_either_reference_shape(simulator, monkeypatch, by_name, caplog):
+    simulator.faults.column_refs_by_name = by_name
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps([ENVIRONMENT]))
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
+    with caplog.at_level(logging.WARNING):
+        graph = build_definitions().resolve_asset_graph()
+    nodes = simulator.state.nodes[ENVIRONMENT]
+    checked = 0
+    for node in nodes.values():
+        expected = {
+            column["name"]: [
+                dg.TableColumnDep(
+                    asset_key=node_key(nodes[ref["nodeID"]]),
+                    column_name=next(
+                        c["name"]
+                        for c in nodes[ref["nodeID"]]["metadata"]["columns"]
+                        if c["columnID"] == ref["columnID"]
+                    ),
+                )
+                for source in column.get("sources", [])
+                for ref in source["columnReferences"]
+            ]
+            for column in node["metadata"]["columns"]
+            if column.get("sources")
+        }
+        lineage = graph.get(node_key(node)).metadata.get("dagster/column_lineage")
+        if not expected:
+            assert lineage is None
+            continue
+        assert lineage.deps_by_column == expected
+        checked += 1
+    assert checked > 10
+    assert "column lineage" not in caplog.text  # nothing dangling in the simulator's references
