@@ -6,30 +6,13 @@ components of `dg_defs/` (the node assets, built from their stored snapshot: no 
 import dagster as dg
 
 from . import settings
-from .configuration import ScheduleSettings, SensorSettings, read_section
-from .defs.assets import coalesce_assets
-from .defs.resources import resource_defs
-from .defs.schedules import JOBS, build_schedules
-from .defs.sensors import build_run_status_sensor
+from .defs.metadata import metadata_definitions
 
 
 def build_definitions() -> dg.Definitions:
     """Everything of the code location, read from configuration and the node snapshot now."""
-    sensor_settings = read_section(SensorSettings, strict=False)
     return dg.Definitions.merge(
-        dg.Definitions(
-            assets=[coalesce_assets],
-            resources=resource_defs(),
-            jobs=JOBS,
-            schedules=build_schedules(read_section(ScheduleSettings, strict=False)),
-            sensors=[
-                build_run_status_sensor(
-                    minimum_interval_seconds=sensor_settings.minimum_interval_seconds,
-                    default_status=sensor_settings.default_status,
-                )
-            ],
-        ),
-        dg.load_from_defs_folder(path_within_project=settings.PROJECT_ROOT),
+        metadata_definitions(), dg.load_from_defs_folder(path_within_project=settings.PROJECT_ROOT)
     )
 
 

@@ -28,6 +28,7 @@ from .node_state import (
     configured_environments,
     configured_orchestrate,
     configured_snapshot_path,
+    local_state_path,
     read_snapshot,
     store_snapshot,
     warehouse_kind,
@@ -85,19 +86,37 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
     def build_defs_from_state(
         self, context: dg.ComponentLoadContext, state_path: Path | None
     ) -> dg.Definitions:
-        snapshot = read_snapshot(state_path)
-        if snapshot is None:
-            return dg.Definitions()
-        scope = scope_snapshot(
-            snapshot,
-            base_url=configured_base_url(),
+        return load_node_definitions(
+            self.get_translator(),
+            state_path=state_path,
             environments=self.chosen_environments(),
             orchestrate=self.chosen_orchestrate(),
         )
-        for note in scope.notes:
-            logger.warning("%s", note)
-        return build_node_definitions(
-            replace(snapshot, environments=scope.environments),
-            self.get_translator(),
-            orchestrated=scope.orchestrated,
-        )
+
+
+def load_node_definitions(
+    translator: DagsterCoalesceTranslator | None = None,
+    *,
+    state_path: Path | None = None,
+    environments: list[str] | None = None,
+    orchestrate: list[str] | None = None,
+) -> dg.Definitions:
+    """The node assets from the stored snapshot, as the component builds them, for a code location
+    assembled in Python (another translator, say). Defaults: the snapshot the project stores
+    (`local_state_path`), `[coalesce_dagster.nodes] environments` and `orchestrate`."""
+    snapshot = read_snapshot(state_path or local_state_path())
+    if snapshot is None:
+        return dg.Definitions()
+    scope = scope_snapshot(
+        snapshot,
+        base_url=configured_base_url(),
+        environments=configured_environments() if environments is None else environments,
+        orchestrate=configured_orchestrate() if orchestrate is None else orchestrate,
+    )
+    for note in scope.notes:
+        logger.warning("%s", note)
+    return build_node_definitions(
+        replace(snapshot, environments=scope.environments),
+        translator or DagsterCoalesceTranslator(warehouse_kind=warehouse_kind()),
+        orchestrated=scope.orchestrated,
+    )

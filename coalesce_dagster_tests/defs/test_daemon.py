@@ -16,19 +16,25 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.asset_daemon import AssetDaemon
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 from dagster._daemon.sensor import execute_sensor_iteration
+from dagster._time import get_current_datetime
 
+from coalesce_dagster.coalesce.config import resolve_source_settings
+from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
 from coalesce_dagster.definitions import defs
+from coalesce_dagster.defs.node_state import store_snapshot
 from coalesce_dagster.defs.sensors import SENSOR_NAME
 from coalesce_simulator import SimulatorConfig
 
@@ -63,12 +69,12 @@ def daemon_instance(empty_home: Path, home: Path, concurrency: dict | None) -> I
 
 
 @contextmanager
-def code_location(instance: dg.DagsterInstance):
-    """The workspace the daemon sees: `workspace.yaml`'s code location, loaded in this process."""
+def code_location(instance: dg.DagsterInstance, python_file: Path | None = None):
+    """The workspace the daemon sees: `workspace.yaml`'s code location (or the code location of
+    `python_file`), loaded in this process."""
+    target = {"python_file": str(python_file)} if python_file else {"module_name": MODULE_NAME}
     origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(
-            executable_path=sys.executable, module_name=MODULE_NAME, working_directory=str(PROJECT_ROOT)
-        ),
+        LoadableTargetOrigin(executable_path=sys.executable, working_directory=str(PROJECT_ROOT), **target),
         location_name=LOCATION_NAME,
     )
     with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
@@ -186,3 +192,71 @@ def test_each_guard_alone_launches_one_load_at_a_time(
 
         assert statuses(instance).count(dg.DagsterRunStatus.QUEUED) == 2 - launched_together
         assert dg.DagsterRunStatus.FAILURE not in statuses(instance)
+
+
+@pytest.mark.long(seconds=30)
+@pytest.mark.parametrize("simulator_config", [SimulatorConfig()], ids=["the-demo-data"])  # the example's keys
+def test_the_automation_daemon_builds_the_nodes_a_raw_table_feeds_in_one_coalesce_run(
+    simulator, tmp_path, monkeypatch, _empty_instance_home, coalesce_scheduler
+):
+    """The README's automation example under the daemon: the raw table the Development source node
+    reads is loaded; one daemon tick requests every Development node downstream of it (through the
+    source node) and the report downstream of those; the queue runs them; Coalesce gets one run."""
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", "Development")
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DAGSTER")
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", "pw")
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), ["Development"]))
+    nodes = simulator.state.nodes["1"]
+    source = next(n for n in nodes.values() if n["name"] == "SRC_SHIPMENT")
+    readers = reachable_from(source["id"], nodes)
+    assert len(readers) >= 2  # several nodes: the point is that they make one Coalesce run
+    coalesce_scheduler(("completed", None))
+
+    with (
+        daemon_instance(_empty_instance_home, tmp_path / "home", COMMITTED_CONCURRENCY) as instance,
+        code_location(instance, PROJECT_ROOT / "examples" / "node_automation.py") as workspace,
+    ):
+        daemon = AssetDaemon(settings={}, pre_sensor_interval_seconds=0)
+
+        def automation_tick() -> None:
+            daemon._run_iteration_impl(
+                workspace, threadpool_executor=None, amp_tick_futures={}, debug_crash_flags={}
+            )
+
+        automation_tick()  # the first tick: nothing updated, nothing built (unlike eager())
+        assert instance.get_runs() == []
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(dg.AssetKey(["raw", "tpch", "src_shipment"]))
+        )
+        # The next tick, once the sensor's interval has passed on Dagster's clock (no waiting).
+        with freeze_time(get_current_datetime() + timedelta(minutes=1)):
+            automation_tick()
+        (run,) = instance.get_runs()
+        requested = {key.path[-1] for key in run.asset_selection or ()}
+        assert requested == {nodes[i]["name"].lower() for i in readers} | {"shipments"}
+        dequeue_once(workspace)
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
+
+    starts = [request for request in simulator.requests if request.path == "/scheduler/startRun"]
+    assert len(starts) == 1
+    (started,) = simulator.state.started_run_ids
+    assert {r["nodeID"] for r in simulator.state.results[started]} == readers
+
+
+def reachable_from(node_id: str, nodes: dict) -> set[str]:
+    """Ids of the nodes that read `node_id`, directly or through other nodes."""
+    by_name = {(n["locationName"], n["name"]): n["id"] for n in nodes.values()}
+    readers: dict[str, set[str]] = {}
+    for node in nodes.values():
+        for dependency in node["metadata"]["sourceMapping"][0]["dependencies"]:
+            readers.setdefault(by_name[(dependency["locationName"], dependency["nodeName"])], set()).add(
+                node["id"]
+            )
+    found: set[str] = set()
+    frontier = [node_id]
+    while frontier:
+        for reader in readers.get(frontier.pop(), ()):
+            if reader not in found:
+                found.add(reader)
+                frontier.append(reader)
+    return found
