@@ -33,6 +33,9 @@ DAGSTER_HOME = settings.PROJECT_ROOT / ".dagster_home"
 DEMO_DAGSTER_HOME = DAGSTER_HOME / "demo"
 TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"  # = coalesce.config.TOKEN_ENV (no import at start)
 BASE_URL_ENV = "SOURCES__COALESCE_SOURCE__BASE_URL"
+# The simulated environment Dagster may build in; the others are observed only.
+DEMO_ORCHESTRATED = "Development"
+DEMO_FAILING_TEST = "Not Null"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +127,13 @@ class _start_simulator:
         # below writes it), so a real account's snapshot is never replaced by simulated nodes.
         os.environ["COALESCE_DAGSTER__NODES__ENVIRONMENTS"] = ",".join(self.simulator.state.environments)
         os.environ["COALESCE_DAGSTER__NODES__SNAPSHOT_PATH"] = str(DEMO_DAGSTER_HOME / "coalesce_nodes.json")
+        # Both node modes side by side: Dagster may build Development's nodes (Materialize works
+        # there); QA's and Production's are observed only, as every environment is by default.
+        os.environ["COALESCE_DAGSTER__NODES__ORCHESTRATE"] = DEMO_ORCHESTRATED
+        # Coalesce's tests as checks: column tests on tested nodes, each test's outcome in the run
+        # results, and one test ("Not Null") failing on purpose so a failed test check shows.
+        faults = self.simulator.faults
+        faults.column_tests, faults.test_results, faults.failing_test = True, True, DEMO_FAILING_TEST
         # Runs started from the UI ("Materialize" on node assets) need warehouse credentials, as
         # on a real account; the simulator takes any.
         os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DEMO")
@@ -232,17 +242,37 @@ def _print_summary(use_simulator: bool) -> None:
 
 
 def _print_node_assets() -> None:
-    from .defs.node_state import configured_environments, local_state_path, read_snapshot
+    from .coalesce.node_scope import scope_snapshot
+    from .defs.node_state import (
+        configured_base_url,
+        configured_environments,
+        configured_orchestrate,
+        local_state_path,
+        read_snapshot,
+    )
 
     if not configured_environments():
         print("\nNode assets: none configured ([coalesce_dagster.nodes] environments; README: node assets).")
         return
     snapshot = read_snapshot(local_state_path())
-    if snapshot is not None:
-        names = ", ".join(environment.name for environment in snapshot.environments)
-        print(
-            f"\nNode assets: {snapshot.node_count} Coalesce nodes of {names} (snapshot {snapshot.fetched_at})."
-        )
+    if snapshot is None:
+        return
+    scope = scope_snapshot(
+        snapshot,
+        base_url=configured_base_url(),
+        environments=configured_environments(),
+        orchestrate=configured_orchestrate(),
+    )
+    modes = ", ".join(
+        f"{env.name} ({'built from Dagster' if scope.is_orchestrated(env) else 'observed only'})"
+        for env in scope.environments
+    )
+    count = sum(len(env.nodes) for env in scope.environments)
+    print(
+        f"\nNode assets: {count} Coalesce nodes of {modes or 'no environment'} (snapshot {snapshot.fetched_at})."
+    )
+    for note in scope.notes:
+        print(f"  {note}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -278,8 +308,9 @@ def _serve_ui(port: int, use_simulator: bool) -> int:
         env.setdefault("COALESCE_DAGSTER__SENSOR__MINIMUM_INTERVAL_SECONDS", "15")
         print(
             "The run-status sensor is on; the simulator starts a Coalesce run now and then. Watch Runs.\n"
-            "Select a few node assets (groups coalesce_development, coalesce_qa, coalesce_production) and "
-            "click Materialize: Dagster starts a Coalesce run for exactly those nodes."
+            f"Select a few node assets of group coalesce_development and click Materialize: Dagster "
+            f"starts a Coalesce run for exactly those nodes ({DEMO_ORCHESTRATED} is the environment the "
+            "demo opts in; QA's and Production's nodes are observed only, kept current by the sensor)."
         )
     command = [
         sys.executable,
