@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("coalesce_dagster", "coalesce_simulator", "benchmarks", "scripts", "pyproject.toml", "constraints.txt", "dagster.yaml",
+COPIED = ("coalesce_dagster", "coalesce_simulator", "benchmarks", "examples", "scripts", "pyproject.toml", "constraints.txt", "dagster.yaml",
           "workspace.yaml", "README.md")  # fmt: skip
 # Only the committed dlt settings: a developer's secrets.toml must not leak into a newcomer's run.
 COPIED_DLT = ("config.toml",)

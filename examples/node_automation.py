@@ -59,3 +59,46 @@ defs = dg.Definitions.merge(
     load_node_definitions(AutomatedNodes(), orchestrate=["Development"]),
     dg.Definitions(assets=[raw_shipments, shipments_report], sensors=[automation]),
 )
+
+
+def _show_one_tick() -> None:
+    """`python examples/node_automation.py`: against the bundled simulator, what one automation
+    tick requests once the raw table is loaded (the project's snapshot and settings untouched)."""
+    import os
+    import tempfile
+
+    from coalesce_dagster.coalesce.config import resolve_source_settings
+    from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+    from coalesce_dagster.defs.node_state import store_snapshot
+    from coalesce_simulator import CoalesceSimulator, SimulatorConfig
+
+    with CoalesceSimulator(SimulatorConfig()) as simulator, tempfile.TemporaryDirectory() as scratch:
+        os.environ.update(
+            SOURCES__COALESCE_SOURCE__BASE_URL=simulator.base_url,
+            SOURCES__COALESCE_SOURCE__ACCESS_TOKEN=simulator.config.token,
+            COALESCE_DAGSTER__NODES__ENVIRONMENTS="Development",
+            COALESCE_DAGSTER__NODES__SNAPSHOT_PATH=f"{scratch}/nodes.json",
+        )
+        store_snapshot(fetch_node_snapshot(resolve_source_settings(), ["Development"]))
+        example = dg.Definitions.merge(
+            load_node_definitions(AutomatedNodes(), orchestrate=["Development"]),
+            dg.Definitions(assets=[raw_shipments, shipments_report]),
+        )
+        with dg.instance_for_test() as instance:
+            first = dg.evaluate_automation_conditions(defs=example, instance=instance)
+            print(f"Before the raw table is loaded: {first.total_requested} asset(s) requested.")
+            instance.report_runless_asset_event(dg.AssetMaterialization(raw_shipments.key))
+            second = dg.evaluate_automation_conditions(defs=example, instance=instance, cursor=first.cursor)
+        requested = sorted(
+            key.to_user_string()
+            for key in example.resolve_asset_graph().get_all_asset_keys()
+            if second.get_num_requested(key)
+        )
+        print(
+            f"After {raw_shipments.key.to_user_string()} is loaded, one tick requests: {', '.join(requested)}"
+        )
+        print("Dagster runs those Development nodes as one Coalesce run.")
+
+
+if __name__ == "__main__":
+    _show_one_tick()

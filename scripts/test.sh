@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. ./scripts/test.sh -k sensor
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 # The lint and type gate first (settings in pyproject.toml): seconds, and a clear message.
-CODE=(coalesce_dagster coalesce_simulator coalesce_dagster_tests coalesce_simulator_tests benchmarks)
+CODE=(coalesce_dagster coalesce_simulator coalesce_dagster_tests coalesce_simulator_tests benchmarks examples)
 .venv/bin/ruff format --check --quiet "${CODE[@]}" || { echo "ruff format would change the files above: run .venv/bin/ruff format ${CODE[*]}" >&2; exit 1; }
 .venv/bin/ruff check --quiet "${CODE[@]}"
 .venv/bin/mypy
