@@ -439,6 +439,7 @@ class Benchmark:
             self.results["node_definitions"] = {"ok": False, "stderr_tail": stored.stderr[-4000:]}
             log(f"node_definitions: FAILED:\n{stored.stderr[-4000:]}")
             return
+        env["SOURCES__COALESCE_SOURCE__BASE_URL"] = snapshot["base_url"]  # the snapshot's account
         runs = self._time_definitions_import("node_definitions", env)
         if runs is None:
             return

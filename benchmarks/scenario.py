@@ -155,6 +155,8 @@ def run_node_snapshot(args: argparse.Namespace) -> dict[str, Any]:
         snapshot = fetch_node_snapshot(settings, configured_environments())
     fetch_seconds = time.perf_counter() - started
     path = store_snapshot(snapshot)
+    # The definitions trust a snapshot only for the account it was read from: configure that one.
+    os.environ["SOURCES__COALESCE_SOURCE__BASE_URL"] = simulator.base_url
 
     from coalesce_dagster.definitions import defs
 
@@ -172,6 +174,7 @@ def run_node_snapshot(args: argparse.Namespace) -> dict[str, Any]:
             for upstream in resolve_lineage(environment).upstream.values()
         ),
         "node_assets": len(node_assets),
+        "base_url": simulator.base_url,
         "snapshot_bytes": path.stat().st_size,
         "fetch_seconds": round(fetch_seconds, 3),
     }
