@@ -172,6 +172,7 @@ def _describe_list(
     if exchange is None:
         return None
     line.note(f"{exchange.status} in {exchange.seconds:.2f} s")
+    _retried(result, line, endpoint)
     if page_size.value < asked:
         line.variant("page size refused (400), halved until accepted", "WARN")
         line.warn(
@@ -186,6 +187,15 @@ def _describe_list(
         line.variant(f"envelope keys the notes do not describe: {', '.join(new_keys)}", "WARN")
     _new_fields(line, endpoint, kind, items)
     return exchange
+
+
+def _retried(result: CheckResult, line: Line, endpoint: str) -> None:
+    """Name the transient answers the load's retry policy rode out on this endpoint."""
+    statuses = {e.status for e in result.recorder.exchanges if e.endpoint == endpoint}
+    if 429 in statuses:
+        line.variant("rate-limited (429), retried")
+    if any(status >= 500 for status in statuses):
+        line.variant("failing (5xx), retried")
 
 
 def _envelope_variants(line: Line, body: dict[str, Any], count: int, limit: int) -> None:
@@ -379,7 +389,7 @@ def _jobs(
 
 def _runs(result: CheckResult, client: RESTClient, settings: SourceSettings) -> dict[str, Any] | None:
     """The newest page of runs; returns the run whose results and status are checked (the newest
-    finished one, else the newest)."""
+    failed one, else the newest finished one, else the newest)."""
     chosen = None
     with result.line("runs", RUNS) as line:
         page_size = PageSize("runs", settings.runs_page_size)
@@ -396,8 +406,10 @@ def _runs(result: CheckResult, client: RESTClient, settings: SourceSettings) -> 
             line.variant("run objects carry credential secrets (the load drops them)", "WARN")
         if not runs:
             line.note("no runs yet: run results and run status cannot be checked")
+        # A failed run shows how failed nodes are reported (doc §10.4); else a finished one.
+        failed = [run for run in runs if run.get("runStatus") == "failed"]
         finished = [run for run in runs if run.get("runStatus") in TERMINAL_RUN_STATUSES]
-        chosen = (finished or runs)[0] if runs else None
+        chosen = (failed or finished or runs)[0] if runs else None
     return chosen
 
 
