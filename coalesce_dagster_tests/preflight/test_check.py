@@ -184,7 +184,13 @@ VARIANTS = {
         "PASS",
         "no id in the environment detail",
     ),
-    "new fields": ({"extra_fields": True}, {}, "runs", "WARN", "fields the notes do not describe: simulatorExtra"),
+    "new fields": (
+        {"extra_fields": True},
+        {},
+        "runs",
+        "WARN",
+        "fields the notes do not describe: simulatorExtra",
+    ),
     "runs echo credentials": ({"echo_credentials": True}, {}, "runs", "WARN", "credential secrets"),
     "429 without Retry-After": (
         {"rate_limit_burst": 1, "retry_after_header": False, "fault_path_prefix": "/api/v1/runs"},
