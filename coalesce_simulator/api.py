@@ -19,6 +19,7 @@ from .paging import PageParams, paginate, parse_page_params
 from .responses import NO_BODY, UNAUTHORIZED_MESSAGE, ApiError, Response, error_response, json_response
 from .routing import Request, Router, parse_flag, parse_json_object
 from .timeutil import parse_iso
+from .variants import column_references_by_name
 
 _DIGITS = re.compile(r"[0-9]+")
 _NODE_LIST = re.compile(r"/api/v1/environments/[^/]+/nodes")
@@ -203,14 +204,21 @@ class CoalesceApi:
         params = self._page_params(request.query, order_fields=("id",), default_direction="asc")
         nodes = list(self.state.nodes[env["id"]].values())
         page, meta = paginate(nodes, params, self.faults, numeric_ids=False)
-        return json_response({"data": [render.node(node, detail) for node in page], **meta})
+        views = [self._node_view(env["id"], node, detail) for node in page]
+        return json_response({"data": views, **meta})
 
     def get_node(self, request: Request, environment_id: str, node_id: str) -> Response:
         env = self._environment(environment_id)
         node = self.state.nodes[env["id"]].get(node_id)
         if node is None:
             raise ApiError(404, f"Node {node_id} not found in environment {environment_id}")
-        return json_response(render.node(node, detail=True))
+        return json_response(self._node_view(env["id"], node, detail=True))
+
+    def _node_view(self, environment_id: str, node: Mapping[str, Any], detail: bool) -> dict[str, Any]:
+        view = render.node(node, detail)
+        if detail and self.faults.column_reference_style == "name":
+            view = column_references_by_name(view, self.state.nodes[environment_id])
+        return view
 
     def list_jobs(self, request: Request, environment_id: str) -> Response:
         if self.faults.jobs_list_missing:

@@ -337,8 +337,27 @@ def _nodes_detail(
             suggested = max(1, int(size * settings.nodes_timeout * SLOW_PAGE_SHARE / 2 / seconds))
             line.variant("slow node detail pages", "WARN")
             line.warn(f"a page of {size} took {seconds:.1f} s: set nodes_page_size = {suggested}")
+        _column_reference_variants(line, page)
         count = _total(exchange, len(page)) or node_count
         line.note(_sync_cost(size, seconds, count, environment_count))
+
+
+def _column_reference_variants(line: Line, nodes: list[Any]) -> None:
+    """How columns name their upstream columns (doc §11.4, CONFLICT: both shapes are accepted)."""
+    columns = [
+        column
+        for node in nodes
+        if isinstance(node, dict) and isinstance(node.get("metadata"), dict)
+        for column in node["metadata"].get("columns") or []
+        if isinstance(column, dict)
+    ]
+    sources = [
+        source for column in columns for source in column.get("sources") or [] if isinstance(source, dict)
+    ]
+    if any(source.get("columnReferences") for source in sources):
+        line.variant("column references by node and column id")
+    if any(column.get("columnReferences") for column in columns):
+        line.variant("column references by table and column name (doc §11.4)")
 
 
 def _sync_cost(size: int, seconds: float, nodes: int | None, environments: int | None) -> str:

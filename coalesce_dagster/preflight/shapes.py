@@ -3,7 +3,8 @@
 A shape report is meant to be attached to a public issue, so it must carry no id, name, SQL,
 email or token. Values are replaced by their JSON type. Field names are kept, because they are the
 API's vocabulary, except where an object's keys are themselves data (doc §3.1: `currentMappings`
-is keyed by storage location, `runTimeParameters` by parameter name; §3.2: `aliases` by alias):
+is keyed by storage location, `runTimeParameters` by parameter name; §3.2: `aliases` by alias;
+§11.2: `appliedColumnTests` by test name):
 such an object is described as a map, its keys dropped and its values' shapes merged. A key is
 treated as data when its parent is one of those, when it is not an identifier (`"27"`, `"my key"`),
 or when it equals a string value seen anywhere in the bodies the check read (a storage location
@@ -17,7 +18,9 @@ from collections.abc import Iterable, Set
 from typing import Any
 
 # Objects whose keys are names chosen by the account's users, not field names of the API.
-DATA_KEYED_FIELDS = frozenset({"currentMappings", "runTimeParameters", "aliases", "parameters", "config"})
+DATA_KEYED_FIELDS = frozenset(
+    {"currentMappings", "runTimeParameters", "aliases", "parameters", "config", "appliedColumnTests"}
+)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 Shape = Any  # a JSON type name, or a dict describing an object, array, map or union

@@ -102,8 +102,17 @@ def test_every_line_passes_against_the_documented_api_and_the_load_follows(
     assert "13 PASS, 0 WARN, 0 FAIL" in checked.table
     assert simulator.config.token not in checked.table
     # One request per endpoint, and nothing started in Coalesce.
+    first = sorted(simulator.state.environments, key=int)[0]
     paths = [r.path for r in simulator.requests]
-    assert len(paths) == 11, paths
+    assert paths[:5] == [
+        "/api/v1/environments",
+        f"/api/v1/environments/{first}",
+        f"/api/v1/environments/{first}/nodes",
+        f"/api/v1/environments/{first}/nodes",
+        f"/api/v1/environments/{first}/jobs",
+    ]
+    assert paths[5] == "/api/v1/runs" and paths[6].endswith("/results") and paths[7] == "/scheduler/runStatus"
+    assert paths[8:] == ["/api/v1/projects", "/api/v1/users"]
     assert not [r for r in simulator.requests if r.method != "GET"]
 
     assert load_succeeds(simulator)
@@ -162,6 +171,14 @@ VARIANTS = {
     ),
     "results as a bare list": ({"results_envelope": "bare"}, {}, "run results", "PASS", "as a bare list"),
     "results in an unknown wrapper": ({"results_envelope": "items"}, {}, "run results", "FAIL", None),
+    "column references by id": ({}, {}, "node details", "PASS", "column references by node and column id"),
+    "column references by name": (
+        {"column_reference_style": "name"},
+        {},
+        "node details",
+        "PASS",
+        "column references by table and column name",
+    ),
     "jobs list missing": ({"jobs_list_missing": True}, {}, "jobs", "WARN", "no jobs list at this path"),
     "users at the other path": (
         {"status_override": {"/api/v1/users": 404}},
