@@ -155,9 +155,17 @@ def _first_page(
     client: RESTClient, path: str, params: dict[str, Any], page_size: PageSize, **kwargs: Any
 ) -> list[Any]:
     """The first page of a list, read the way the load reads it (page size halved on a 400)."""
+    return _first_pages(client, path, params, page_size, 1, **kwargs)[0]
+
+
+def _first_pages(
+    client: RESTClient, path: str, params: dict[str, Any], page_size: PageSize, count: int, **kwargs: Any
+) -> list[list[Any]]:
+    """Up to `count` pages of a list (at least one, empty when the list is), as the load reads them."""
     pages = read_pages(client, path, params, page_size, **kwargs)
     try:
-        return next(pages, [])
+        read = [page for _, page in zip(range(count), pages)]
+        return read or [[]]
     finally:
         close = getattr(pages, "close", None)  # a generator: stop it before it asks for page two
         if close is not None:
@@ -232,16 +240,28 @@ def _environments(
     count = None
     with result.line("environments", ENVIRONMENTS) as line:
         page_size = PageSize("environments", settings.page_size)
-        page = _first_page(client, "api/v1/environments", {**ASCENDING, "detail": "false"}, page_size)
+        # Two pages when there are two: whether a cursor's item comes again (doc §4, INFERRED).
+        pages = _first_pages(client, "api/v1/environments", {**ASCENDING, "detail": "false"}, page_size, 2)
+        page = pages[0]
         environments = [row_by_id(raw, "an environment") for raw in page]
         exchange = _describe_list(
             result, line, ENVIRONMENTS, "environments", settings.page_size, page_size, page
         )
+        if len(pages) > 1:
+            _cursor_inclusion(line, page, pages[1])
         count = _total(exchange, len(page))
         line.note(f"{'?' if count is None else count} environments")
         if not environments:
             line.warn("the token sees no environment: environment, nodes and jobs cannot be checked")
     return environments, count
+
+
+def _cursor_inclusion(line: Line, first: list[Any], second: list[Any]) -> None:
+    last, following = (first[-1] if first else None), (second[0] if second else None)
+    if isinstance(last, dict) and isinstance(following, dict) and last.get("id") == following.get("id"):
+        line.variant("inclusive cursor: a page repeats the item its cursor names (the load drops it)")
+    else:
+        line.note("the page after a cursor starts after its item")
 
 
 def _total(exchange: Exchange | None, on_page: int) -> int | None:

@@ -152,6 +152,13 @@ VARIANTS = {
     "next as a number": ({"next_style": "number"}, {"PAGE_SIZE": "1"}, "users", "PASS", "next as a number"),
     "end as next null": ({"end_style": "null"}, {}, "users", "PASS", "end of paging as next: null"),
     "end as empty next": ({"end_style": "empty"}, {}, "users", "PASS", "end of paging as an empty next"),
+    "inclusive cursor": (
+        {"inclusive_cursor": True},
+        {"PAGE_SIZE": "1"},
+        "environments",
+        "PASS",
+        "inclusive cursor",
+    ),
     "total null": ({"total_null": True}, {}, "environments", "PASS", "total: null"),
     "v6.2 runs paging": (
         {"runs_v62_paging": True},
