@@ -99,7 +99,7 @@ class Faults:
     # GET /api/v1/environments/{id}/jobs answers 404 as an unknown endpoint would: a deployment
     # without the jobs list, whose path doc §10.9 only infers (/jobs/{jobID} still answers).
     jobs_list_missing: bool = False
-    # How node detail bodies reference a column's upstream columns (doc §11.4, CONFLICT): "id",
+    # How node detail bodies reference a column's upstream columns (doc §12.3, CONFLICT): "id",
     # columns[].sources[] {transform, columnReferences[] {nodeID, columnID}}; or "name", sources[]
     # {transform} only and columns[].columnReferences[] {columnName, tableName}.
     column_reference_style: str = "id"

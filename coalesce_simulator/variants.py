@@ -11,7 +11,7 @@ def column_references_by_name(
     view: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
     """A node detail body whose columns name their upstream columns by table and column name
-    (doc §11.4: `columns[].columnReferences[]` {columnName, tableName}, `sources[]` {transform}
+    (doc §12.3: `columns[].columnReferences[]` {columnName, tableName}, `sources[]` {transform}
     only) instead of by node and column id. A copy: views share objects with the state."""
     body = copy.deepcopy(dict(view))
     columns = body.get("metadata", {}).get("columns", [])

@@ -860,7 +860,7 @@ def test_jobs_list_missing(client: Client, sim: CoalesceSimulator) -> None:
 
 
 def test_column_references_by_name(client: Client, sim: CoalesceSimulator) -> None:
-    """doc §11.4: the other shape names the upstream table and column instead of their ids."""
+    """doc §12.3: the other shape names the upstream table and column instead of their ids."""
 
     def columns() -> list[dict[str, Any]]:
         body = client.get("/api/v1/environments/1/nodes?detail=true&limit=500").json()

@@ -363,7 +363,7 @@ def _nodes_detail(
 
 
 def _column_reference_variants(line: Line, nodes: list[Any]) -> None:
-    """How columns name their upstream columns (doc §11.4, CONFLICT: both shapes are accepted)."""
+    """How columns name their upstream columns (doc §12.3, CONFLICT: both shapes are accepted)."""
     columns = [
         column
         for node in nodes
@@ -377,7 +377,7 @@ def _column_reference_variants(line: Line, nodes: list[Any]) -> None:
     if any(source.get("columnReferences") for source in sources):
         line.variant("column references by node and column id")
     if any(column.get("columnReferences") for column in columns):
-        line.variant("column references by table and column name (doc §11.4)")
+        line.variant("column references by table and column name (doc §12.3)")
 
 
 def _sync_cost(size: int, seconds: float, nodes: int | None, environments: int | None) -> str:

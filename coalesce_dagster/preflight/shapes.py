@@ -4,7 +4,7 @@ A shape report is meant to be attached to a public issue, so it must carry no id
 email or token. Values are replaced by their JSON type. Field names are kept, because they are the
 API's vocabulary, except where an object's keys are themselves data (doc §3.1: `currentMappings`
 is keyed by storage location, `runTimeParameters` by parameter name; §3.2: `aliases` by alias;
-§11.2: `appliedColumnTests` by test name):
+§12.4: `appliedColumnTests` by test name):
 such an object is described as a map, its keys dropped and its values' shapes merged. A key is
 treated as data when its parent is one of those, when it is not an identifier (`"27"`, `"my key"`),
 or when it equals a string value seen anywhere in the bodies the check read (a storage location

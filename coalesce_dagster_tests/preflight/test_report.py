@@ -22,7 +22,7 @@ from coalesce_simulator import real_account_quirks
 ECHOED = frozenset({"limit", "orderBy", "orderByDirection", "startingFrom"})
 # The field name the simulator's `extra_fields` adds to every object, maps keyed by data included.
 NEW_FIELD = "simulatorExtra"
-# Objects whose keys are the account's names (docs/coalesce-api.md §3.1, §3.2, §11.2): their keys are values.
+# Objects whose keys are the account's names (docs/coalesce-api.md §3.1, §3.2, §12.4): their keys are values.
 DATA_KEYED = frozenset(
     {"currentMappings", "runTimeParameters", "aliases", "parameters", "config", "appliedColumnTests"}
 )
