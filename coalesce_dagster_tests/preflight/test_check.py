@@ -9,6 +9,9 @@ same simulator, over real HTTP, into a real DuckDB file.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster.preflight.cli import main
 from coalesce_dagster_tests.expectations import assert_matches_simulator
+from coalesce_dagster_tests.helpers import read_line
 from coalesce_simulator import SimulatorConfig, real_account_quirks
 
 CHECKS = (
@@ -245,6 +249,13 @@ VARIANTS = {
         "WARN",
         "node detail page timed out, asked again smaller",
     ),
+    "slow node detail pages (in time)": (
+        {"detail_page_hang_above": 3, "detail_page_hang_seconds": 0.8},
+        {"NODES_PAGE_SIZE": "6", "NODES_TIMEOUT": "2"},
+        "node details",
+        "WARN",
+        "slow node detail pages",
+    ),
 }
 
 
@@ -268,6 +279,55 @@ def test_the_check_names_each_variant_and_the_load_does_what_it_said(
 
     simulator.faults.update(knobs)  # bursts were used up by the check: the load meets them too
     assert load_succeeds(simulator) is (verdict != "FAIL")
+
+
+def test_a_slow_node_page_suggests_a_page_size_the_timeout_allows(
+    simulator, credentials, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__NODES_PAGE_SIZE", "6")
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__NODES_TIMEOUT", "0.5")
+    simulator.faults.update({"detail_page_hang_above": 3, "detail_page_hang_seconds": 30.0})
+    checked = check(capsys, tmp_path)
+    assert "a page of 6 did not answer within 0.5 s; pages of 3 did: set nodes_page_size = 3" in (
+        checked.line("node details")
+    )
+
+
+def test_the_real_account_preset_names_what_differs_from_the_command_line(tmp_path):
+    """The simulator's `--real-account` preset and `coalesce-dagster check`, each as a user starts
+    them: the check names the quirks the preset switches on, and passes."""
+    bin_dir = Path(sys.executable).parent
+    simulator = subprocess.Popen(
+        [str(bin_dir / "coalesce-simulator"), "--port", "0", "--real-account", "--token", "real-ish"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        listening = read_line(simulator.stdout, timeout=60)
+        base_url = listening.split(" listening on ")[1].split(" ")[0]
+        env = {
+            **os.environ,
+            "SOURCES__COALESCE_SOURCE__BASE_URL": base_url,
+            "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN": "real-ish",
+            "SOURCES__COALESCE_SOURCE__CREDENTIALS__AUTH_TYPE": "OAuth",
+        }
+        done = subprocess.run(
+            [str(bin_dir / "coalesce-dagster"), "check"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = " ".join(done.stdout.split())  # lines wrap at 110 characters
+    assert "runLink carries a UUID" in table
+    assert "failed nodes as runState failed" in table
+    assert "13 PASS, 0 WARN, 0 FAIL" in table
+    assert "real-ish" not in done.stdout + done.stderr
 
 
 def test_a_fail_line_quotes_the_sentence_the_load_ends_with(simulator, credentials, capsys, tmp_path):
