@@ -9,23 +9,18 @@ sentence the load would end with. Nothing is written and nothing is started in C
 
 from __future__ import annotations
 
-import math
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import dlt
 from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import HTTPError
 
 from ..coalesce.config import SourceSettings, resolve_base_url, resolve_source_settings
 from ..coalesce.credentials import resolve_warehouse_credentials
-from ..coalesce.errors import UnexpectedResponseError, explain, raise_for_coalesce_status
-from ..coalesce.lists import ASCENDING, RUNS_PATH, PageSize, read_pages
+from ..coalesce.errors import UnexpectedResponseError, raise_for_coalesce_status
+from ..coalesce.lists import ASCENDING, RUNS_PATH, PageSize
 from ..coalesce.node_snapshot import rest_clients
 from ..coalesce.pagination import check_list_envelope, run_results_envelope
 from ..coalesce.regions import REGION_HOSTS
@@ -40,13 +35,22 @@ from ..coalesce.rows import (
 )
 from ..coalesce.source import JOBS_PATH, USERS_PATHS
 from ..coalesce.types import FAILED_NODE_STATES, TERMINAL_RUN_STATUSES
-from .known import ECHOED_SECRET_FIELDS, ENVELOPE_FIELDS, ITEM_FIELDS
-from .record import Exchange, Line, Recorder
+from .describe import (
+    column_reference_variants,
+    cursor_inclusion,
+    describe_list,
+    first_page,
+    first_pages,
+    missing,
+    new_fields,
+    sync_cost,
+    total,
+)
+from .known import ECHOED_SECRET_FIELDS
+from .record import CheckResult
 
 # A node detail page slower than this share of `nodes_timeout` is worth a smaller page size.
 SLOW_PAGE_SHARE = 1 / 3
-# dlt's default `[extract] workers`, when none is configured.
-DEFAULT_EXTRACT_WORKERS = 5
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 ENVIRONMENTS = "GET /api/v1/environments"
@@ -59,39 +63,6 @@ RUN_RESULTS = "GET /api/v1/runs/{runID}/results"
 RUN_STATUS = "GET /scheduler/runStatus?runCounter={runID}"
 PROJECTS = "GET /api/v1/projects?includeWorkspaces=true&includeJobs=true"
 USERS = {path: f"GET /{path}" for path in USERS_PATHS}
-
-
-@dataclass
-class CheckResult:
-    lines: list[Line] = field(default_factory=list)
-    recorder: Recorder = field(default_factory=Recorder)
-    region: str = "unknown"  # a region alias, "sso:<alias>" or "other host": never the host itself
-    settings: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        return any(line.verdict == "FAIL" for line in self.lines)
-
-    @contextmanager
-    def line(self, name: str, endpoint: str | None = None, *, failure: str = "FAIL") -> Iterator[Line]:
-        """A line of the table; an exception in the block becomes its FAIL (or WARN, for checks of
-        things the load does not need) with the load's own sentence for it."""
-        line = Line(name)
-        self.lines.append(line)
-        if endpoint is not None:
-            self.recorder.endpoint = endpoint
-        started = time.monotonic()
-        try:
-            yield line
-        except Exception as error:  # every failure is a line of the table, never a traceback
-            sentence = explain(error) or str(error)
-            if failure == "FAIL":
-                line.fail(sentence)
-            else:
-                line.warn(sentence)
-        finally:
-            line.seconds = time.monotonic() - started
 
 
 def run_check() -> CheckResult:
@@ -151,88 +122,6 @@ def _region(host: str) -> tuple[str, str]:
     return "other host", "not a Coalesce region host: a proxy, a private host or the simulator"
 
 
-def _first_page(
-    client: RESTClient, path: str, params: dict[str, Any], page_size: PageSize, **kwargs: Any
-) -> list[Any]:
-    """The first page of a list, read the way the load reads it (page size halved on a 400)."""
-    return _first_pages(client, path, params, page_size, 1, **kwargs)[0]
-
-
-def _first_pages(
-    client: RESTClient, path: str, params: dict[str, Any], page_size: PageSize, count: int, **kwargs: Any
-) -> list[list[Any]]:
-    """Up to `count` pages of a list (at least one, empty when the list is), as the load reads them."""
-    pages = read_pages(client, path, params, page_size, **kwargs)
-    try:
-        read = [page for _, page in zip(range(count), pages)]
-        return read or [[]]
-    finally:
-        close = getattr(pages, "close", None)  # a generator: stop it before it asks for page two
-        if close is not None:
-            close()
-
-
-def _describe_list(
-    result: CheckResult, line: Line, endpoint: str, kind: str, asked: int, page_size: PageSize, items: list
-) -> Exchange | None:
-    """Status, time, page size accepted and envelope of a list's first page; new item fields."""
-    exchange = result.recorder.last_ok(endpoint)
-    if exchange is None:
-        return None
-    line.note(f"{exchange.status} in {exchange.seconds:.2f} s")
-    _retried(result, line, endpoint)
-    if page_size.value < asked:
-        line.variant("page size refused (400), halved until accepted", "WARN")
-        line.warn(
-            f"pages of {asked} refused, {page_size.value} accepted: configure {page_size.value} or less"
-        )
-    else:
-        line.note(f"pages of {asked} accepted")
-    body = exchange.body if isinstance(exchange.body, dict) else {}
-    _envelope_variants(line, body, len(items), page_size.value)
-    new_keys = sorted(set(body) - ENVELOPE_FIELDS)
-    if new_keys:
-        line.variant(f"envelope keys the notes do not describe: {', '.join(new_keys)}", "WARN")
-    _new_fields(line, endpoint, kind, items)
-    return exchange
-
-
-def _retried(result: CheckResult, line: Line, endpoint: str) -> None:
-    """Name the transient answers the load's retry policy rode out on this endpoint."""
-    statuses = {e.status for e in result.recorder.exchanges if e.endpoint == endpoint}
-    if 429 in statuses:
-        line.variant("rate-limited (429), retried")
-    if any(status >= 500 for status in statuses):
-        line.variant("failing (5xx), retried")
-
-
-def _envelope_variants(line: Line, body: dict[str, Any], count: int, limit: int) -> None:
-    line.note("envelope {data: [...]} recognised")
-    if "next" not in body and "total" not in body:
-        if count >= limit:
-            line.variant("no next and no total: v6.2 paging (continues from the last id)")
-        return
-    cursor = body.get("next")
-    if isinstance(cursor, bool) or (cursor is not None and not isinstance(cursor, (str, int, float))):
-        line.variant("next is neither text nor a number", "WARN")
-    elif isinstance(cursor, (int, float)):
-        line.variant("next as a number (sent back as text)")
-    elif "next" in body and cursor is None:
-        line.variant("end of paging as next: null")
-    elif isinstance(cursor, str) and not cursor.strip():
-        line.variant("end of paging as an empty next")
-    if "total" in body and body["total"] is None:
-        line.variant("total: null")
-
-
-def _new_fields(line: Line, endpoint: str, kind: str, items: list) -> None:
-    seen = set().union(*(item.keys() for item in items if isinstance(item, dict))) if items else set()
-    new = sorted(seen - ITEM_FIELDS[kind])
-    if new:
-        line.variant(f"fields the notes do not describe: {', '.join(new)}", "WARN")
-        line.note(f"on {endpoint}: they load as new columns; attach --report to an issue")
-
-
 def _environments(
     result: CheckResult, client: RESTClient, settings: SourceSettings
 ) -> tuple[list[dict[str, Any]], int | None]:
@@ -241,36 +130,19 @@ def _environments(
     with result.line("environments", ENVIRONMENTS) as line:
         page_size = PageSize("environments", settings.page_size)
         # Two pages when there are two: whether a cursor's item comes again (doc §4, INFERRED).
-        pages = _first_pages(client, "api/v1/environments", {**ASCENDING, "detail": "false"}, page_size, 2)
+        pages = first_pages(client, "api/v1/environments", {**ASCENDING, "detail": "false"}, page_size, 2)
         page = pages[0]
         environments = [row_by_id(raw, "an environment") for raw in page]
-        exchange = _describe_list(
+        exchange = describe_list(
             result, line, ENVIRONMENTS, "environments", settings.page_size, page_size, page
         )
         if len(pages) > 1:
-            _cursor_inclusion(line, page, pages[1])
-        count = _total(exchange, len(page))
+            cursor_inclusion(line, page, pages[1])
+        count = total(exchange, len(page))
         line.note(f"{'?' if count is None else count} environments")
         if not environments:
             line.warn("the token sees no environment: environment, nodes and jobs cannot be checked")
     return environments, count
-
-
-def _cursor_inclusion(line: Line, first: list[Any], second: list[Any]) -> None:
-    last, following = (first[-1] if first else None), (second[0] if second else None)
-    if isinstance(last, dict) and isinstance(following, dict) and last.get("id") == following.get("id"):
-        line.variant("inclusive cursor: a page repeats the item its cursor names (the load drops it)")
-    else:
-        line.note("the page after a cursor starts after its item")
-
-
-def _total(exchange: Exchange | None, on_page: int) -> int | None:
-    """How many items the list holds: its `total`, or the page when it is the only one."""
-    body = exchange.body if exchange is not None and isinstance(exchange.body, dict) else {}
-    total = body.get("total")
-    if isinstance(total, int) and not isinstance(total, bool):
-        return total
-    return on_page if not body.get("next") else None
 
 
 def _environment(result: CheckResult, client: RESTClient, environment: dict[str, Any] | None) -> bool | None:
@@ -278,7 +150,7 @@ def _environment(result: CheckResult, client: RESTClient, environment: dict[str,
     oauth = None
     with result.line("environment", ENVIRONMENT) as line:
         if environment is None:
-            line.warn("no environment to read")
+            missing(line, "environment")
             return None
         environment_id = environment["id"]
         response = client.get(f"api/v1/environments/{environment_id}")
@@ -291,7 +163,7 @@ def _environment(result: CheckResult, client: RESTClient, environment: dict[str,
         line.note(f"{response.status_code} in {result.recorder.exchanges[-1].seconds:.2f} s; a bare object")
         if "id" not in body:
             line.variant("no id in the environment detail (taken from the request, as the load does)")
-        _new_fields(line, ENVIRONMENT, "environment", [body])
+        new_fields(line, ENVIRONMENT, "environment", [body])
         given = body.get("oauthEnabled")
         oauth = given if isinstance(given, bool) else None
     return oauth
@@ -304,13 +176,13 @@ def _nodes_summary(
     count = None
     with result.line("nodes", NODES, failure="WARN") as line:
         if environment is None:
-            line.warn("no environment to read")
+            missing(line, "environment")
             return None
         page_size = PageSize("environment nodes", settings.page_size)
         path = f"api/v1/environments/{environment['id']}/nodes"
-        page = _first_page(client, path, {**ASCENDING, "detail": "false"}, page_size)
-        exchange = _describe_list(result, line, NODES, "nodes", settings.page_size, page_size, page)
-        count = _total(exchange, len(page))
+        page = first_page(client, path, {**ASCENDING, "detail": "false"}, page_size)
+        exchange = describe_list(result, line, NODES, "nodes", settings.page_size, page_size, page)
+        count = total(exchange, len(page))
         line.note(f"{'?' if count is None else count} nodes in this environment (without detail)")
     return count
 
@@ -325,11 +197,11 @@ def _nodes_detail(
 ) -> None:
     with result.line("node details", NODES_DETAIL) as line:
         if environment is None:
-            line.warn("no environment to read")
-            return
+            missing(line, "environment")
+            return None
         page_size = PageSize("environment nodes", settings.nodes_page_size)
         path = f"api/v1/environments/{environment['id']}/nodes"
-        page = _first_page(
+        page = first_page(
             client,
             path,
             {**ASCENDING, "detail": "true"},
@@ -339,7 +211,7 @@ def _nodes_detail(
         )
         for raw in page:
             node_row(raw if not isinstance(raw, dict) else {**raw, "_environments_id": environment["id"]})
-        exchange = _describe_list(
+        exchange = describe_list(
             result, line, NODES_DETAIL, "nodes_detail", settings.nodes_page_size, page_size, page
         )
         if exchange is None:
@@ -357,49 +229,9 @@ def _nodes_detail(
             suggested = max(1, int(size * settings.nodes_timeout * SLOW_PAGE_SHARE / 2 / seconds))
             line.variant("slow node detail pages", "WARN")
             line.warn(f"a page of {size} took {seconds:.1f} s: set nodes_page_size = {suggested}")
-        _column_reference_variants(line, page)
-        count = _total(exchange, len(page)) or node_count
-        line.note(_sync_cost(size, seconds, count, environment_count))
-
-
-def _column_reference_variants(line: Line, nodes: list[Any]) -> None:
-    """How columns name their upstream columns (doc §12.3, CONFLICT: both shapes are accepted)."""
-    columns = [
-        column
-        for node in nodes
-        if isinstance(node, dict) and isinstance(node.get("metadata"), dict)
-        for column in node["metadata"].get("columns") or []
-        if isinstance(column, dict)
-    ]
-    sources = [
-        source for column in columns for source in column.get("sources") or [] if isinstance(source, dict)
-    ]
-    if any(source.get("columnReferences") for source in sources):
-        line.variant("column references by node and column id")
-    if any(column.get("columnReferences") for column in columns):
-        line.variant("column references by table and column name (doc §12.3)")
-
-
-def _sync_cost(size: int, seconds: float, nodes: int | None, environments: int | None) -> str:
-    """What every environment's node pages cost at this page's pace: pages x time / workers."""
-    if nodes is None or environments is None:
-        return f"one page of {size} in {seconds:.2f} s (no total: the sync's cost is unknown)"
-    workers = _extract_workers()
-    pages = environments * max(1, math.ceil(nodes / size))
-    estimate = pages * seconds / max(1, min(workers, environments))
-    return (
-        f"one page of {size} in {seconds:.2f} s; a full sync reads about {pages} node pages "
-        f"({environments} environments of about {nodes} nodes): about {estimate:.0f} s with "
-        f"{workers} workers"
-    )
-
-
-def _extract_workers() -> int:
-    value: Any = dlt.config.get("extract.workers")
-    try:
-        return max(1, int(value)) if value is not None else DEFAULT_EXTRACT_WORKERS
-    except (TypeError, ValueError):
-        return DEFAULT_EXTRACT_WORKERS
+        column_reference_variants(line, page)
+        count = total(exchange, len(page)) or node_count
+        line.note(sync_cost(size, seconds, count, environment_count))
 
 
 def _jobs(
@@ -407,11 +239,11 @@ def _jobs(
 ) -> None:
     with result.line("jobs", JOBS) as line:
         if environment is None:
-            line.warn("no environment to read")
-            return
+            missing(line, "environment")
+            return None
         page_size = PageSize("jobs", settings.page_size)
         try:
-            page = _first_page(client, JOBS_PATH.format(environment["id"]), ASCENDING, page_size)
+            page = first_page(client, JOBS_PATH.format(environment["id"]), ASCENDING, page_size)
         except HTTPError as error:
             if error.response is None or error.response.status_code != 404:
                 raise
@@ -420,7 +252,7 @@ def _jobs(
             return
         for raw in page:
             job_row(raw, environment["id"])
-        _describe_list(result, line, JOBS, "jobs", settings.page_size, page_size, page)
+        describe_list(result, line, JOBS, "jobs", settings.page_size, page_size, page)
         kinds = {type(raw.get("id")).__name__ for raw in page if isinstance(raw, dict)}
         if "str" in kinds:
             line.variant("job ids as text")
@@ -433,9 +265,9 @@ def _runs(result: CheckResult, client: RESTClient, settings: SourceSettings) -> 
     with result.line("runs", RUNS) as line:
         page_size = PageSize("runs", settings.runs_page_size)
         params = {"detail": "true", "orderBy": "id", "orderByDirection": "desc"}
-        page = _first_page(client, RUNS_PATH, params, page_size)
+        page = first_page(client, RUNS_PATH, params, page_size)
         runs = [run_row(raw) for raw in page]
-        _describe_list(result, line, RUNS, "runs", settings.runs_page_size, page_size, page)
+        describe_list(result, line, RUNS, "runs", settings.runs_page_size, page_size, page)
         if any(isinstance(raw, dict) and isinstance(raw.get("id"), str) for raw in page):
             line.variant("run ids as text")
         ids = [run["id"] for run in runs]
@@ -460,8 +292,8 @@ def _echoes_secrets(raw: Any) -> bool:
 def _run_results(result: CheckResult, client: RESTClient, run: dict[str, Any] | None) -> None:
     with result.line("run results", RUN_RESULTS) as line:
         if run is None:
-            line.warn("no run to read")
-            return
+            missing(line, "run")
+            return None
         response = client.get(f"api/v1/runs/{run['id']}/results", hooks={"response": [run_results_envelope]})
         if response.status_code == 404:
             line.warn("404: the load keeps such a run on its list to read again")
@@ -487,14 +319,14 @@ def _run_results(result: CheckResult, client: RESTClient, run: dict[str, Any] | 
         unknown = sorted(str(s) for s in states - {None, "complete", "skipped", *FAILED_NODE_STATES})
         if unknown:
             line.variant("runState values the notes do not describe", "WARN")
-        _new_fields(line, RUN_RESULTS, "run_results", items)
+        new_fields(line, RUN_RESULTS, "run_results", items)
 
 
 def _run_status(result: CheckResult, client: RESTClient, run: dict[str, Any] | None) -> None:
     with result.line("run status", RUN_STATUS) as line:
         if run is None:
-            line.warn("no run to read")
-            return
+            missing(line, "run")
+            return None
         response = client.get("scheduler/runStatus", params={"runCounter": run["id"]})
         if response.status_code == 404:
             line.warn("404: the load keeps such a run on its list to read again")
@@ -514,7 +346,7 @@ def _run_status(result: CheckResult, client: RESTClient, run: dict[str, Any] | N
             line.variant("runLink carries a UUID (doc §10.3)")
         elif link.rstrip("/").endswith(f"/{run['id']}"):
             line.variant("runLink ends with the run id (as documented)")
-        _new_fields(line, RUN_STATUS, "run_status", [body])
+        new_fields(line, RUN_STATUS, "run_status", [body])
 
 
 def _projects(result: CheckResult, client: RESTClient) -> None:
@@ -527,7 +359,7 @@ def _projects(result: CheckResult, client: RESTClient) -> None:
             row_by_id(raw)
         line.note(f"{response.status_code} in {result.recorder.exchanges[-1].seconds:.2f} s")
         line.note("envelope {data: [...]} recognised")
-        _new_fields(line, PROJECTS, "projects", body["data"])
+        new_fields(line, PROJECTS, "projects", body["data"])
 
 
 def _users(result: CheckResult, client: RESTClient, settings: SourceSettings) -> None:
@@ -536,7 +368,7 @@ def _users(result: CheckResult, client: RESTClient, settings: SourceSettings) ->
             result.recorder.endpoint = USERS[path]
             page_size = PageSize("users", settings.page_size)
             try:
-                page = _first_page(client, path, ASCENDING, page_size)
+                page = first_page(client, path, ASCENDING, page_size)
             except HTTPError as error:
                 if error.response is None or error.response.status_code != 404 or path == USERS_PATHS[-1]:
                     raise
@@ -545,7 +377,7 @@ def _users(result: CheckResult, client: RESTClient, settings: SourceSettings) ->
                 row_by_id(raw)
             if path != USERS_PATHS[0]:
                 line.variant(f"users at /{path} (the load falls back to it)")
-            _describe_list(result, line, USERS[path], "users", settings.page_size, page_size, page)
+            describe_list(result, line, USERS[path], "users", settings.page_size, page_size, page)
             return
 
 

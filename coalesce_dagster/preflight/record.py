@@ -3,12 +3,17 @@ line per check for the table."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from requests import Response
+
+from ..coalesce.errors import explain
 
 Verdict = Literal["PASS", "WARN", "FAIL"]
 
@@ -85,3 +90,36 @@ class Line:
     def fail(self, text: str) -> None:
         self.verdict = "FAIL"
         self.detail.append(text)
+
+
+@dataclass
+class CheckResult:
+    lines: list[Line] = field(default_factory=list)
+    recorder: Recorder = field(default_factory=Recorder)
+    region: str = "unknown"  # a region alias, "sso:<alias>" or "other host": never the host itself
+    settings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return any(line.verdict == "FAIL" for line in self.lines)
+
+    @contextmanager
+    def line(self, name: str, endpoint: str | None = None, *, failure: str = "FAIL") -> Iterator[Line]:
+        """A line of the table; an exception in the block becomes its FAIL (or WARN, for checks of
+        things the load does not need) with the load's own sentence for it."""
+        line = Line(name)
+        self.lines.append(line)
+        if endpoint is not None:
+            self.recorder.endpoint = endpoint
+        started = time.monotonic()
+        try:
+            yield line
+        except Exception as error:  # every failure is a line of the table, never a traceback
+            sentence = explain(error) or str(error)
+            if failure == "FAIL":
+                line.fail(sentence)
+            else:
+                line.warn(sentence)
+        finally:
+            line.seconds = time.monotonic() - started

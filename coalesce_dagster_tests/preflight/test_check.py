@@ -354,3 +354,24 @@ def test_no_token_fails_before_any_request(simulator, capsys, tmp_path, monkeypa
     assert list(checked.verdicts().items()) == [("connection", "PASS"), ("settings", "FAIL")]
     assert "Generate Access Token" in checked.line("settings")
     assert simulator.request_count() == 0
+
+
+@pytest.mark.parametrize("simulator_config", [SimulatorConfig(environments=0, runs=0)])
+def test_an_account_with_nothing_yet_warns_what_it_could_not_read(
+    simulator, simulator_config, credentials, capsys, tmp_path, warehouse
+):
+    checked = check(capsys, tmp_path)
+    assert checked.code == 0, checked.table
+    verdicts = checked.verdicts()
+    assert [check for check, verdict in verdicts.items() if verdict == "WARN"] == [
+        "environments",
+        "environment",
+        "nodes",
+        "node details",
+        "jobs",
+        "run results",
+        "run status",
+    ]
+    assert "no environment to read" in checked.line("jobs")
+    assert "no run to read" in checked.line("run status")
+    assert load_succeeds(simulator)
