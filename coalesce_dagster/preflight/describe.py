@@ -136,16 +136,16 @@ def column_reference_variants(line: Line, nodes: list[Any]) -> None:
 
 
 def sync_cost(size: int, seconds: float, nodes: int | None, environments: int | None) -> str:
-    """What every environment's node pages cost at this page's pace: pages x time / workers."""
+    """What every environment's node pages cost at this page's pace: pages x time / workers
+    (dlt's extract pool reads one environment per worker, its pages one after another)."""
     if nodes is None or environments is None:
-        return f"one page of {size} in {seconds:.2f} s (no total: the sync's cost is unknown)"
+        return "Coalesce sent no total: what a full sync costs is unknown"
     workers = _extract_workers()
     pages = environments * max(1, math.ceil(nodes / size))
     estimate = pages * seconds / max(1, min(workers, environments))
     return (
-        f"one page of {size} in {seconds:.2f} s; a full sync reads about {pages} node pages "
-        f"({environments} environments of about {nodes} nodes): about {estimate:.0f} s with "
-        f"{workers} workers"
+        f"a full sync at this pace: about {pages} node pages ({environments} environments of about "
+        f"{nodes} nodes) x {seconds:.2f} s / {workers} workers = about {estimate:.1f} s"
     )
 
 
