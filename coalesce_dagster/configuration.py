@@ -268,6 +268,9 @@ class NodeSettings:
     SECTION: ClassVar[str] = "coalesce_dagster.nodes"
 
     environments: tuple[str, ...] = _setting((), _names)  # ids or names; none: no node assets
+    # Environments (ids or names, among `environments`) whose nodes Dagster may build by starting
+    # Coalesce runs; every other one is observed only. None by default: starting work is opt-in.
+    orchestrate: tuple[str, ...] = _setting((), _names)
     warehouse: str = _setting("snowflake", _kind)  # the kind shown beside "coalesce"
     snapshot_path: str = _setting("", _text)  # a file instead of Dagster's defs state folder
 

@@ -37,6 +37,7 @@ _ISOLATED_ENV = (
     "COALESCE_DAGSTER__DESTINATION",
     "COALESCE_DAGSTER__DATASET_NAME",
     "COALESCE_DAGSTER__NODES__ENVIRONMENTS",
+    "COALESCE_DAGSTER__NODES__ORCHESTRATE",
 )
 
 # The node assets' snapshot: never the checkout's own (a developer's refresh would change which

@@ -12,14 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from . import render
+from . import node_tests, render
 from .data import RUN_STATUSES, RUN_TYPES, TERMINAL_STATUSES, SimulatorState
 from .faults import Faults
 from .paging import PageParams, paginate, parse_page_params
 from .responses import NO_BODY, UNAUTHORIZED_MESSAGE, ApiError, Response, error_response, json_response
 from .routing import Request, Router, parse_flag, parse_json_object
 from .timeutil import parse_iso
-from .variants import column_references_by_name
 
 _DIGITS = re.compile(r"[0-9]+")
 _NODE_LIST = re.compile(r"/api/v1/environments/[^/]+/nodes")
@@ -202,23 +201,24 @@ class CoalesceApi:
         env = self._environment(environment_id)
         detail = parse_flag(request.query, "detail")
         params = self._page_params(request.query, order_fields=("id",), default_direction="asc")
-        nodes = list(self.state.nodes[env["id"]].values())
-        page, meta = paginate(nodes, params, self.faults, numeric_ids=False)
-        views = [self._node_view(env["id"], node, detail) for node in page]
-        return json_response({"data": views, **meta})
+        by_id = self.state.nodes[env["id"]]
+        page, meta = paginate(list(by_id.values()), params, self.faults, numeric_ids=False)
+        return json_response({"data": [self._node_view(node, detail, by_id) for node in page], **meta})
 
     def get_node(self, request: Request, environment_id: str, node_id: str) -> Response:
         env = self._environment(environment_id)
         node = self.state.nodes[env["id"]].get(node_id)
         if node is None:
             raise ApiError(404, f"Node {node_id} not found in environment {environment_id}")
-        return json_response(self._node_view(env["id"], node, detail=True))
+        return json_response(self._node_view(node, True, self.state.nodes[env["id"]]))
 
-    def _node_view(self, environment_id: str, node: Mapping[str, Any], detail: bool) -> dict[str, Any]:
-        view = render.node(node, detail)
-        if detail and self.faults.column_reference_style == "name":
-            view = column_references_by_name(view, self.state.nodes[environment_id])
-        return view
+    def _node_view(self, node: Mapping[str, Any], detail: bool, nodes: Mapping[str, Any]) -> dict[str, Any]:
+        if not detail:
+            return render.node(node, detail)
+        faults = self.faults
+        return node_tests.node_view(
+            node, nodes, column_tests=faults.column_tests, refs_by_name=faults.column_refs_by_name
+        )
 
     def list_jobs(self, request: Request, environment_id: str) -> Response:
         if self.faults.jobs_list_missing:
@@ -295,6 +295,13 @@ class CoalesceApi:
         run = self._run(run_id)
         results = self.state.results.get(run["id"], [])
         faults = self.faults
+        if faults.test_results:
+            results = node_tests.with_test_results(
+                results,
+                self.state.nodes.get(run["environmentID"], {}),
+                column_tests=faults.column_tests,
+                failing_test=faults.failing_test,
+            )
         body = render.run_results(
             results,
             faults.results_envelope,

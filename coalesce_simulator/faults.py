@@ -28,7 +28,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "results_envelope": ("data", "results", "bare", "items", "results_late"),
     "run_link_style": ("counter", "uuid"),
     "failed_run_state": ("error", "failed"),
-    "column_reference_style": ("id", "name"),
 }
 
 # Annotation base name -> accepted Python types (bool is rejected for numbers separately).
@@ -99,10 +98,13 @@ class Faults:
     # GET /api/v1/environments/{id}/jobs answers 404 as an unknown endpoint would: a deployment
     # without the jobs list, whose path doc §10.9 only infers (/jobs/{jobID} still answers).
     jobs_list_missing: bool = False
-    # How node detail bodies reference a column's upstream columns (doc §12.3, CONFLICT): "id",
-    # columns[].sources[] {transform, columnReferences[] {nodeID, columnID}}; or "name", sources[]
-    # {transform} only and columns[].columnReferences[] {columnName, tableName}.
-    column_reference_style: str = "id"
+    # Node tests and column references beyond the generated state (node_tests.py, doc §11): column
+    # tests on tested nodes; column references by table and column name; one query result per test
+    # in run results (named "Test: <test> [<column>]"), failing for the test named failing_test.
+    column_tests: bool = False
+    column_refs_by_name: bool = False
+    test_results: bool = False
+    failing_test: str | None = None
 
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)

@@ -859,39 +859,6 @@ def test_jobs_list_missing(client: Client, sim: CoalesceSimulator) -> None:
     assert client.get("/api/v1/environments/1/nodes").status_code == 200
 
 
-def test_column_references_by_name(client: Client, sim: CoalesceSimulator) -> None:
-    """doc §12.3: the other shape names the upstream table and column instead of their ids."""
-
-    def columns() -> list[dict[str, Any]]:
-        body = client.get("/api/v1/environments/1/nodes?detail=true&limit=500").json()
-        return [column for node in body["data"] for column in node["metadata"]["columns"]]
-
-    by_id = columns()
-    referenced = [c for c in by_id if any(s.get("columnReferences") for s in c["sources"])]
-    assert referenced and not any("columnReferences" in c for c in by_id)
-    sim.faults.column_reference_style = "name"
-    by_name = {c["columnID"]: c for c in columns()}
-    nodes = sim.state.nodes["1"]
-    for column in referenced:
-        named = by_name[column["columnID"]]
-        assert all(set(source) == {"transform"} for source in named["sources"])
-        expected = [
-            (
-                next(
-                    c["name"]
-                    for c in nodes[r["nodeID"]]["metadata"]["columns"]
-                    if c["columnID"] == r["columnID"]
-                ),
-                nodes[r["nodeID"]]["name"],
-            )
-            for source in column["sources"]
-            for r in source["columnReferences"]
-        ]
-        assert [(r["columnName"], r["tableName"]) for r in named["columnReferences"]] == expected
-    with pytest.raises(ValueError):
-        sim.faults.column_reference_style = "uuid"
-
-
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         SimulatorConfig(environments=-1)

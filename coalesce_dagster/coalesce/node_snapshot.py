@@ -126,6 +126,8 @@ def fetch_node_snapshot(settings: SourceSettings, environments: Sequence[str]) -
             for env_id, name in chosen
         ),
         fetched_at=now_iso(),
+        base_url=settings.base_url,
+        requested=tuple(environments),
     )
 
 
@@ -154,8 +156,9 @@ class NodeCollector:
             self._environments[environment_id] = environment
             self._listed.append({"id": environment_id, "name": environment_name})
 
-    def snapshot(self, environments: Sequence[str]) -> tuple[NodeSnapshot | None, list[str]]:
-        """The snapshot of `environments` (ids or names) and the entries the load did not see.
+    def snapshot(self, environments: Sequence[str], base_url: str) -> tuple[NodeSnapshot | None, list[str]]:
+        """The snapshot of `environments` (ids or names) of the account at `base_url` (the load's),
+        and the entries the load did not see.
 
         None when nothing matched: a snapshot must not be replaced by an empty one."""
         with self._lock:
@@ -166,6 +169,8 @@ class NodeCollector:
                 NodeSnapshot(
                     environments=tuple(self._environments[env_id] for env_id, _ in chosen),
                     fetched_at=now_iso(),
+                    base_url=base_url,
+                    requested=tuple(environments),
                 ),
                 unmatched,
             )

@@ -17,9 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-SNAPSHOT_VERSION = 1
+# Version 2 records the account and environments a snapshot was made for; version 1 (before that)
+# is still read, as a snapshot of an unknown account.
+SNAPSHOT_VERSION = 2
+READABLE_SNAPSHOT_VERSIONS = (1, 2)
 SOURCE_NODE_TYPE = "source"
 
 
@@ -28,11 +32,37 @@ class SnapshotError(ValueError):
 
 
 @dataclass(frozen=True)
+class ColumnRef:
+    """Where a column's value comes from, in one of the two shapes Coalesce states it (API notes
+    §11.4): a node and column by id (`sources[].columnReferences[]`), or a table and column by name
+    (`columnReferences[]`; the table may be unnamed)."""
+
+    column: str  # a column id (with node_id) or a column name (with table)
+    node_id: str = ""
+    table: str = ""
+
+
+@dataclass(frozen=True)
 class NodeColumn:
     name: str
     data_type: str = ""
     description: str = ""
     nullable: bool = True
+    id: str = ""
+    sources: tuple[ColumnRef, ...] = ()
+    tests: tuple[str, ...] = ()  # enabled `appliedColumnTests`, by name
+
+
+@dataclass(frozen=True)
+class NodeTest:
+    """A Coalesce test of a node (`metadata.appliedNodeTests[]`, API notes §11.1), or of one of its
+    columns (`columns[].appliedColumnTests`, §11.2: `column` set, no description)."""
+
+    name: str
+    description: str = ""
+    continue_on_failure: bool = False
+    run_order: str = ""  # "Before" or "After" the node's own build
+    column: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,15 @@ class CoalesceNode:
     columns: tuple[NodeColumn, ...] = ()
     dependencies: tuple[NodeRef, ...] = ()
     alias_ids: tuple[str, ...] = ()  # node ids named by `sourceMapping[].aliases`
+    tests: tuple[NodeTest, ...] = ()  # node tests, then column tests
+
+    @property
+    def all_tests(self) -> tuple[NodeTest, ...]:
+        """The node's tests and its columns' tests, each once."""
+        column_tests = tuple(
+            NodeTest(name=test, column=column.name) for column in self.columns for test in column.tests
+        )
+        return self.tests + column_tests
 
     @property
     def is_source(self) -> bool:
@@ -77,13 +116,23 @@ class EnvironmentNodes:
     name: str
     nodes: tuple[CoalesceNode, ...] = ()
 
+    @cached_property
+    def by_id(self) -> dict[str, CoalesceNode]:
+        return {node.id: node for node in self.nodes}
+
 
 @dataclass(frozen=True)
 class NodeSnapshot:
-    """The nodes of the configured environments at one moment (`fetched_at`, ISO 8601, UTC)."""
+    """The nodes of the configured environments at one moment (`fetched_at`, ISO 8601, UTC).
+
+    `base_url` (the canonical host, never a token) and `requested` (the environments asked for)
+    say what the snapshot was made for; both are None in a snapshot written before they were kept,
+    whose account is therefore unknown."""
 
     environments: tuple[EnvironmentNodes, ...]
     fetched_at: str
+    base_url: str | None = None
+    requested: tuple[str, ...] | None = None
     version: int = SNAPSHOT_VERSION
 
     @property
@@ -95,6 +144,8 @@ class NodeSnapshot:
             {
                 "version": self.version,
                 "fetched_at": self.fetched_at,
+                "base_url": self.base_url,
+                "requested": None if self.requested is None else list(self.requested),
                 "environments": [_environment_json(env) for env in self.environments],
             },
             separators=(",", ":"),
@@ -104,13 +155,15 @@ class NodeSnapshot:
     def from_json(cls, text: str) -> NodeSnapshot:
         try:
             data = json.loads(text)
-            if type(data.get("version")) is not int or data["version"] != SNAPSHOT_VERSION:
-                raise SnapshotError(
-                    f"snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}; refresh it"
-                )
+            version = data.get("version")
+            if type(version) is not int or version not in READABLE_SNAPSHOT_VERSIONS:
+                raise SnapshotError(f"snapshot version {version!r} is not {SNAPSHOT_VERSION}; refresh it")
+            requested = data.get("requested")
             return cls(
                 environments=tuple(_environment_from_json(env) for env in data["environments"]),
                 fetched_at=str(data["fetched_at"]),
+                base_url=str(data["base_url"]) if data.get("base_url") else None,
+                requested=None if requested is None else tuple(str(entry) for entry in requested),
             )
         except SnapshotError:
             raise
@@ -128,9 +181,22 @@ def parse_node(raw: Mapping[str, Any]) -> CoalesceNode:
             data_type=_text(column.get("dataType")),
             description=_text(column.get("description")),
             nullable=column.get("nullable") is not False,
+            id=_text(column.get("columnID")),
+            sources=_column_sources(column),
+            tests=_enabled_column_tests(column.get("appliedColumnTests")),
         )
         for column in _objects(metadata.get("columns"))
         if _text(column.get("name"))
+    )
+    tests = tuple(
+        NodeTest(
+            name=_text(test.get("name")),
+            description=_text(test.get("description")),
+            continue_on_failure=test.get("continueOnFailure") is True,
+            run_order=_text(test.get("runOrder")),
+        )
+        for test in _objects(metadata.get("appliedNodeTests"))
+        if _text(test.get("name")) and test.get("enabled") is not False
     )
     dependencies: list[NodeRef] = []
     alias_ids: list[str] = []
@@ -154,7 +220,31 @@ def parse_node(raw: Mapping[str, Any]) -> CoalesceNode:
         columns=columns,
         dependencies=tuple(dependencies),
         alias_ids=tuple(dict.fromkeys(alias_ids)),
+        tests=tests,
     )
+
+
+def _column_sources(column: Mapping[str, Any]) -> tuple[ColumnRef, ...]:
+    """Both shapes of §11.4, each reference once: `sources[].columnReferences[]{nodeID, columnID}`
+    (a `sources[]` item without references is a column with no upstream), and
+    `columnReferences[]{tableName, columnName}`."""
+    refs: list[ColumnRef] = []
+    for source in _objects(column.get("sources")):
+        for ref in _objects(source.get("columnReferences")):
+            node_id, column_id = _text(ref.get("nodeID")), _text(ref.get("columnID"))
+            if node_id and column_id:
+                refs.append(ColumnRef(column=column_id, node_id=node_id))
+    for ref in _objects(column.get("columnReferences")):
+        if _text(ref.get("columnName")):
+            refs.append(ColumnRef(column=_text(ref.get("columnName")), table=_text(ref.get("tableName"))))
+    return tuple(dict.fromkeys(refs))
+
+
+def _enabled_column_tests(tests: Any) -> tuple[str, ...]:
+    """`appliedColumnTests`: test name -> enabled (§11.2); the enabled ones, by name."""
+    if not isinstance(tests, Mapping):
+        return ()
+    return tuple(_text(name) for name, enabled in tests.items() if enabled is True and _text(name))
 
 
 @dataclass(frozen=True)
@@ -264,9 +354,10 @@ def _environment_json(environment: EnvironmentNodes) -> dict[str, Any]:
                 "location_name": n.location_name,
                 "description": n.description,
                 "materialization": n.materialization,
-                "columns": [[c.name, c.data_type, c.description, c.nullable] for c in n.columns],
+                "columns": [_column_json(c) for c in n.columns],
                 "dependencies": [[d.location_name, d.node_name] for d in n.dependencies],
                 "alias_ids": list(n.alias_ids),
+                "tests": [[t.name, t.description, t.continue_on_failure, t.run_order] for t in n.tests],
             }
             for n in environment.nodes
         ],
@@ -287,12 +378,43 @@ def _environment_from_json(data: Mapping[str, Any]) -> EnvironmentNodes:
                 location_name=str(n["location_name"]),
                 description=str(n.get("description", "")),
                 materialization=str(n.get("materialization", "")),
-                columns=tuple(NodeColumn(str(c[0]), str(c[1]), str(c[2]), bool(c[3])) for c in n["columns"]),
+                columns=tuple(_column_from_json(c) for c in n["columns"]),
                 dependencies=tuple(NodeRef(str(d[0]), str(d[1])) for d in n["dependencies"]),
                 alias_ids=tuple(str(a) for a in n.get("alias_ids", ())),
+                tests=tuple(
+                    NodeTest(str(t[0]), str(t[1]), bool(t[2]), str(t[3])) for t in n.get("tests", ())
+                ),
             )
             for n in data["nodes"]
         ),
+    )
+
+
+def _column_json(column: NodeColumn) -> list[Any]:
+    # Lists, not objects: a snapshot of thousands of nodes stays small and quick to read.
+    return [
+        column.name,
+        column.data_type,
+        column.description,
+        column.nullable,
+        column.id,
+        [[ref.column, ref.node_id, ref.table] for ref in column.sources],
+        list(column.tests),
+    ]
+
+
+def _column_from_json(data: Sequence[Any]) -> NodeColumn:
+    """A column of either version (version 1 kept the first four fields only)."""
+    extra = list(data[4:]) + [None] * (7 - len(data))
+    column_id, sources, tests = extra[0], extra[1] or (), extra[2] or ()
+    return NodeColumn(
+        name=str(data[0]),
+        data_type=str(data[1]),
+        description=str(data[2]),
+        nullable=bool(data[3]),
+        id=str(column_id or ""),
+        sources=tuple(ColumnRef(str(ref[0]), str(ref[1]), str(ref[2])) for ref in sources),
+        tests=tuple(str(test) for test in tests),
     )
 
 

@@ -8,14 +8,41 @@ are summed over the queries; the run's error text is the first query error Coale
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .nodes import NodeTest
 from .types import FAILED_NODE_STATES, parse_timestamp
 
 COMPLETE_NODE_STATE = "complete"
+FAILED_QUERY_STATUSES = frozenset({"error", "failed", "failure"})
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    """One query Coalesce ran for a node (`queryResults[]`): a build stage, or one of its tests."""
+
+    name: str
+    success: bool | None = None
+    status: str = ""
+    is_running: bool = False
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.success is False or bool(self.error) or self.status.lower() in FAILED_QUERY_STATUSES
+
+
+@dataclass(frozen=True)
+class CoalesceTestOutcome:
+    """What the run results say of one Coalesce test of a node."""
+
+    passed: bool
+    error: str | None
+    queries: tuple[str, ...]  # the query results it was read from
 
 
 @dataclass(frozen=True)
@@ -32,6 +59,7 @@ class NodeOutcome:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     error: str | None = None
+    queries: tuple[QueryOutcome, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -92,7 +120,44 @@ def node_outcome(raw: Mapping[str, Any]) -> NodeOutcome | None:
         started_at=min(starts, default=None),
         ended_at=max(ends, default=None),
         error=first_error,
+        queries=tuple(
+            QueryOutcome(
+                name=_text(q.get("name")),
+                success=q.get("success") if isinstance(q.get("success"), bool) else None,
+                status=_text(q.get("status")),
+                is_running=q.get("isRunning") is True,
+                error=_error_text(q.get("error")),
+            )
+            for q in queries
+        ),
     )
+
+
+def outcome_of_test(outcome: NodeOutcome, test: NodeTest) -> CoalesceTestOutcome | None:
+    """The outcome of `test` in a node's run result, or None when the result reports none.
+
+    Coalesce names no test result field (API notes §11.3); a node's tests are queries of that node,
+    so a test's outcome is read from the query results whose `name` carries the test's name as a
+    whole word (a column test's also the column's). No such query, or one still running, is no
+    outcome: never a guessed pass."""
+    matched = [query for query in outcome.queries if query_names_test(query.name, test)]
+    if not matched or any(query.is_running for query in matched):
+        return None
+    failed = [query for query in matched if query.failed]
+    return CoalesceTestOutcome(
+        passed=not failed,
+        error=next((query.error for query in failed if query.error), None),
+        queries=tuple(query.name for query in matched),
+    )
+
+
+def query_names_test(query_name: str, test: NodeTest) -> bool:
+    return _names_word(query_name, test.name) and (not test.column or _names_word(query_name, test.column))
+
+
+def _names_word(text: str, word: str) -> bool:
+    pattern = r"(?<![A-Za-z0-9_])" + re.escape(word.strip()) + r"(?![A-Za-z0-9_])"
+    return bool(word.strip()) and re.search(pattern, text, flags=re.IGNORECASE) is not None
 
 
 def node_outcomes(items: Sequence[Any]) -> tuple[NodeOutcome, ...]:

@@ -81,7 +81,7 @@ def coalesce_assets(
             ).fetch_row_count()
             yield from _with_coalesce_run_metadata(context, events, pipeline, config.run_ids)
         if collector is not None:
-            refresh_node_snapshot(context, collector)
+            refresh_node_snapshot(context, collector, coalesce.resolved_base_url())
     except Exception as error:
         explanation = explain(error)
         if explanation is None:
@@ -160,14 +160,14 @@ def _loaded_runs_metadata(
     return metadata
 
 
-def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeCollector) -> None:
-    """Store the nodes this load read as the node assets' snapshot (they appear at the next
-    definitions reload). Never fails the load: the tables are in already."""
+def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeCollector, base_url: str) -> None:
+    """Store the nodes this load read from the account at `base_url` as the node assets' snapshot
+    (they appear at the next definitions reload). Never fails the load: the tables are in already."""
     try:
         wanted = configured_environments()
         if not wanted:
             return
-        snapshot, unmatched = collector.snapshot(wanted)
+        snapshot, unmatched = collector.snapshot(wanted, base_url)
         if unmatched:
             context.log.warning(
                 f"[coalesce_dagster.nodes] environments {unmatched} matched no environment this load "

@@ -1,65 +1,84 @@
 """Coalesce's nodes as Dagster assets, built from a stored snapshot (never from a live API call).
 
-Per configured environment, the nodes Coalesce builds become one multi-asset (so a later run can
-build any subset of them), each with a `coalesce_run` asset check that says whether Coalesce's
-last run of the node succeeded; source nodes become plain asset specs. Lineage comes from each
-node's `sourceMapping`; problems in it (a dependency naming no node, a cycle, two nodes on one key)
-are logged and left out, never fatal.
+Each environment is in one of two modes (`[coalesce_dagster.nodes] orchestrate`):
 
-Materializations and check results arrive from Coalesce's own runs through the run-status sensor
-(`sensors.py`), as dagster-dbt's polling sensor reports dbt Cloud runs, and from runs Dagster starts
-when a selection is materialized (`node_runs.py`).
+* observed (the default): its nodes are external assets. Dagster cannot materialize them (no
+  Materialize button, never part of a `*` run), and their checks do not run from Dagster; the
+  run-status sensor reports what Coalesce's own runs built, failed and tested.
+* orchestrated: the nodes Coalesce builds are one multi-asset (so a run can build any subset of
+  them); materializing a selection starts one Coalesce run for exactly those nodes (`node_runs.py`).
+
+Every built node has a `coalesce_run` check and one check per Coalesce test (`node_checks.py`);
+source nodes are plain asset specs. Lineage comes from each node's `sourceMapping`; problems in it
+(a dependency naming no node, a cycle, two nodes on one key) are logged and left out, never fatal.
 """
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import dagster as dg
 
 from .. import settings
-from ..coalesce.nodes import EnvironmentNodes, NodeSnapshot, resolve_lineage
+from ..coalesce.column_lineage import resolve_column_lineage
+from ..coalesce.nodes import CoalesceNode, EnvironmentNodes, NodeSnapshot, resolve_lineage
+from .node_checks import node_check_specs
 from .node_runs import CoalesceNodeRunConfig, run_selected_nodes
-from .node_translator import (
-    RUN_CHECK_NAME,
-    CoalesceNodeMetadataSet,
-    CoalesceNodeProps,
-    DagsterCoalesceTranslator,
-)
+from .node_translator import CoalesceNodeProps, DagsterCoalesceTranslator
 from .resources import DEFAULT_COALESCE_RESOURCE, CoalesceResource
 
 logger = logging.getLogger(__name__)
 
 NODE_ASSETS_PREFIX = "coalesce_nodes_"
+OBSERVED_CHECKS_PREFIX = "coalesce_checks_"
+
+NodeAsset = dg.AssetsDefinition | dg.AssetSpec
 
 
 def build_node_definitions(
     snapshot: NodeSnapshot,
     translator: DagsterCoalesceTranslator | None = None,
     coalesce: CoalesceResource = DEFAULT_COALESCE_RESOURCE,
+    orchestrated: Collection[str] = (),
 ) -> dg.Definitions:
-    """The node assets of every environment in `snapshot`, with the `coalesce` resource their runs use."""
+    """The node assets of every environment in `snapshot`, with the `coalesce` resource their runs
+    use. `orchestrated`: ids of the environments Dagster may build; the others are observed only."""
     translator = translator or DagsterCoalesceTranslator()
-    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
+    assets: list[NodeAsset] = []
+    checks: list[dg.AssetChecksDefinition] = []
     taken: dict[dg.AssetKey, str] = {}
     for environment in snapshot.environments:
-        assets.extend(_environment_assets(environment, translator, taken))
-    return dg.Definitions(assets=assets, resources={"coalesce": coalesce})
+        nodes = list(_environment_specs(environment, translator, taken))
+        sources = [spec for node, spec in nodes if node.is_source]
+        built = [(node, spec) for node, spec in nodes if not node.is_source]
+        assets.extend(sources)
+        if not built:
+            continue
+        group = translator.get_group_name(CoalesceNodeProps(node=built[0][0], environment=environment))
+        name = (
+            f"{group.removeprefix('coalesce_')}_{re.sub(r'[^a-z0-9_]', '_', environment.id.strip().lower())}"
+        )
+        if environment.id in orchestrated:
+            assets.append(_built_nodes_asset(environment, name, built, snapshot.base_url))
+        else:
+            assets.extend(_observed(environment, spec) for _, spec in built)
+            checks.append(_observed_checks(environment, name, built))
+    return dg.Definitions(assets=assets, asset_checks=checks, resources={"coalesce": coalesce})
 
 
-def _environment_assets(
+def _environment_specs(
     environment: EnvironmentNodes, translator: DagsterCoalesceTranslator, taken: dict[dg.AssetKey, str]
-) -> Iterator[dg.AssetsDefinition | dg.AssetSpec]:
+) -> Iterator[tuple[CoalesceNode, dg.AssetSpec]]:
     lineage = resolve_lineage(environment)
     for problem in lineage.problems:
         logger.warning("%s", problem)
-    by_id = {node.id: node for node in environment.nodes}
-    built: list[dg.AssetSpec] = []
+    column_problems: list[str] = []
     for node in environment.nodes:
+        upstream = tuple(environment.by_id[node_id] for node_id in lineage.upstream.get(node.id, ()))
+        columns = resolve_column_lineage(environment, node, upstream)
+        column_problems.extend(columns.problems)
         props = CoalesceNodeProps(
-            node=node,
-            environment=environment,
-            upstream=tuple(by_id[node_id] for node_id in lineage.upstream.get(node.id, ())),
+            node=node, environment=environment, upstream=upstream, column_sources=columns.sources
         )
         spec = translator.get_asset_spec(props)
         where = f"node {node.location_name}.{node.name} ({node.id}) of environment {environment.name!r}"
@@ -73,40 +92,74 @@ def _environment_assets(
             )
             continue
         taken[spec.key] = where
-        if node.is_source:
-            yield spec
-        else:
-            built.append(spec)
-    if built:
-        yield _built_nodes_asset(environment, translator, built)
+        yield node, spec
+    if column_problems:
+        # One line per environment: a large workspace can have thousands of such references.
+        logger.warning(
+            "%d column reference(s) in environment %r name no node column and are left out of column "
+            "lineage, e.g. %s",
+            len(column_problems),
+            environment.name,
+            " | ".join(column_problems[:3]),
+        )
+
+
+def _observed(environment: EnvironmentNodes, spec: dg.AssetSpec) -> dg.AssetSpec:
+    if spec.automation_condition is not None:
+        logger.warning(
+            "Node asset %s has an automation condition, but environment %r is observed only, so "
+            "Dagster never builds it; the condition is left out. Add the environment to "
+            "[coalesce_dagster.nodes] orchestrate to build it from Dagster.",
+            spec.key.to_user_string(),
+            environment.name,
+        )
+        return spec.replace_attributes(automation_condition=None)
+    return spec
+
+
+def _observed_checks(
+    environment: EnvironmentNodes, name: str, built: list[tuple[CoalesceNode, dg.AssetSpec]]
+) -> dg.AssetChecksDefinition:
+    """The checks of an observed environment's nodes. Their results come from the run-status sensor;
+    Dagster has nothing to run for them (observed assets are never in a `*` run, so neither are
+    these), and running one by hand says so instead of touching Coalesce."""
+
+    @dg.multi_asset_check(
+        name=f"{OBSERVED_CHECKS_PREFIX}{name}",
+        specs=[check for node, spec in built for check in node_check_specs(spec.key, node)],
+        can_subset=True,
+        description=f"Coalesce's runs and tests of the nodes of observed environment {environment.name!r}, "
+        "reported by the run-status sensor.",
+    )
+    def _coalesce_checks(
+        context: dg.AssetCheckExecutionContext,
+    ):  # no annotation: Dagster reads it as outputs
+        raise dg.Failure(
+            description=f"Environment {environment.name!r} is observed only: these checks are reported "
+            "from Coalesce's own runs by the run-status sensor, and Dagster runs nothing in Coalesce "
+            "for them. To build its nodes from Dagster, add it to [coalesce_dagster.nodes] orchestrate.",
+            allow_retries=False,
+        )
+
+    return _coalesce_checks
 
 
 def _built_nodes_asset(
-    environment: EnvironmentNodes, translator: DagsterCoalesceTranslator, specs: list[dg.AssetSpec]
+    environment: EnvironmentNodes,
+    name: str,
+    built: list[tuple[CoalesceNode, dg.AssetSpec]],
+    account: str | None,
 ) -> dg.AssetsDefinition:
-    group = translator.get_group_name(CoalesceNodeProps(node=environment.nodes[0], environment=environment))
-    environment_part = re.sub(r"[^a-z0-9_]", "_", environment.id.strip().lower())
-    keys = {
-        str(CoalesceNodeMetadataSet.extract(spec.metadata).node_id): spec.key
-        for spec in specs
-        if CoalesceNodeMetadataSet.extract(spec.metadata).node_id
-    }
+    keys = {node.id: spec.key for node, spec in built}
 
     @dg.multi_asset(
         # Named by group and environment id: two environments can share a group (names that differ
         # only in case or punctuation, or a translator's own groups), and Dagster refuses two ops
         # of one name.
-        name=f"{NODE_ASSETS_PREFIX}{group.removeprefix('coalesce_')}_{environment_part}",
+        name=f"{NODE_ASSETS_PREFIX}{name}",
         # A node Coalesce did not build (it failed, or was skipped) yields no materialization.
-        specs=[spec.replace_attributes(skippable=True) for spec in specs],
-        check_specs=[
-            dg.AssetCheckSpec(
-                RUN_CHECK_NAME,
-                asset=spec.key,
-                description="Whether Coalesce's last run of this node built it without error.",
-            )
-            for spec in specs
-        ],
+        specs=[spec.replace_attributes(skippable=True) for _, spec in built],
+        check_specs=[check for node, spec in built for check in node_check_specs(spec.key, node)],
         can_subset=True,
         # It also loads the run tables at the end: one writer of the destination at a time.
         pool=settings.CONCURRENCY_POOL,
@@ -116,6 +169,6 @@ def _built_nodes_asset(
     def _coalesce_nodes(
         context: dg.AssetExecutionContext, coalesce: CoalesceResource, config: CoalesceNodeRunConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        yield from run_selected_nodes(context, coalesce, config, environment, keys)
+        yield from run_selected_nodes(context, coalesce, config, environment, keys, account)
 
     return _coalesce_nodes

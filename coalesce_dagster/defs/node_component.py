@@ -10,7 +10,8 @@ Configured in `coalesce_dagster/dg_defs/coalesce_nodes/defs.yaml`. Subclass it a
 `get_translator` to change keys, groups or metadata (README: node assets).
 """
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dagster as dg
@@ -18,17 +19,22 @@ from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDef
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 
 from ..coalesce.config import resolve_source_settings
+from ..coalesce.node_scope import scope_snapshot
 from ..coalesce.node_snapshot import fetch_node_snapshot
 from .node_assets import build_node_definitions
 from .node_state import (
     NODES_STATE_KEY,
+    configured_base_url,
     configured_environments,
+    configured_orchestrate,
     configured_snapshot_path,
     read_snapshot,
     store_snapshot,
     warehouse_kind,
 )
 from .node_translator import DagsterCoalesceTranslator
+
+logger = logging.getLogger(__name__)
 
 
 def _default_state_config() -> DefsStateConfigArgs:
@@ -42,9 +48,12 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
     """Every node of the chosen Coalesce environments as an asset, with lineage.
 
     environments: ids or names; default `[coalesce_dagster.nodes] environments` in `.dlt/config.toml`.
+    orchestrate: those of them Dagster may build by starting Coalesce runs (ids or names); default
+    `[coalesce_dagster.nodes] orchestrate`, else none: every environment is observed only.
     """
 
     environments: list[str] | None = None
+    orchestrate: list[str] | None = None
     defs_state: ResolvedDefsStateConfig = field(default_factory=_default_state_config)
 
     @property
@@ -53,6 +62,9 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
 
     def chosen_environments(self) -> list[str]:
         return list(self.environments) if self.environments else configured_environments()
+
+    def chosen_orchestrate(self) -> list[str]:
+        return list(self.orchestrate) if self.orchestrate else configured_orchestrate()
 
     def get_translator(self) -> DagsterCoalesceTranslator:
         return DagsterCoalesceTranslator(warehouse_kind=warehouse_kind())
@@ -76,4 +88,16 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
         snapshot = read_snapshot(state_path)
         if snapshot is None:
             return dg.Definitions()
-        return build_node_definitions(snapshot, self.get_translator())
+        scope = scope_snapshot(
+            snapshot,
+            base_url=configured_base_url(),
+            environments=self.chosen_environments(),
+            orchestrate=self.chosen_orchestrate(),
+        )
+        for note in scope.notes:
+            logger.warning("%s", note)
+        return build_node_definitions(
+            replace(snapshot, environments=scope.environments),
+            self.get_translator(),
+            orchestrated=scope.orchestrated,
+        )

@@ -2,7 +2,8 @@
 
 For each finished run in an environment with node assets: one materialization per node the run
 built (`complete`), carrying the run's figures, and one `coalesce_run` check result per node:
-passed when it was built, failed (with Coalesce's error text) when it failed. Skipped nodes, nodes
+passed when it was built, failed (with Coalesce's error text) when it failed; and one result per
+Coalesce test of the node that the run results report (`node_checks.py`). Skipped nodes, nodes
 still marked running and source nodes (Coalesce reads them, never builds them) report nothing. A node Coalesce ran that has no asset (the
 snapshot is older than the node) is counted in the log, not reported.
 
@@ -13,13 +14,14 @@ requested).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import dagster as dg
 
-from ..coalesce.nodes import SOURCE_NODE_TYPE
+from ..coalesce.nodes import SOURCE_NODE_TYPE, NodeTest
 from ..coalesce.run_report import NodeOutcome, RunReport
+from .node_checks import CoalesceTestMetadataSet, coalesce_test_results
 from .node_translator import RUN_CHECK_NAME, CoalesceNodeMetadataSet
 
 NodeEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation
@@ -32,6 +34,7 @@ class NodeIndex:
     keys: dict[tuple[str, str], dg.AssetKey]
     checked: frozenset[dg.AssetKey]  # assets that have the `coalesce_run` check
     sources: frozenset[str] = frozenset()  # node ids of source nodes: known, never reported
+    tests: Mapping[dg.AssetKey, Mapping[str, NodeTest]] = field(default_factory=dict)  # check -> test
 
     @property
     def environments(self) -> frozenset[str]:
@@ -49,16 +52,25 @@ class NodeIndex:
         keys: dict[tuple[str, str], dg.AssetKey] = {}
         checked: set[dg.AssetKey] = set()
         sources: set[str] = set()
-        for assets_def in repository.assets_defs_by_key.values():
-            for spec in assets_def.specs:
-                identity = CoalesceNodeMetadataSet.extract(spec.metadata)
-                if (identity.node_type or "").lower() == SOURCE_NODE_TYPE:
-                    sources.add(identity.node_id or "")
-                    continue  # Coalesce reads source nodes; it never builds them
-                if identity.node_id and identity.environment_id:
-                    keys[(identity.environment_id, identity.node_id)] = spec.key
-            checked.update(key.asset_key for key in assets_def.check_keys if key.name == RUN_CHECK_NAME)
-        return cls(keys=keys, checked=frozenset(checked), sources=frozenset(sources))
+        tests: dict[dg.AssetKey, dict[str, NodeTest]] = {}
+        graph = repository.asset_graph
+        for key in graph.get_all_asset_keys():
+            identity = CoalesceNodeMetadataSet.extract(graph.get(key).metadata)
+            if (identity.node_type or "").lower() == SOURCE_NODE_TYPE:
+                sources.add(identity.node_id or "")
+                continue  # Coalesce reads source nodes; it never builds them
+            if identity.node_id and identity.environment_id:
+                keys[(identity.environment_id, identity.node_id)] = key
+        # Checks of orchestrated nodes sit on their multi-asset, of observed ones on a check
+        # definition of their own: the graph has both.
+        for check_key in graph.asset_check_keys:
+            if check_key.name == RUN_CHECK_NAME:
+                checked.add(check_key.asset_key)
+                continue
+            test = CoalesceTestMetadataSet.extract(graph.get_check_spec(check_key).metadata).as_test()
+            if test is not None:
+                tests.setdefault(check_key.asset_key, {})[check_key.name] = test
+        return cls(keys=keys, checked=frozenset(checked), sources=frozenset(sources), tests=tests)
 
 
 def node_events(report: RunReport, index: NodeIndex) -> tuple[list[NodeEvent], int]:
@@ -90,6 +102,8 @@ def node_events(report: RunReport, index: NodeIndex) -> tuple[list[NodeEvent], i
                     description=None if outcome.completed else _failure_description(report, outcome),
                 )
             )
+        results = coalesce_test_results(report.run_id, outcome, index.tests.get(key, {}))
+        events.extend(result.as_evaluation(key) for result in results)
     return events, unknown
 
 

@@ -32,6 +32,7 @@ from ..coalesce.run_report import NodeOutcome, RunReport
 from ..coalesce.types import is_terminal
 from ..pipeline import in_process_normalize, make_pipeline, no_new_file_left_on_failure, preferred_file_format
 from ..progress import LoadProgress
+from .node_checks import coalesce_test_results, node_test_checks
 from .node_events import node_metadata
 from .node_translator import RUN_CHECK_NAME
 from .resources import CoalesceConfigurationError, CoalesceResource
@@ -78,8 +79,11 @@ def run_selected_nodes(
     config: CoalesceNodeRunConfig,
     environment: EnvironmentNodes,
     keys: Mapping[str, dg.AssetKey],
+    account: str | None,
 ) -> Iterator[NodeResult]:
-    """The body of an environment's node multi-asset (module docstring). `keys`: node id -> key."""
+    """The body of an environment's node multi-asset (module docstring). `keys`: node id -> key;
+    `account`: the canonical base URL the node snapshot was made for."""
+    _refuse_another_account(coalesce, environment, account)
     nodes = {node.id: node for node in environment.nodes if node.id in keys}
     selected = {node_id for node_id, key in keys.items() if key in context.selected_asset_keys}
     control = coalesce.run_control()
@@ -123,6 +127,24 @@ def run_selected_nodes(
         _load_run_tables(context, coalesce, follower.run_ids)
     yield from follower.final_checks()
     follower.raise_if_failed()
+
+
+def _refuse_another_account(
+    coalesce: CoalesceResource, environment: EnvironmentNodes, account: str | None
+) -> None:
+    """Environment ids mean something only in the account they came from: never start a run with
+    one in another account (the configuration changed since the code location loaded)."""
+    configured = coalesce.resolved_base_url()
+    if account == configured:
+        return
+    made_for = f"the Coalesce account at {account}" if account else "an unknown Coalesce account"
+    raise dg.Failure(
+        description=f"The node assets of environment {environment.name!r} were defined from a node "
+        f"snapshot of {made_for}, but Coalesce is now configured at {configured}; no run was started. "
+        "Refresh the snapshot (`dg utils refresh-defs-state` or the coalesce_environments_job) and "
+        "reload the code location.",
+        allow_retries=False,
+    )
 
 
 class _RunFollower:
@@ -220,6 +242,7 @@ class _RunFollower:
                     yield dg.AssetCheckResult(
                         asset_key=key, check_name=RUN_CHECK_NAME, passed=True, metadata=metadata
                     )
+                yield from self._test_results(run_id, key, outcome)
             else:  # built by a job beyond the selection: reported all the same
                 self.context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
 
@@ -228,10 +251,17 @@ class _RunFollower:
         """Whether a run this follower started may still be going."""
         return bool(self.run_ids) and not self._finished
 
-    def _check_selected(self, key: dg.AssetKey) -> bool:
-        return dg.AssetCheckKey(key, RUN_CHECK_NAME) in self.context.selected_asset_check_keys
+    def _check_selected(self, key: dg.AssetKey, name: str = RUN_CHECK_NAME) -> bool:
+        return dg.AssetCheckKey(key, name) in self.context.selected_asset_check_keys
 
-    def final_checks(self) -> Iterator[dg.AssetCheckResult]:
+    def _test_results(self, run_id: int, key: dg.AssetKey, outcome: NodeOutcome) -> Iterator[NodeResult]:
+        """The node's Coalesce tests this result reports, each once (a node reported here is final)."""
+        checks = node_test_checks(self.nodes[outcome.node_id])
+        for result in coalesce_test_results(run_id, outcome, checks):
+            if self._check_selected(key, result.check_name):
+                yield result.as_result(key)
+
+    def final_checks(self) -> Iterator[NodeResult]:
         for node_id, outcome in self.failed.items():
             key = self.keys[node_id]
             if node_id in self.selected and self._check_selected(key):
@@ -247,6 +277,8 @@ class _RunFollower:
                     },
                     description=f"Coalesce run {self.run_ids[-1]}: {_first_line(outcome.error)}",
                 )
+            if node_id in self.selected:
+                yield from self._test_results(self.run_ids[-1], key, outcome)
 
     def raise_if_failed(self) -> None:
         if not self.failed and self.status == "completed":

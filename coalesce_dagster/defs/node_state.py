@@ -20,8 +20,9 @@ from dagster.components.utils.project_paths import get_local_state_path
 from dagster_shared.serdes.objects.models.defs_state_info import LOCAL_STATE_VERSION
 
 from .. import settings
+from ..coalesce.config import resolve_base_url
 from ..coalesce.nodes import NodeSnapshot
-from ..configuration import NodeSettings, read_section
+from ..configuration import ConfigurationError, NodeSettings, read_section
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,21 @@ NODES_STATE_KEY = "CoalesceNodes"
 def configured_environments() -> list[str]:
     """`[coalesce_dagster.nodes] environments`: ids or names (a bad value is logged; none then)."""
     return list(read_section(NodeSettings, strict=False).environments)
+
+
+def configured_orchestrate() -> list[str]:
+    """`[coalesce_dagster.nodes] orchestrate`: the environments Dagster may build (ids or names)."""
+    return list(read_section(NodeSettings, strict=False).orchestrate)
+
+
+def configured_base_url() -> str | None:
+    """The canonical host of the configured Coalesce account (no token read, no request made);
+    None when the configured value is unusable (the reason is logged)."""
+    try:
+        return resolve_base_url()
+    except ConfigurationError as error:
+        logger.error("No node assets: %s", error)
+        return None
 
 
 def warehouse_kind() -> str:

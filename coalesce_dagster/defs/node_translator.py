@@ -15,12 +15,13 @@ pose as Coalesce's.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.metadata.metadata_set import NamespacedMetadataSet, TableMetadataSet
 
+from ..coalesce.column_lineage import ColumnSource
 from ..coalesce.nodes import CoalesceNode, EnvironmentNodes
 
 SOURCE_KEY_PREFIX = "coalesce_source"
@@ -30,11 +31,13 @@ DEFAULT_WAREHOUSE_KIND = "snowflake"
 
 @dataclass(frozen=True)
 class CoalesceNodeProps:
-    """What the translator sees of a node: the node, its environment and the nodes it reads."""
+    """What the translator sees of a node: the node, its environment, the nodes it reads, and per
+    column the node columns it is computed from (`coalesce/column_lineage.py`)."""
 
     node: CoalesceNode
     environment: EnvironmentNodes
     upstream: tuple[CoalesceNode, ...] = ()
+    column_sources: Mapping[str, tuple[ColumnSource, ...]] = field(default_factory=dict)
 
 
 class CoalesceNodeMetadataSet(NamespacedMetadataSet):
@@ -100,7 +103,11 @@ class DagsterCoalesceTranslator:
             ]
         )
         return {
-            **TableMetadataSet(table_name=node.table_name, column_schema=schema),
+            **TableMetadataSet(
+                table_name=node.table_name,
+                column_schema=schema,
+                column_lineage=self.get_column_lineage(props),
+            ),
             **CoalesceNodeMetadataSet(
                 node_id=node.id,
                 environment_id=props.environment.id,
@@ -111,6 +118,38 @@ class DagsterCoalesceTranslator:
             ),
         }
 
+    def get_column_lineage(self, props: CoalesceNodeProps) -> dg.TableColumnLineage | None:
+        """Dagster's `dagster/column_lineage`: each column's upstream columns, on the assets of the
+        nodes they belong to (keyed by this translator). None when Coalesce states none."""
+        if not props.column_sources:
+            return None
+        return dg.TableColumnLineage(
+            deps_by_column={
+                column: [
+                    dg.TableColumnDep(
+                        asset_key=self.get_asset_key(
+                            CoalesceNodeProps(node=source, environment=props.environment)
+                        ),
+                        column_name=source_column,
+                    )
+                    for source, source_column in sources
+                ]
+                for column, sources in props.column_sources.items()
+            }
+        )
+
+    def get_automation_condition(self, props: CoalesceNodeProps) -> dg.AutomationCondition | None:
+        """When Dagster should build the node by itself (declarative automation), e.g.
+        `dg.AutomationCondition.eager()`. None by default. Used only in environments Dagster
+        orchestrates; the automation daemon's requests for several nodes of one environment in one
+        tick become one Coalesce run."""
+        return None
+
+    def get_freshness_policy(self, props: CoalesceNodeProps) -> dg.FreshnessPolicy | None:
+        """How late the node may be, e.g. `dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26))`.
+        None by default. Works in observed environments too: Coalesce's own runs keep it fresh."""
+        return None
+
     def get_asset_spec(self, props: CoalesceNodeProps) -> dg.AssetSpec:
         return dg.AssetSpec(
             key=self.get_asset_key(props),
@@ -119,6 +158,8 @@ class DagsterCoalesceTranslator:
             description=self.get_description(props),
             kinds=self.get_kinds(props),
             metadata=self.get_metadata(props),
+            automation_condition=None if props.node.is_source else self.get_automation_condition(props),
+            freshness_policy=self.get_freshness_policy(props),
         )
 
 

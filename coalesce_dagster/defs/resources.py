@@ -11,7 +11,7 @@ from dlt.extract.source import DltSource
 from pydantic import Field
 
 from ..coalesce.client import CoalesceClient
-from ..coalesce.config import ConfigurationError
+from ..coalesce.config import ConfigurationError, resolve_base_url
 from ..coalesce.credentials import WarehouseCredentials, resolve_warehouse_credentials
 from ..coalesce.node_snapshot import NodeCollector
 from ..coalesce.run_control import CoalesceRunControl
@@ -81,6 +81,13 @@ class CoalesceResource(dg.ConfigurableResource):
                 run_ids=run_ids,
                 node_collector=node_collector,
             )
+        except ConfigurationError as error:
+            raise CoalesceConfigurationError(str(error)) from None
+
+    def resolved_base_url(self) -> str:
+        """The canonical host this resource reaches (no token needed, no request made)."""
+        try:
+            return resolve_base_url(self.base_url)
         except ConfigurationError as error:
             raise CoalesceConfigurationError(str(error)) from None
 

@@ -248,3 +248,87 @@ def test_an_environment_that_does_not_exist_is_named_before_any_node_is_read(sim
     with pytest.raises(ConfigurationError, match="'Nope'.*Development"):
         fetch_node_snapshot(resolve_source_settings(), ["Nope"])
     assert simulator.request_count("/api/v1/environments/") == 0
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["outcomes-served", "no-outcomes"])
+def test_coalesce_tests_are_checks_the_sensor_reports_only_when_results_say(
+    simulator, monkeypatch, instance, served
+):
+    """Tests and column tests on; with outcomes in the run results, each test's check gets its
+    result ("Not Null" fails: WARN or ERROR as Coalesce's continueOnFailure says); without them,
+    the checks exist but nothing is reported for them."""
+    simulator.faults.column_tests = True
+    simulator.faults.test_results = served
+    simulator.faults.failing_test = "Not Null"
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps([ENVIRONMENT]))
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
+    simulator.state.use_real_clock()
+    defs = build_definitions()
+    tested = [n for n in simulator.state.nodes[ENVIRONMENT].values() if n["metadata"]["appliedNodeTests"]]
+    graph = defs.resolve_asset_graph()
+    test_checks = {k for k in graph.asset_check_keys if k.name.startswith("coalesce_test_")}
+    assert {k.asset_key for k in test_checks} == {node_key(n) for n in tested} and len(
+        test_checks
+    ) == 3 * len(tested)
+
+    cursor = tick(defs, instance).cursor
+    run_id = simulator.state.start_run(ENVIRONMENT)
+    simulator.state.set_run_status(run_id, "running")
+    simulator.state.set_run_status(run_id, "completed")
+    result = tick(defs, instance, cursor)
+    reported = [
+        e
+        for e in result.asset_events
+        if isinstance(e, dg.AssetCheckEvaluation) and e.check_name.startswith("coalesce_test_")
+    ]
+    ran = {r["nodeID"] for r in simulator.state.results[run_id] if r["runState"] == "complete"}
+    ran_tested = [n for n in tested if n["id"] in ran]
+    if not served:
+        assert ran_tested and reported == []  # no outcome is never a guessed pass
+        return
+    assert len(reported) == 3 * len(ran_tested)  # each test once
+    assert {(e.asset_key, e.check_name) for e in reported} == {
+        (k.asset_key, k.name) for k in test_checks if k.asset_key in {node_key(n) for n in ran_tested}
+    }
+    for evaluation in reported:
+        failing = evaluation.check_name.endswith("_not_null")
+        assert evaluation.passed is not failing
+        assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+        if failing:
+            assert "Test 'Not Null' failed" in evaluation.metadata["coalesce/error"].value
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["by-id", "by-table-name"])
+def test_column_lineage_is_the_same_in_either_reference_shape(simulator, monkeypatch, by_name, caplog):
+    simulator.faults.column_refs_by_name = by_name
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps([ENVIRONMENT]))
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
+    with caplog.at_level(logging.WARNING):
+        graph = build_definitions().resolve_asset_graph()
+    nodes = simulator.state.nodes[ENVIRONMENT]
+    checked = 0
+    for node in nodes.values():
+        expected = {
+            column["name"]: [
+                dg.TableColumnDep(
+                    asset_key=node_key(nodes[ref["nodeID"]]),
+                    column_name=next(
+                        c["name"]
+                        for c in nodes[ref["nodeID"]]["metadata"]["columns"]
+                        if c["columnID"] == ref["columnID"]
+                    ),
+                )
+                for source in column.get("sources", [])
+                for ref in source["columnReferences"]
+            ]
+            for column in node["metadata"]["columns"]
+            if column.get("sources")
+        }
+        lineage = graph.get(node_key(node)).metadata.get("dagster/column_lineage")
+        if not expected:
+            assert lineage is None
+            continue
+        assert lineage.deps_by_column == expected
+        checked += 1
+    assert checked > 10
+    assert "column lineage" not in caplog.text  # nothing dangling in the simulator's references

@@ -40,6 +40,7 @@ def simulator_config() -> SimulatorConfig:
 @pytest.fixture
 def defs(simulator, monkeypatch) -> dg.Definitions:
     monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps([ENVIRONMENT]))
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ORCHESTRATE", json.dumps([ENVIRONMENT]))
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DAGSTER")
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", PASSWORD)
     store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
@@ -223,3 +224,45 @@ def test_a_failed_start_fails_the_step_with_one_sentence_and_is_not_retried(
     description = failure.step_failure_data.user_failure_data.description
     assert says in description.lower()
     assert simulator.request_count("/scheduler/startRun") == 1
+
+
+def test_coalesce_tests_of_the_selected_nodes_report_their_outcomes_once(
+    simulator, defs, instance, coalesce_scheduler
+):
+    """Column tests and test outcomes switched on; the "Not Null" test fails in every run."""
+    simulator.faults.column_tests = True
+    simulator.faults.test_results = True
+    simulator.faults.failing_test = "Not Null"
+    store_snapshot(fetch_node_snapshot(resolve_source_settings(), [ENVIRONMENT]))
+    defs = build_definitions()
+    nodes = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])
+    tested = [n for n in nodes if n["metadata"]["appliedNodeTests"]][:1]
+    untested = [n for n in nodes if not n["metadata"]["appliedNodeTests"]][:1]
+    assert tested and untested
+    coalesce_scheduler(("completed", None))
+    result = materialize_nodes(defs, instance, [key_of(n) for n in tested + untested], raise_on_error=False)
+
+    column = tested[0]["metadata"]["columns"][0]["name"].lower()
+    evaluations = sorted(
+        (c.asset_key == key_of(tested[0]), c.check_name, c.passed, c.severity.value)
+        for c in result.get_asset_check_evaluations()
+    )
+    assert evaluations == [  # every check once, none guessed
+        (False, "coalesce_run", True, "ERROR"),
+        (True, "coalesce_run", True, "ERROR"),
+        (True, f"coalesce_test_{column}_not_null", False, "ERROR"),
+        (True, f"coalesce_test_{column}_unique", True, "ERROR"),
+        (True, "coalesce_test_row_count_greater_than_zero", True, "ERROR"),
+    ]
+    failed = next(c for c in result.get_asset_check_evaluations() if not c.passed)
+    assert "Test 'Not Null' failed" in failed.metadata["coalesce/error"].value
+    assert failed.description.startswith(
+        f"Coalesce run {simulator.state.started_run_ids[0]}: test 'Not Null'"
+    )
+    # A failed test that stops Coalesce's run (no continueOnFailure) is a blocking check: it fails
+    # the Dagster step too, after the node was reported built (tests are checks, not the build).
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert not result.success and "coalesce_test_" in failure.message and "not_null" in failure.message
+    assert {e.asset_key for e in result.get_asset_materialization_events()} >= {
+        key_of(n) for n in tested + untested
+    }

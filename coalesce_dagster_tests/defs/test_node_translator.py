@@ -9,7 +9,14 @@ import logging
 import dagster as dg
 import pytest
 
-from coalesce_dagster.coalesce.nodes import CoalesceNode, EnvironmentNodes, NodeColumn, NodeRef, NodeSnapshot
+from coalesce_dagster.coalesce.nodes import (
+    CoalesceNode,
+    EnvironmentNodes,
+    NodeColumn,
+    NodeRef,
+    NodeSnapshot,
+    NodeTest,
+)
 from coalesce_dagster.defs.node_assets import build_node_definitions
 from coalesce_dagster.defs.node_translator import (
     RUN_CHECK_NAME,
@@ -98,8 +105,9 @@ def test_the_default_warehouse_kind_is_snowflake():
 # -- definitions built from a snapshot ---------------------------------------------------------------
 
 
-def test_a_snapshot_becomes_one_multi_asset_with_checks_and_source_specs():
-    graph = build_node_definitions(snapshot(ENVIRONMENT)).resolve_asset_graph()
+def test_an_orchestrated_snapshot_becomes_one_multi_asset_with_checks_and_source_specs():
+    defs = build_node_definitions(snapshot(ENVIRONMENT), orchestrated={ENVIRONMENT.id})
+    graph = defs.resolve_asset_graph()
     stg, fct = (
         dg.AssetKey(["analytics", "staging", "stg_orders"]),
         dg.AssetKey(["analytics", "staging", "fct_orders"]),
@@ -114,6 +122,54 @@ def test_a_snapshot_becomes_one_multi_asset_with_checks_and_source_specs():
         dg.AssetCheckKey(fct, RUN_CHECK_NAME),
     }
     assert {graph.get(key).group_name for key in (stg, fct, source)} == {"coalesce_qa_env_2"}
+    assert graph.get(stg).assets_def is graph.get(fct).assets_def  # one multi-asset: one Coalesce run
+
+
+def test_an_observed_environment_has_external_nodes_with_the_same_checks_and_lineage():
+    """The default: nothing of an observed environment can be materialized from Dagster."""
+    graph = build_node_definitions(snapshot(ENVIRONMENT)).resolve_asset_graph()
+    stg, fct = (
+        dg.AssetKey(["analytics", "staging", "stg_orders"]),
+        dg.AssetKey(["analytics", "staging", "fct_orders"]),
+    )
+    assert graph.get(fct).parent_keys == {stg}
+    assert not graph.get(stg).is_executable and not graph.get(fct).is_executable
+    assert graph.materializable_asset_keys.isdisjoint({stg, fct})
+    assert graph.asset_check_keys == {
+        dg.AssetCheckKey(stg, RUN_CHECK_NAME),
+        dg.AssetCheckKey(fct, RUN_CHECK_NAME),
+    }
+
+
+def test_each_coalesce_test_is_a_check_on_its_node():
+    tested = CoalesceNode(
+        id="n3",
+        name="DIM_CUSTOMER",
+        node_type="Dimension",
+        database="Analytics",
+        schema="Marts",
+        location_name="MARTS",
+        columns=(NodeColumn("CUSTOMER_ID", "NUMBER", tests=("Unique", "Not Null")),),
+        tests=(
+            NodeTest("Row count > 0", "Not empty", continue_on_failure=False, run_order="After"),
+            NodeTest("Row count > 0", "again", continue_on_failure=True, run_order="Before"),
+        ),
+    )
+    environment = EnvironmentNodes("1", "Dev", (tested,))
+    graph = build_node_definitions(snapshot(environment), orchestrated={"1"}).resolve_asset_graph()
+    key = dg.AssetKey(["analytics", "marts", "dim_customer"])
+    names = sorted(check.name for check in graph.asset_check_keys)
+    assert names == [
+        RUN_CHECK_NAME,
+        "coalesce_test_customer_id_not_null",
+        "coalesce_test_customer_id_unique",
+        "coalesce_test_row_count_0",
+        "coalesce_test_row_count_0_2",
+    ]
+    first = graph.get_check_spec(dg.AssetCheckKey(key, "coalesce_test_row_count_0"))
+    second = graph.get_check_spec(dg.AssetCheckKey(key, "coalesce_test_row_count_0_2"))
+    assert first.blocking and not second.blocking  # continueOnFailure lets the run (and readers) go on
+    assert first.description == "Coalesce test Row count > 0: Not empty"
 
 
 class PrefixedTranslator(DagsterCoalesceTranslator):
@@ -136,7 +192,9 @@ def test_two_nodes_on_one_key_keep_the_first_and_warn(caplog):
         graph = build_node_definitions(snapshot(environment)).resolve_asset_graph()
     stg = dg.AssetKey(["analytics", "staging", "stg_orders"])
     assert graph.get(stg).metadata["coalesce/node_id"] == "n1"
-    assert len([key for key in graph.get_all_asset_keys() if graph.get(key).is_executable]) == 2
+    assert (
+        len([key for key in graph.get_all_asset_keys() if "coalesce/node_id" in graph.get(key).metadata]) == 2
+    )
     assert "(n9)" in caplog.text and "already taken by" in caplog.text and "(n1)" in caplog.text
 
 

@@ -189,7 +189,7 @@ VARIANTS = {
     "results in an unknown wrapper": ({"results_envelope": "items"}, {}, "run results", "FAIL", None),
     "column references by id": ({}, {}, "node details", "PASS", "column references by node and column id"),
     "column references by name": (
-        {"column_reference_style": "name"},
+        {"column_refs_by_name": True},
         {},
         "node details",
         "PASS",

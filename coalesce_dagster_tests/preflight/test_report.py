@@ -75,10 +75,18 @@ def report_scalars(value: Any, parent: str = "") -> Iterator[tuple[str, Any]]:
         yield parent, value
 
 
-@pytest.mark.parametrize("quirks", ["documented", "real account, new fields, echoed credentials"])
+@pytest.mark.parametrize("quirks", ["documented", "real account, new fields, echoed secrets, column tests"])
 def test_the_report_holds_no_value_the_simulator_served(simulator, quirks, tmp_path):
     if quirks != "documented":
-        simulator.faults.update({**real_account_quirks(), "extra_fields": True, "echo_credentials": True})
+        simulator.faults.update(
+            {
+                **real_account_quirks(),
+                "extra_fields": True,
+                "echo_credentials": True,
+                "column_tests": True,  # appliedColumnTests: keyed by test name
+                "test_results": True,
+            }
+        )
     report_path = tmp_path / "report.json"
     from coalesce_dagster.preflight.cli import main
 
