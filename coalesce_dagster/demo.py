@@ -41,6 +41,8 @@ DEMO_FAILING_TEST = "Not Null"
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     use_simulator = args.simulator or not _token_configured()
+    if args.check:
+        return _check(use_simulator, args.report)
     problems = _configuration_problems(use_simulator)
     if problems:
         # Before anything is started, replaced or requested: a typo costs nothing.
@@ -77,6 +79,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--simulator", action="store_true", help="use the bundled simulator even if a token is set"
     )
     parser.add_argument("--ui", action="store_true", help="after loading, start the Dagster UI (dagster dev)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="instead of loading: `coalesce-dagster check` (one request per endpoint; writes nothing)",
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE", help="with --check: write the shape report")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (with --ui)")
     parser.add_argument(
         "--demo-run-interval",
@@ -103,6 +111,30 @@ def _configured_base_url() -> str:
     from .coalesce.config import resolve_base_url
 
     return resolve_base_url()
+
+
+def _check(use_simulator: bool, report: Path | None) -> int:
+    """`coalesce-dagster check`, against the bundled simulator when no token is configured (with
+    the demo's simulated warehouse credentials); nothing is written but the report."""
+    from .preflight.cli import check_command
+
+    if not use_simulator:
+        return check_command(report)
+    from coalesce_simulator import CoalesceSimulator, SimulatorConfig  # the demo only
+
+    with CoalesceSimulator(SimulatorConfig()) as simulator:
+        print(f"No Coalesce access token configured: checking the bundled simulator at {simulator.base_url}")
+        os.environ[BASE_URL_ENV] = simulator.base_url
+        os.environ[TOKEN_ENV] = simulator.config.token
+        _set_demo_credentials()
+        return check_command(report)
+
+
+def _set_demo_credentials() -> None:
+    # Runs started from the UI ("Materialize" on node assets) need warehouse credentials, as on a
+    # real account; the simulator takes any.
+    os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DEMO")
+    os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", "demo-only-password")
 
 
 class _start_simulator:
@@ -134,10 +166,7 @@ class _start_simulator:
         # results, and one test ("Not Null") failing on purpose so a failed test check shows.
         faults = self.simulator.faults
         faults.column_tests, faults.test_results, faults.failing_test = True, True, DEMO_FAILING_TEST
-        # Runs started from the UI ("Materialize" on node assets) need warehouse credentials, as
-        # on a real account; the simulator takes any.
-        os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DEMO")
-        os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", "demo-only-password")
+        _set_demo_credentials()
         if self.args.ui and self.args.demo_run_interval > 0:
             self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
         return self.simulator

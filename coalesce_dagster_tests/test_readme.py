@@ -144,7 +144,9 @@ def test_run_snippets_in_readme_order(project):
         )
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"{snippet.id} exited {result.returncode}:\n{output[-4000:]}"
-        if snippet.code.startswith("./scripts/demo.sh"):
+        if snippet.code.startswith("./scripts/demo.sh --check"):
+            assert "13 PASS, 0 WARN, 0 FAIL" in output and "A full load would succeed." in output
+        elif snippet.code.startswith("./scripts/demo.sh"):
             assert_demo_loaded(project, output)
         if "-m benchmarks.run" in snippet.code:
             (report,) = sorted((project / "benchmarks" / "results").glob("small-*.json"))[-1:]

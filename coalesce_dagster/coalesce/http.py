@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -102,11 +104,25 @@ class RequestStats:
 REQUESTS = RequestStats()
 
 
+# Called with every answer a session receives (each attempt of a retried request), its body read,
+# and the seconds it took: how `coalesce-dagster check` sees what the load's own client sees.
+ResponseObserver = Callable[[Response, float], None]
+
+
 class _JsonResponseAdapter(HTTPAdapter):
+    def __init__(self, *args: Any, observer: ResponseObserver | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.observer = observer
+
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         REQUESTS.begin()
+        started = time.monotonic()
         try:
-            return super().send(request, *args, **kwargs)
+            response = super().send(request, *args, **kwargs)
+            if self.observer is not None:
+                response.content  # noqa: B018 -- the body is part of the answer's time
+                self.observer(response, time.monotonic() - started)
+            return response
         finally:
             REQUESTS.end()
 
@@ -162,6 +178,7 @@ def coalesce_session(
     max_retry_delay: float | None = None,
     retry_read_timeouts: bool = True,
     idempotent: bool = True,
+    observer: ResponseObserver | None = None,
 ) -> Session:
     """dlt's retrying session for calls to `base_url`, configured by `[runtime]` (429 honouring
     Retry-After, 5xx, connection errors and timeouts retried with exponential backoff), with the
@@ -201,7 +218,7 @@ def coalesce_session(
     session = client.session
     # dlt's retrying `send`, with each retry logged (cause, attempt, wait) as it is scheduled.
     session.send = session.send.retry_with(before_sleep=_log_retry)  # type: ignore[attr-defined,method-assign]
-    adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS)
+    adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS, observer=observer)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     environment = session.merge_environment_settings(base_url, {}, None, None, None)

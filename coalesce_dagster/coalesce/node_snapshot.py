@@ -22,7 +22,7 @@ from requests import HTTPError
 
 from .config import ConfigurationError, SourceSettings
 from .errors import UnexpectedResponseError
-from .http import coalesce_headers, coalesce_session
+from .http import ResponseObserver, coalesce_headers, coalesce_session
 from .lists import ASCENDING, FirstSeen, PageSize, read_pages
 from .nodes import EnvironmentNodes, NodeSnapshot, parse_node, select_environments
 
@@ -61,23 +61,25 @@ def read_environment_nodes(
     return nodes
 
 
-def rest_clients(settings: SourceSettings) -> tuple[RESTClient, RESTClient]:
+def rest_clients(
+    settings: SourceSettings, observer: ResponseObserver | None = None
+) -> tuple[RESTClient, RESTClient]:
     """A client for Coalesce's lists, and one for `detail=true` node pages: those answer a read
     timeout with a smaller page (`lists.read_pages`), so their session has its own timeout and does
-    not retry the same slow page first."""
+    not retry the same slow page first. `observer` sees every answer (`http.coalesce_session`)."""
     auth = BearerTokenAuth(token=settings.access_token)
     client = RESTClient(
         base_url=settings.base_url,
         auth=auth,
         headers=coalesce_headers(),
-        session=coalesce_session(settings.base_url),
+        session=coalesce_session(settings.base_url, observer=observer),
     )
     nodes_client = RESTClient(
         base_url=settings.base_url,
         auth=auth,
         headers=coalesce_headers(),
         session=coalesce_session(
-            settings.base_url, timeout=settings.nodes_timeout, retry_read_timeouts=False
+            settings.base_url, timeout=settings.nodes_timeout, retry_read_timeouts=False, observer=observer
         ),
     )
     return client, nodes_client

@@ -186,7 +186,7 @@ def test_warehouse_credentials_appear_nowhere(
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", "1")
-    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ORCHESTRATE", "1")
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ORCHESTRATE", "1")  # executable: runs start from Dagster
     if variant == "keypair_as_envvar":
         monkeypatch.setenv("MY_SNOWFLAKE_KEY", PRIVATE_KEY)
         monkeypatch.setenv("MY_SNOWFLAKE_PASSPHRASE", PASSPHRASE)
