@@ -254,7 +254,9 @@ def _freshness_rules(raw: Any) -> tuple[FreshnessRule, ...]:
             raise _Unusable(f"has rule {number} that is not a table with environment and hours")
         unknown = set(entry) - _RULE_KEYS
         if unknown:
-            raise _Unusable(f"has rule {number} with unknown keys {sorted(unknown)} (allowed: {sorted(_RULE_KEYS)})")
+            raise _Unusable(
+                f"has rule {number} with unknown keys {sorted(unknown)} (allowed: {sorted(_RULE_KEYS)})"
+            )
         environment = str(entry.get("environment") or "").strip()
         hours = _number(entry.get("hours"))
         if not environment or not hours > 0:  # also rejects NaN

@@ -233,8 +233,14 @@ def test_freshness_rules_from_a_json_list(monkeypatch):
     "value, expected",
     [
         ("Production", "is not a list such as"),
-        ('[{"environment": "Production"}]', "has rule 1 without an environment and a positive number of hours"),
-        ('[{"environment": "P", "hours": 1, "severity": "fatal"}]', "has rule 1 whose value must be 'warn' or"),
+        (
+            '[{"environment": "Production"}]',
+            "has rule 1 without an environment and a positive number of hours",
+        ),
+        (
+            '[{"environment": "P", "hours": 1, "severity": "fatal"}]',
+            "has rule 1 whose value must be 'warn' or",
+        ),
         ('[{"environment": "P", "hours": 1, "cron": "x"}]', "has rule 1 with unknown keys ['cron']"),
     ],
 )
