@@ -8,6 +8,7 @@ import dagster as dg
 from . import settings
 from .configuration import ScheduleSettings, SensorSettings, read_section
 from .defs.assets import coalesce_assets
+from .defs.health.views import coalesce_health_views
 from .defs.resources import resource_defs
 from .defs.schedules import JOBS, build_schedules
 from .defs.sensors import build_run_status_sensor
@@ -18,7 +19,7 @@ def build_definitions() -> dg.Definitions:
     sensor_settings = read_section(SensorSettings, strict=False)
     return dg.Definitions.merge(
         dg.Definitions(
-            assets=[coalesce_assets],
+            assets=[coalesce_assets, coalesce_health_views],
             resources=resource_defs(),
             jobs=JOBS,
             schedules=build_schedules(read_section(ScheduleSettings, strict=False)),

@@ -10,5 +10,6 @@ from .. import settings
 from .translator import asset_key
 
 RUN_FAMILY = dg.AssetSelection.assets(asset_key("runs")).downstream()
-ENVIRONMENT_FAMILY = dg.AssetSelection.assets(asset_key("environments")).downstream()
+# What reads both families (the health views) is refreshed with the runs.
+ENVIRONMENT_FAMILY = dg.AssetSelection.assets(asset_key("environments")).downstream() - RUN_FAMILY
 ORGANISATION = dg.AssetSelection.groups(settings.GROUP_NAME) - RUN_FAMILY - ENVIRONMENT_FAMILY
