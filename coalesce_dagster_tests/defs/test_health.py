@@ -202,3 +202,17 @@ def test_health_views_are_computed_in_the_destination(destination, simulator, in
     )
     assert a_failed_node in nodes["most_failing_nodes_30d"].value
     assert nodes["slowest_p95_seconds_30d"].value > 0
+
+
+def test_a_load_of_what_the_views_read_requests_them(simulator, instance):
+    """The views' `eager` condition, as the code location's automation sensor evaluates it."""
+    from coalesce_dagster.definitions import defs
+
+    health = dg.AssetSelection.groups("coalesce_health")
+    assert materialize(instance).success  # eager waits until every table the views read exists
+    before = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=health)
+    assert materialize(instance, selection=RUN_TABLES).success  # what the sensor loads
+    after = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=health, cursor=before.cursor
+    )
+    assert (after.get_num_requested(RUN_HEALTH), after.get_num_requested(NODE_HEALTH)) == (1, 1)

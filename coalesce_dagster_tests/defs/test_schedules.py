@@ -16,7 +16,14 @@ EXPECTED = {
         "coalesce/jobs",
     },
     "coalesce_daily_organisation": {"coalesce/projects", "coalesce/users"},
-    "coalesce_daily_runs": {"coalesce/runs", "coalesce/run_results", "coalesce/run_status"},
+    "coalesce_daily_runs": {
+        "coalesce/runs",
+        "coalesce/run_results",
+        "coalesce/run_status",
+        # The health views read both families; they are refreshed with the runs.
+        "coalesce/health/run_health_daily",
+        "coalesce/health/node_health",
+    },
 }
 DEFAULT_CRONS = {
     "coalesce_daily_environments": "0 5 * * *",

@@ -248,3 +248,14 @@ def _pipelines_dir() -> Path:
     path = settings.pipelines_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# Runs the views' `eager` conditions: after a load of what they read (the sensor's, a schedule's, the
+# UI's), one run refreshes them. Running by default, unlike Dagster's own default sensor.
+health_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "coalesce_health_automation",
+    target=dg.AssetSelection.groups(GROUP_NAME),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Refreshes the Coalesce health views after each load of the tables they read.",
+)
