@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+
 from coalesce_dagster.definitions import defs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
