@@ -216,3 +216,12 @@ def test_a_load_of_what_the_views_read_requests_them(simulator, instance):
         defs=defs, instance=instance, asset_selection=health, cursor=before.cursor
     )
     assert (after.get_num_requested(RUN_HEALTH), after.get_num_requested(NODE_HEALTH)) == (1, 1)
+
+
+def test_the_views_build_with_only_the_run_tables_loaded(simulator, instance):
+    """Names fall back to ids while environments and jobs are not loaded yet."""
+    assert materialize(instance, selection=RUN_TABLES).success
+    result = dg.materialize([coalesce_health_views], instance=instance)
+    runs = result.asset_materializations_for_node("coalesce_health_views")[0]
+    assert result.success and runs.metadata["runs_30d"].value > 0
+    assert "success_rate_30d/1" in runs.metadata  # environment 1, named by its id

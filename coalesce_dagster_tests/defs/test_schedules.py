@@ -20,9 +20,6 @@ EXPECTED = {
         "coalesce/runs",
         "coalesce/run_results",
         "coalesce/run_status",
-        # The health views read both families; they are refreshed with the runs.
-        "coalesce/health/run_health_daily",
-        "coalesce/health/node_health",
     },
 }
 DEFAULT_CRONS = {
@@ -46,7 +43,12 @@ def test_each_schedule_runs_its_selection_daily_at_the_default_time(name):
 
 
 def test_schedules_together_cover_every_asset_once():
-    every_asset = {key.to_user_string() for key in defs.get_repository_def().asset_graph.get_all_asset_keys()}
+    # The health views are not loaded: their automation sensor refreshes them after the loads.
+    every_asset = {
+        key.to_user_string()
+        for key in defs.get_repository_def().asset_graph.get_all_asset_keys()
+        if key.path[1] != "health"
+    }
     covered = [key for name in EXPECTED for key in _selected_keys(defs.resolve_schedule_def(name))]
     assert sorted(covered) == sorted(every_asset)
 

@@ -23,7 +23,7 @@ import dagster as dg
 from ... import settings
 from ...pipeline import make_pipeline
 from ..translator import asset_key
-from .sql import FAILED, FAILED_NODE_STATES_SQL, SUCCEEDED, literal, rows
+from .sql import FAILED, FAILED_NODE_STATES_SQL, SUCCEEDED, existing_tables, literal, rows
 
 GROUP_NAME = "coalesce_health"
 RUN_HEALTH = dg.AssetKey([settings.KEY_PREFIX, "health", "run_health_daily"])
@@ -94,12 +94,27 @@ def _node_health_sql(t: dict[str, str], view: str) -> str:
 
 
 READS = ("runs", "run_results", "run_results__query_results", "environments", "jobs")
+# What stands in for a table not loaded yet (names of environments and jobs, node queries): the views
+# still build, with names falling back to ids and durations unknown.
+_EMPTY = {
+    "environments": "(SELECT CAST(NULL AS VARCHAR) AS id, CAST(NULL AS VARCHAR) AS name WHERE 1 = 0)",
+    "jobs": "(SELECT CAST(NULL AS VARCHAR) AS environment_id, CAST(NULL AS VARCHAR) AS id, "
+    "CAST(NULL AS VARCHAR) AS name WHERE 1 = 0)",
+    "run_results__query_results": "(SELECT CAST(NULL AS VARCHAR) AS _dlt_parent_id, "
+    "CAST(NULL AS TIMESTAMP) AS start_time, CAST(NULL AS TIMESTAMP) AS end_time WHERE 1 = 0)",
+}
 
 
 def create_views(client: Any) -> dict[str, str]:
     """(Re)create both views; `{asset name: qualified view name}`."""
     schema = health_schema(client.dataset_name)
-    tables = {name: client.make_qualified_table_name(name) for name in READS}
+    present = existing_tables(client)
+    tables = {
+        name: client.make_qualified_table_name(name)
+        if name in present or name not in _EMPTY
+        else _EMPTY[name]
+        for name in READS
+    }
     quoted_schema = client.escape_column_name(schema)
     client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted_schema}")
     views = {
