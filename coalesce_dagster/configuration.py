@@ -11,6 +11,7 @@ when a key is unset or blank:
     [coalesce_dagster.schedules]  COALESCE_DAGSTER__SCHEDULES__<KEY>   the definitions
     [coalesce_dagster.sensor]     COALESCE_DAGSTER__SENSOR__<KEY>      the definitions; each tick
     [coalesce_dagster.nodes]      COALESCE_DAGSTER__NODES__<KEY>       the node assets; their snapshot
+    [coalesce_dagster.health]     COALESCE_DAGSTER__HEALTH__<KEY>      the Coalesce health checks, at run time
 
 A bad value is named with its key, its environment variable, the value and what is allowed.
 `strict=True` raises one `ConfigurationError` listing every bad key; `strict=False` logs each one
@@ -203,6 +204,74 @@ def _kind(raw: Any) -> str:
     return value
 
 
+Severity = Literal["warn", "error"]
+
+
+def _severity(raw: Any) -> Severity:
+    value = str(raw).strip().lower()
+    if value == "warn":
+        return "warn"
+    if value == "error":
+        return "error"
+    raise _Unusable("must be 'warn' or 'error'")
+
+
+@dataclass(frozen=True)
+class FreshnessRule:
+    """One "a successful run in the last N hours" expectation, for an environment or one of its saved
+    jobs (each by id or name)."""
+
+    environment: str
+    hours: float
+    job: str | None = None
+    severity: Severity = "error"
+    # The rule also fails once this many of its latest runs failed in a row; None: the section's.
+    failures_in_a_row: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.environment} / {self.job}" if self.job else self.environment
+
+
+_RULE_KEYS = {"environment", "job", "hours", "severity", "failures_in_a_row"}
+
+
+def _freshness_rules(raw: Any) -> tuple[FreshnessRule, ...]:
+    """A TOML list of inline tables, or the same as JSON in an environment variable."""
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw) if raw.strip() else []
+        except ValueError:
+            raise _Unusable('is not a list such as [{"environment": "Production", "hours": 26}]') from None
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise _Unusable('is not a list such as [{"environment": "Production", "hours": 26}]')
+    rules = []
+    for number, entry in enumerate(value, start=1):
+        if not isinstance(entry, Mapping):
+            raise _Unusable(f"has rule {number} that is not a table with environment and hours")
+        unknown = set(entry) - _RULE_KEYS
+        if unknown:
+            raise _Unusable(
+                f"has rule {number} with unknown keys {sorted(unknown)} (allowed: {sorted(_RULE_KEYS)})"
+            )
+        environment = str(entry.get("environment") or "").strip()
+        hours = _number(entry.get("hours"))
+        if not environment or not hours > 0:  # also rejects NaN
+            raise _Unusable(f"has rule {number} without an environment and a positive number of hours")
+        job = str(entry.get("job") or "").strip() or None
+        try:
+            severity = _severity(entry.get("severity") or "error")
+            in_a_row = entry.get("failures_in_a_row")
+            failures = None if _blank(in_a_row) else _whole_number(minimum=1)(in_a_row)
+        except _Unusable as unusable:
+            raise _Unusable(f"has rule {number} whose value {unusable}") from None
+        rules.append(FreshnessRule(environment, hours, job, severity, failures))
+    return tuple(rules)
+
+
 def _setting(default: Any, parse: Parse) -> Any:
     """A key of a section: its default, and the check a configured value must pass."""
     return field(default=default, metadata={"parse": parse})
@@ -276,16 +345,37 @@ class NodeSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """`[coalesce_dagster.health]`: what the Coalesce health checks expect (`defs/health/`), read when
+    they are evaluated, never when the definitions load."""
+
+    SECTION: ClassVar[str] = "coalesce_dagster.health"
+
+    # Per environment or saved job: a successful run within N hours (none by default).
+    freshness: tuple[FreshnessRule, ...] = _setting((), _freshness_rules)
+    # Every environment and saved job: fails once its latest runs failed this many times in a row.
+    failures_in_a_row: int = _setting(3, _whole_number(minimum=1))
+    failures_in_a_row_severity: Severity = _setting("warn", _severity)
+
+
+@dataclass(frozen=True)
 class ProjectSettings:
     connection: ConnectionSettings
     destination: DestinationSettings
     schedules: ScheduleSettings
     sensor: SensorSettings
     nodes: NodeSettings
+    health: HealthSettings
 
 
 Section = TypeVar(
-    "Section", ConnectionSettings, DestinationSettings, ScheduleSettings, SensorSettings, NodeSettings
+    "Section",
+    ConnectionSettings,
+    DestinationSettings,
+    ScheduleSettings,
+    SensorSettings,
+    NodeSettings,
+    HealthSettings,
 )
 
 
@@ -365,11 +455,19 @@ def load_settings(*, strict: bool, connection: bool = True) -> ProjectSettings:
     schedules, schedule_problems = _resolve(ScheduleSettings, {}, None)
     sensor, sensor_problems = _resolve(SensorSettings, {}, None)
     nodes, node_problems = _resolve(NodeSettings, {}, None)
+    health, health_problems = _resolve(HealthSettings, {}, None)
     _report(
-        [*connection_problems, *destination_problems, *schedule_problems, *sensor_problems, *node_problems],
+        [
+            *connection_problems,
+            *destination_problems,
+            *schedule_problems,
+            *sensor_problems,
+            *node_problems,
+            *health_problems,
+        ],
         strict=strict,
     )
-    return ProjectSettings(resolved_connection, destination, schedules, sensor, nodes)
+    return ProjectSettings(resolved_connection, destination, schedules, sensor, nodes, health)
 
 
 def _blank(value: Any) -> bool:

@@ -137,6 +137,9 @@ def _set_demo_credentials() -> None:
     os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", "demo-only-password")
 
 
+DEMO_FRESHNESS_RULES = '[{"environment": "Production", "hours": 24, "failures_in_a_row": 1}]'
+
+
 class _start_simulator:
     """Run the simulator for the life of the command, and point dlt config at it."""
 
@@ -167,6 +170,9 @@ class _start_simulator:
         faults = self.simulator.faults
         faults.column_tests, faults.test_results, faults.failing_test = True, True, DEMO_FAILING_TEST
         _set_demo_credentials()
+        # A freshness rule to watch (README: Coalesce health): Production must have run well in the
+        # last day, and one failed Production run turns its check red.
+        os.environ.setdefault("COALESCE_DAGSTER__HEALTH__FRESHNESS", DEMO_FRESHNESS_RULES)
         if self.args.ui and self.args.demo_run_interval > 0:
             self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
         return self.simulator
@@ -206,11 +212,12 @@ def _materialize_all() -> str | None:
     import dagster as dg
 
     from .defs.assets import coalesce_assets
+    from .defs.health.views import coalesce_health_views
     from .defs.resources import resource_defs
 
-    # The metadata tables only: Coalesce builds the node assets itself.
+    # The metadata tables and the health views over them: Coalesce builds the node assets itself.
     job = dg.Definitions(
-        assets=[coalesce_assets], resources=resource_defs()
+        assets=[coalesce_assets, coalesce_health_views], resources=resource_defs()
     ).resolve_implicit_global_asset_job_def()
     keys = sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys)
     print(f"Materializing {len(keys)} assets: {', '.join(keys)} ...", flush=True)

@@ -14,6 +14,8 @@ from coalesce_dagster.configuration import (
     ConfigurationError,
     ConnectionSettings,
     DestinationSettings,
+    FreshnessRule,
+    HealthSettings,
     NodeSettings,
     ProjectSettings,
     ScheduleSettings,
@@ -23,7 +25,14 @@ from coalesce_dagster.configuration import (
 )
 from coalesce_dagster.validation import configuration_problems
 
-SECTIONS = (ConnectionSettings, DestinationSettings, ScheduleSettings, SensorSettings, NodeSettings)
+SECTIONS = (
+    ConnectionSettings,
+    DestinationSettings,
+    ScheduleSettings,
+    SensorSettings,
+    NodeSettings,
+    HealthSettings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +45,12 @@ def _no_project_settings_in_the_environment(monkeypatch):
 def test_defaults_when_nothing_is_set():
     # The committed .dlt/config.toml spells out the defaults: the same settings either way.
     assert load_settings(strict=True) == ProjectSettings(
-        ConnectionSettings(), DestinationSettings(), ScheduleSettings(), SensorSettings(), NodeSettings()
+        ConnectionSettings(),
+        DestinationSettings(),
+        ScheduleSettings(),
+        SensorSettings(),
+        NodeSettings(),
+        HealthSettings(),
     )
     assert configuration_problems() == []
     assert SensorSettings() == SensorSettings(
@@ -201,3 +215,38 @@ def test_a_bad_node_setting_names_its_key(monkeypatch):
         "[coalesce_dagster.nodes] warehouse",
     ]
     assert "COALESCE_DAGSTER__NODES__WAREHOUSE" in raised.value.problems[1]
+
+
+def test_freshness_rules_from_a_json_list(monkeypatch):
+    monkeypatch.setenv(
+        "COALESCE_DAGSTER__HEALTH__FRESHNESS",
+        '[{"environment": "Production", "hours": 26}, '
+        '{"environment": "2", "job": "Daily", "hours": "1.5", "severity": "WARN", "failures_in_a_row": 1}]',
+    )
+    assert read_section(HealthSettings).freshness == (
+        FreshnessRule("Production", 26.0),
+        FreshnessRule("2", 1.5, job="Daily", severity="warn", failures_in_a_row=1),
+    )
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("Production", "is not a list such as"),
+        (
+            '[{"environment": "Production"}]',
+            "has rule 1 without an environment and a positive number of hours",
+        ),
+        (
+            '[{"environment": "P", "hours": 1, "severity": "fatal"}]',
+            "has rule 1 whose value must be 'warn' or",
+        ),
+        ('[{"environment": "P", "hours": 1, "cron": "x"}]', "has rule 1 with unknown keys ['cron']"),
+    ],
+)
+def test_a_bad_freshness_rule_names_its_key_and_what_is_wrong(monkeypatch, value, expected):
+    monkeypatch.setenv("COALESCE_DAGSTER__HEALTH__FRESHNESS", value)
+    with pytest.raises(ConfigurationError) as refused:
+        read_section(HealthSettings)
+    assert refused.value.problems[0].startswith(f"[coalesce_dagster.health] freshness = {value!r} {expected}")
+    assert "(COALESCE_DAGSTER__HEALTH__FRESHNESS; default ())" in refused.value.problems[0]

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from coalesce_dagster.defs.health.views import GROUP_NAME as HEALTH_GROUP
 from coalesce_dagster.defs.metadata import metadata_definitions
 from coalesce_dagster.defs.node_automation import upstream_tables_updated
 from coalesce_dagster.defs.node_component import load_node_definitions
@@ -48,9 +49,10 @@ def shipments_report() -> None:
 
 
 # Dagster makes a default automation sensor, stopped until switched on in the UI; this one runs.
+# The health views have an automation sensor of their own (an asset may have only one).
 automation = dg.AutomationConditionSensorDefinition(
     "coalesce_automation",
-    target=dg.AssetSelection.all(),
+    target=dg.AssetSelection.all() - dg.AssetSelection.groups(HEALTH_GROUP),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 

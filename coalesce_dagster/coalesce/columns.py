@@ -41,7 +41,10 @@ def job_columns() -> dict[str, Any]:
 
 
 def run_columns() -> dict[str, Any]:
-    return _columns(id="bigint!", run_time_parameters="json", run_history="json")
+    # The job id (an int or a string, §10.8) and the end time typed up front: the health checks and
+    # views read them even when no loaded run has one yet.
+    return _columns(id="bigint!", run_time_parameters="json", run_history="json",
+                    run_details__job_id="text", run_end_time="timestamp")  # fmt: skip
 
 
 def run_result_columns() -> dict[str, Any]:

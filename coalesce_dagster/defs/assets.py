@@ -5,19 +5,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
-import dlt
-from dagster_dlt import DagsterDltResource, dlt_assets
+from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
 from pydantic import Field
 
 from .. import settings
 from ..coalesce.errors import explain, is_transient
 from ..coalesce.node_snapshot import NodeCollector
-from ..coalesce.runs import RUN_TABLES
 from ..coalesce.source import spec_source
-from ..coalesce.types import FAILED_NODE_STATES
 from ..pipeline import (
     definition_pipeline,
     in_process_normalize,
@@ -26,6 +22,8 @@ from ..pipeline import (
     preferred_file_format,
 )
 from ..progress import LoadProgress
+from .health.load_checks import evaluate_load_checks, health_settings_for, load_check_specs
+from .health.load_metadata import readable_events
 from .node_state import configured_environments, store_snapshot
 from .resources import CoalesceResource
 from .translator import CoalesceTranslator, asset_key
@@ -49,11 +47,17 @@ class CoalesceLoadConfig(dg.Config):
     )
 
 
-@dlt_assets(
-    dlt_source=_SPEC_SOURCE,
-    dlt_pipeline=definition_pipeline(),
+# dagster-dlt's `@dlt_assets` is this multi-asset without checks: the load evaluates the checks on
+# its tables itself, right after loading (defs/health/), in the same step.
+@dg.multi_asset(
+    specs=build_dlt_asset_specs(
+        dlt_source=_SPEC_SOURCE,
+        dlt_pipeline=definition_pipeline(),
+        dagster_dlt_translator=CoalesceTranslator(),
+    ),
+    check_specs=load_check_specs(),
     name=LOAD_OP_NAME,
-    dagster_dlt_translator=CoalesceTranslator(),
+    can_subset=True,
     pool=settings.CONCURRENCY_POOL,
 )
 def coalesce_assets(
@@ -61,7 +65,11 @@ def coalesce_assets(
     dagster_dlt: DagsterDltResource,
     coalesce: CoalesceResource,
     config: CoalesceLoadConfig,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    health_settings = health_settings_for(context)  # a bad value stops the run before any request
+    if not context.selected_asset_keys:  # a checks-only run (the hourly freshness checks): no load
+        yield from evaluate_load_checks(context, make_pipeline(), health_settings)
+        return
     # A sync of environment nodes also refreshes the node assets' snapshot, from the same answers.
     loads_nodes = asset_key("environment_nodes") in context.selected_asset_keys
     collector = NodeCollector() if loads_nodes and not config.run_ids else None
@@ -79,7 +87,8 @@ def coalesce_assets(
                 dlt_pipeline=pipeline,
                 loader_file_format=preferred_file_format(pipeline),
             ).fetch_row_count()
-            yield from _with_coalesce_run_metadata(context, events, pipeline, config.run_ids)
+            yield from readable_events(context, events, pipeline, config.run_ids)
+            yield from evaluate_load_checks(context, pipeline, health_settings)
         if collector is not None:
             refresh_node_snapshot(context, collector, coalesce.resolved_base_url())
     except Exception as error:
@@ -91,73 +100,6 @@ def coalesce_assets(
         raise dg.Failure(description=explanation, allow_retries=is_transient(error)) from error
     finally:
         shutil.rmtree(working_dir, ignore_errors=True)
-
-
-def _with_coalesce_run_metadata(
-    context: dg.AssetExecutionContext, events: Iterator[Any], pipeline: dlt.Pipeline, run_ids: list[int]
-) -> Iterator[Any]:
-    """When loading given Coalesce runs, name them, their status and UI links on each run asset.
-
-    Metadata is added to dagster-dlt's own events (as its `fetch_row_count` does), keeping every
-    field they carry."""
-    extra: dict[str, Any] | None = None
-    for event in events:
-        if (
-            run_ids
-            and isinstance(event, dg.MaterializeResult)
-            and event.asset_key is not None
-            and event.asset_key.path[-1] in RUN_TABLES
-        ):
-            if extra is None:
-                extra = _loaded_runs_metadata(context, pipeline, run_ids)
-            event = event._replace(metadata={**(event.metadata or {}), **extra})
-        yield event
-
-
-def _loaded_runs_metadata(
-    context: dg.AssetExecutionContext, pipeline: dlt.Pipeline, run_ids: list[int]
-) -> dict[str, Any]:
-    ids = sorted({int(run_id) for run_id in run_ids})
-    metadata: dict[str, Any] = {"coalesce/run_ids": dg.MetadataValue.json(ids)}
-    id_list = ", ".join(str(run_id) for run_id in ids)  # ints only: safe to inline
-    failed_states = ", ".join(f"'{state}'" for state in sorted(FAILED_NODE_STATES))
-    try:
-        with pipeline.sql_client() as client:
-            runs, results, status = (
-                client.make_qualified_table_name(t) for t in ("runs", "run_results", "run_status")
-            )
-            rows = (
-                client.execute_sql(
-                    f"SELECT r.id, r.run_status, r.run_type, r.environment_id, s.run_link FROM {runs} r "
-                    f"LEFT JOIN {status} s ON s.run_id = r.id WHERE r.id IN ({id_list}) ORDER BY r.id"
-                )
-                or []
-            )
-            failed_nodes: dict[int, int] = {
-                int(run_id): int(count)
-                for run_id, count in client.execute_sql(
-                    f"SELECT run_id, count(*) FROM {results} WHERE run_id IN ({id_list}) "
-                    f"AND lower(run_state) IN ({failed_states}) GROUP BY run_id"
-                )
-                or []
-            }
-    except Exception as error:  # metadata is a courtesy: never fail a load over it
-        context.log.warning(f"Could not read back the loaded Coalesce runs: {error}")
-        return metadata
-    lines = ["| run | status | type | environment | failed nodes |", "|---|---|---|---|---|"]
-    for run_id, status, run_type, env, link in rows:
-        # Only the link Coalesce's scheduler gave; a run without one is named, not linked.
-        name = f"[{run_id}]({link})" if link else str(run_id)
-        lines.append(f"| {name} | {status} | {run_type} | {env} | {failed_nodes.get(run_id, 0)} |")
-    metadata["coalesce/runs"] = dg.MetadataValue.md("\n".join(lines))
-    statuses: dict[str, int] = {}
-    for _, status, *_ in rows:
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
-    metadata["coalesce/run_statuses"] = dg.MetadataValue.json(statuses)
-    metadata["coalesce/failed_nodes"] = dg.MetadataValue.int(sum(failed_nodes.values()))
-    if len(rows) == 1 and rows[0][4]:
-        metadata["coalesce/run_link"] = dg.MetadataValue.url(rows[0][4])
-    return metadata
 
 
 def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeCollector, base_url: str) -> None:

@@ -1,11 +1,14 @@
-"""The metadata load as definitions of its own: the dlt assets, their resources, jobs, schedules and
-the run-status sensor, read from configuration now. `coalesce_dagster.definitions` adds the node
-assets; a code location assembled in Python (examples/node_automation.py) starts from this."""
+"""The metadata load as definitions of its own: the dlt assets with their checks, the health views,
+their resources, jobs, schedules and sensors, read from configuration now.
+`coalesce_dagster.definitions` adds the node assets; a code location assembled in Python
+(examples/node_automation.py) starts from this."""
 
 import dagster as dg
 
 from ..configuration import ScheduleSettings, SensorSettings, read_section
 from .assets import coalesce_assets
+from .health.freshness_job import build_freshness_schedule, freshness_checks_job
+from .health.views import coalesce_health_views, health_automation_sensor
 from .resources import resource_defs
 from .schedules import JOBS, build_schedules
 from .sensors import build_run_status_sensor
@@ -14,15 +17,20 @@ from .sensors import build_run_status_sensor
 def metadata_definitions() -> dg.Definitions:
     """Everything of the code location but the node assets."""
     sensor_settings = read_section(SensorSettings, strict=False)
+    schedule_settings = read_section(ScheduleSettings, strict=False)
     return dg.Definitions(
-        assets=[coalesce_assets],
+        assets=[coalesce_assets, coalesce_health_views],
         resources=resource_defs(),
-        jobs=JOBS,
-        schedules=build_schedules(read_section(ScheduleSettings, strict=False)),
+        jobs=[*JOBS, freshness_checks_job],
+        schedules=[
+            *build_schedules(schedule_settings),
+            build_freshness_schedule(schedule_settings.default_status),
+        ],
         sensors=[
+            health_automation_sensor,
             build_run_status_sensor(
                 minimum_interval_seconds=sensor_settings.minimum_interval_seconds,
                 default_status=sensor_settings.default_status,
-            )
+            ),
         ],
     )

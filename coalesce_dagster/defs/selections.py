@@ -9,6 +9,9 @@ import dagster as dg
 from .. import settings
 from .translator import asset_key
 
-RUN_FAMILY = dg.AssetSelection.assets(asset_key("runs")).downstream()
-ENVIRONMENT_FAMILY = dg.AssetSelection.assets(asset_key("environments")).downstream()
+# The health views are refreshed by their own automation sensor after loads (defs/health/views.py),
+# never inside a load's run: the sensor's loads stay one step.
+HEALTH_VIEWS = dg.AssetSelection.groups("coalesce_health")
+RUN_FAMILY = dg.AssetSelection.assets(asset_key("runs")).downstream() - HEALTH_VIEWS
+ENVIRONMENT_FAMILY = dg.AssetSelection.assets(asset_key("environments")).downstream() - HEALTH_VIEWS
 ORGANISATION = dg.AssetSelection.groups(settings.GROUP_NAME) - RUN_FAMILY - ENVIRONMENT_FAMILY

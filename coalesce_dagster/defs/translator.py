@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
@@ -36,6 +38,14 @@ PARENTS: dict[str, str] = {
 }
 
 
+# Every table is synced at least daily (the schedules); a day and two hours leaves room for a slow
+# sync. Dagster's freshness daemon (`freshness: enabled` in dagster.yaml) marks a table late (WARN)
+# after 25 hours and stale (FAIL) after 26.
+FRESHNESS_POLICY = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=26), warn_window=timedelta(hours=25)
+)
+
+
 def asset_key(resource_name: str) -> dg.AssetKey:
     return dg.AssetKey([settings.KEY_PREFIX, resource_name])
 
@@ -58,6 +68,7 @@ class CoalesceTranslator(DagsterDltTranslator):
             group_name=settings.GROUP_NAME,
             description=DESCRIPTIONS.get(name, spec.description),
             kinds={"coalesce", "dlt", destination},
+            freshness_policy=FRESHNESS_POLICY,
         ).merge_attributes(
             metadata={"dagster/table_name": f"{dataset}.{name}"},
         )

@@ -5,10 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+
 from coalesce_dagster.definitions import defs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+HEALTH_VIEW_DEPS = {"coalesce/runs", "coalesce/run_results", "coalesce/environments", "coalesce/jobs"}
 EXPECTED_DEPS = {
     "coalesce/environments": set(),
     "coalesce/environment": {"coalesce/environments"},
@@ -19,6 +22,9 @@ EXPECTED_DEPS = {
     "coalesce/run_status": {"coalesce/runs"},
     "coalesce/projects": set(),
     "coalesce/users": set(),
+    # Health views (defs/health/views.py), downstream of the tables they read.
+    "coalesce/health/run_health_daily": HEALTH_VIEW_DEPS,
+    "coalesce/health/node_health": HEALTH_VIEW_DEPS,
 }
 
 
@@ -40,10 +46,29 @@ def test_assets_are_grouped_described_and_kinded():
     graph = _asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name == "coalesce"
         assert node.is_materializable
-        assert {"coalesce", "dlt", "duckdb"} <= set(node.kinds)
         assert node.description, key
+        if key.path[1] == "health":
+            assert node.group_name == "coalesce_health"
+            assert node.automation_condition is not None  # refreshed after the loads they read
+            continue
+        assert node.group_name == "coalesce"
+        assert {"coalesce", "dlt", "duckdb"} <= set(node.kinds)
+        assert node.freshness_policy is not None  # Dagster's freshness: synced within a day
+
+
+def test_every_metadata_table_has_its_checks():
+    checks = {(key.asset_key.path[-1], key.name) for key in _asset_graph().asset_check_keys}
+    tables = [k.path[-1] for k in _asset_graph().get_all_asset_keys() if k.path[1] != "health"]
+    assert all((table, "unique_key") in checks for table in tables)
+    assert {
+        ("run_results", "no_orphans_in_runs"),
+        ("run_status", "no_orphans_in_runs"),
+        ("environment_nodes", "no_orphans_in_environment"),
+        ("jobs", "no_orphans_in_environments"),
+        ("runs", "coalesce_freshness"),
+        ("runs", "coalesce_failures_in_a_row"),
+    } <= checks
 
 
 def test_resources_jobs_schedules_and_sensors_are_pinned():
@@ -53,13 +78,18 @@ def test_resources_jobs_schedules_and_sensors_are_pinned():
         "coalesce_environments_job",
         "coalesce_organisation_job",
         "coalesce_runs_job",
+        "coalesce_freshness_checks_job",
     }
     assert {s.name for s in repo.schedule_defs} == {
         "coalesce_daily_environments",
         "coalesce_daily_organisation",
         "coalesce_daily_runs",
+        "coalesce_hourly_freshness_checks",
     }
-    assert {s.name for s in repo.sensor_defs} == {"coalesce_run_status_sensor"}
+    # An automation-condition sensor, on by default, refreshes the health views after loads.
+    assert {s.name for s in repo.sensor_defs} == {"coalesce_run_status_sensor", "coalesce_health_automation"}
+    health = repo.get_sensor_def("coalesce_health_automation")
+    assert health.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_definitions_validate_without_credentials(tmp_path):

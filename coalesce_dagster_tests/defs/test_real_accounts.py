@@ -9,7 +9,8 @@ import json
 import dagster as dg
 import pytest
 
-from coalesce_dagster.defs.assets import _with_coalesce_run_metadata, coalesce_assets
+from coalesce_dagster.defs.assets import coalesce_assets
+from coalesce_dagster.defs.health.load_metadata import readable_events
 from coalesce_dagster.defs.resources import CoalesceResource, resource_defs
 from coalesce_dagster.defs.sensors import SENSOR_NAME
 from coalesce_dagster.pipeline import make_pipeline
@@ -93,7 +94,7 @@ def test_metadata_is_added_to_dagster_dlts_event_keeping_every_field(simulator, 
         ],
     )
     context = dg.build_asset_context()
-    (event,) = _with_coalesce_run_metadata(context, iter([original]), make_pipeline(tmp_path), [7])
+    (event,) = readable_events(context, iter([original]), make_pipeline(tmp_path), [7])
     assert event.metadata["rows_loaded"] == 3 and event.metadata["coalesce/run_ids"].value == [7]
     for field in original._fields:
         if field != "metadata":

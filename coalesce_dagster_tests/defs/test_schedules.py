@@ -16,7 +16,11 @@ EXPECTED = {
         "coalesce/jobs",
     },
     "coalesce_daily_organisation": {"coalesce/projects", "coalesce/users"},
-    "coalesce_daily_runs": {"coalesce/runs", "coalesce/run_results", "coalesce/run_status"},
+    "coalesce_daily_runs": {
+        "coalesce/runs",
+        "coalesce/run_results",
+        "coalesce/run_status",
+    },
 }
 DEFAULT_CRONS = {
     "coalesce_daily_environments": "0 5 * * *",
@@ -39,7 +43,12 @@ def test_each_schedule_runs_its_selection_daily_at_the_default_time(name):
 
 
 def test_schedules_together_cover_every_asset_once():
-    every_asset = {key.to_user_string() for key in defs.get_repository_def().asset_graph.get_all_asset_keys()}
+    # The health views are not loaded: their automation sensor refreshes them after the loads.
+    every_asset = {
+        key.to_user_string()
+        for key in defs.get_repository_def().asset_graph.get_all_asset_keys()
+        if key.path[1] != "health"
+    }
     covered = [key for name in EXPECTED for key in _selected_keys(defs.resolve_schedule_def(name))]
     assert sorted(covered) == sorted(every_asset)
 
