@@ -19,6 +19,11 @@ def metadata_definitions() -> dg.Definitions:
     sensor_settings = read_section(SensorSettings, strict=False)
     schedule_settings = read_section(ScheduleSettings, strict=False)
     return dg.Definitions(
+        # Steps run in the run's own process: a load is one step (the health views a second),
+        # and steps that write the destination run one at a time anyway (the pool). The default
+        # multiprocess executor would start a process per step that loads the definitions again:
+        # seconds per run before a byte is asked of Coalesce.
+        executor=dg.in_process_executor,
         assets=[coalesce_assets, coalesce_health_views],
         resources=resource_defs(),
         jobs=[*JOBS, freshness_checks_job],

@@ -43,7 +43,6 @@ COMMITTED_CONCURRENCY = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text
 (CODE_LOCATION,) = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())["load_from"]
 LOCATION_NAME = CODE_LOCATION["python_module"]["location_name"]
 MODULE_NAME = CODE_LOCATION["python_module"]["module_name"]
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
 @pytest.fixture
@@ -183,10 +182,10 @@ def test_each_guard_alone_launches_one_load_at_a_time(
         code_location(instance) as workspace,
     ):
         # A first load: Dagster creates a pool's limit (`default_limit`) when it first sees the pool.
-        launch_by_hand(instance, workspace, "coalesce_organisation_job", IN_PROCESS)
+        launch_by_hand(instance, workspace, "coalesce_organisation_job")
         dequeue_once(workspace)
         for _ in range(2):
-            launch_by_hand(instance, workspace, "coalesce_organisation_job", IN_PROCESS)
+            launch_by_hand(instance, workspace, "coalesce_organisation_job")
 
         dequeue_once(workspace)
 
