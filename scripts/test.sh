@@ -9,4 +9,5 @@ CODE=(coalesce_dagster coalesce_simulator coalesce_dagster_tests coalesce_simula
 .venv/bin/mypy
 # One worker more than cores: several tests spend much of their time waiting on servers and
 # subprocesses (the deployed topology, the README's commands).
-exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-$(( $(nproc) + 1 ))}" "$@"
+# `loadgroup`: tests marked `xdist_group` (the README snippets of one port) share a worker.
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-$(( $(nproc) + 1 ))}" --dist loadgroup "$@"

@@ -22,7 +22,7 @@ from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.node_state import local_state_path, store_snapshot
 from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
-from coalesce_dagster.defs.sensors import SENSOR_NAME
+from coalesce_dagster.defs.sensors import RUN_IDS_TAG, SENSOR_NAME
 from coalesce_dagster_tests.helpers import materialize, tick_run_status_sensor
 from coalesce_simulator import SimulatorConfig
 
@@ -220,8 +220,10 @@ def test_runs_of_environments_without_node_assets_cost_one_request_and_report_no
     simulator.state.set_run_status(run_id, "completed")
     simulator.reset_request_log()
     result = tick(defs, instance, cursor)
-    assert len(result.run_requests) == 1 and not result.asset_events
-    assert simulator.request_count(f"/api/v1/runs/{run_id}/results") == 0
+    (request,) = result.run_requests
+    assert request.tags[RUN_IDS_TAG] == str(run_id) and not result.asset_events
+    # The run list's page and the run itself, as for any run: its results are never asked for.
+    assert [r.path for r in simulator.requests] == ["/api/v1/runs", f"/api/v1/runs/{run_id}"]
 
 
 def test_refresh_defs_state_writes_the_snapshot_dagster_loads(simulator, monkeypatch, tmp_path: Path):
