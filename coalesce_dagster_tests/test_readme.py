@@ -40,7 +40,8 @@ README = REPO_ROOT / "README.md"
 TESTS_ROOT = Path(__file__).resolve().parent
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!-- readme-test: (run|serve|skip)\s*(.*?)\s*-->$")
-RUN_TIMEOUT_SECONDS = 600
+RUN_TIMEOUT_SECONDS = 300  # one snippet
+RUN_ALL_TIMEOUT_SECONDS = 900  # all of them, in order
 SERVE_TIMEOUT_SECONDS = 240
 STOP_TIMEOUT_SECONDS = 60
 # The serve snippets listen on fixed ports, as written (3000, 8765). A lock per port, machine-wide
@@ -139,6 +140,7 @@ def _command(snippet: Snippet) -> list[str]:
 
 
 @pytest.mark.long(seconds=45)
+@pytest.mark.timeout(RUN_ALL_TIMEOUT_SECONDS)
 def test_run_snippets_in_readme_order(project):
     for snippet in RUN:
         result = subprocess.run(
