@@ -48,6 +48,8 @@ STOP_TIMEOUT_SECONDS = 60
 # (another suite may run beside this one), lets one snippet at a time have it; the others wait this
 # long at most, which covers the other snippets of that port being served and stopped.
 PORT_LOCK_TIMEOUT_SECONDS = 900
+# One place for every suite on the machine, whatever TMPDIR each has (scripts/test.sh sets its own).
+PORT_LOCK_DIR = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ def _port(snippet: Snippet) -> int:
 )
 def test_serve_snippet(snippet, project):
     port = _port(snippet)
-    lock = FileLock(Path(tempfile.gettempdir()) / f"coalesce-dagster-readme-port-{port}.lock")
+    lock = FileLock(PORT_LOCK_DIR / f"coalesce-dagster-readme-port-{port}.lock")
     try:
         lock.acquire(timeout=PORT_LOCK_TIMEOUT_SECONDS)
     except Timeout:

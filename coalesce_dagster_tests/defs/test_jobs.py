@@ -7,15 +7,11 @@ once, and never costs the rest of the load.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
-import dagster as dg
 import pytest
-import yaml
 
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simulator
 from coalesce_dagster_tests.helpers import materialize
-from coalesce_dagster_tests.project_copy import REPO_ROOT
 from coalesce_simulator import SimulatorConfig
 
 JOBS_PER_PROJECT = 5
@@ -90,18 +86,6 @@ def test_job_ids_sent_as_strings_are_the_same_jobs(simulator, instance, warehous
     assert warehouse.rows(JOB_ROWS) == with_int_ids
     columns = "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' AND table_name = 'jobs' ORDER BY 1"
     assert not [c for (c,) in warehouse.rows(columns) if c.startswith("id__")]
-
-
-@pytest.fixture
-def instance_with_committed_logging(tmp_path) -> Iterator[dg.DagsterInstance]:
-    """A Dagster instance with the committed dagster.yaml's `python_logs` settings, which bring the
-    project's log lines into the run log."""
-    committed = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    (tmp_path / "logged_home").mkdir()
-    with dg.instance_for_test(
-        temp_dir=str(tmp_path / "logged_home"), overrides={"python_logs": committed["python_logs"]}
-    ) as instance:
-        yield instance
 
 
 def test_a_404_jobs_list_loads_every_other_table_and_no_jobs(
