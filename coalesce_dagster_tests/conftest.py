@@ -104,6 +104,7 @@ def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
     yield drive
     for thread in threads:
         thread.join(timeout=60)
+        assert not thread.is_alive(), "the simulated scheduler was still waiting for a started run after 60 s"
     assert not errors, errors
 
 
