@@ -105,6 +105,7 @@ def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
     yield drive
     for thread in threads:
         thread.join(timeout=60)
+        assert not thread.is_alive(), "the simulated scheduler was still waiting for a started run after 60 s"
     assert not errors, errors
 
 
@@ -119,10 +120,40 @@ def _empty_instance_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def instance(_empty_instance_home: Path, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """Dagster's in-memory instance (run and event storage in memory, artifacts under tmp_path):
+    what `dg.materialize` uses by default. Its runs, events and tags are read back as from any
+    instance; only tests of other processes (the daemon, the deployed topology, `dagster` commands)
+    need storage on disk, and make their own."""
     home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.DagsterInstance.ephemeral(tempdir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def instance_on_disk(_empty_instance_home: Path, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance with SQLite storage on disk, for tests that read its files."""
+    home = tmp_path / "dagster_home_on_disk"
     shutil.copytree(_empty_instance_home, home)
     with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def instance_with_committed_logging(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance with the committed dagster.yaml's `python_logs` settings, which bring the
+    project's own log lines into the Dagster run log, as users get them."""
+    import yaml
+
+    from coalesce_dagster_tests.project_copy import REPO_ROOT
+
+    committed = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    home = tmp_path / "logged_dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(
+        temp_dir=str(home), overrides={"python_logs": committed["python_logs"]}
+    ) as inst:
         yield inst
 
 

@@ -40,7 +40,7 @@ def demo(project: Path, **env: str) -> subprocess.CompletedProcess:
         env=newcomer_environment(**env),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=240,  # inside pytest's per-test 300 s, so a hung demo fails here, naming the command
     )
 
 

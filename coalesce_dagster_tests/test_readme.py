@@ -21,6 +21,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import tomllib
 import urllib.error
 import urllib.request
@@ -30,6 +31,7 @@ from time import monotonic
 
 import duckdb
 import pytest
+from filelock import FileLock, Timeout
 
 from coalesce_dagster_tests.benchmarks.benchmark_checks import assert_small_benchmark_report
 from coalesce_dagster_tests.project_copy import REPO_ROOT, make_project_copy, newcomer_environment
@@ -38,8 +40,16 @@ README = REPO_ROOT / "README.md"
 TESTS_ROOT = Path(__file__).resolve().parent
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!-- readme-test: (run|serve|skip)\s*(.*?)\s*-->$")
-RUN_TIMEOUT_SECONDS = 600
+RUN_TIMEOUT_SECONDS = 300  # one snippet
+RUN_ALL_TIMEOUT_SECONDS = 900  # all of them, in order
 SERVE_TIMEOUT_SECONDS = 240
+STOP_TIMEOUT_SECONDS = 60
+# The serve snippets listen on fixed ports, as written (3000, 8765). A lock per port, machine-wide
+# (another suite may run beside this one), lets one snippet at a time have it; the others wait this
+# long at most, which covers the other snippets of that port being served and stopped.
+PORT_LOCK_TIMEOUT_SECONDS = 900
+# One place for every suite on the machine, whatever TMPDIR each has (scripts/test.sh sets its own).
+PORT_LOCK_DIR = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ def _command(snippet: Snippet) -> list[str]:
 
 
 @pytest.mark.long(seconds=45)
+@pytest.mark.timeout(RUN_ALL_TIMEOUT_SECONDS)
 def test_run_snippets_in_readme_order(project):
     for snippet in RUN:
         result = subprocess.run(
@@ -163,10 +174,34 @@ def test_run_snippets_in_readme_order(project):
     assert (project / "coalesce_demo.duckdb").exists()
 
 
+def _port(snippet: Snippet) -> int:
+    return int(re.match(r"https?://[^:/]+:(\d+)", snippet.argument).group(1))
+
+
 @pytest.mark.long
-@pytest.mark.parametrize("snippet", SERVE, ids=lambda s: s.id)
+@pytest.mark.timeout(PORT_LOCK_TIMEOUT_SECONDS + SERVE_TIMEOUT_SECONDS + 2 * STOP_TIMEOUT_SECONDS)
+@pytest.mark.parametrize(
+    "snippet",
+    # Snippets of one port go to one xdist worker (`--dist loadgroup`, scripts/test.sh), one after
+    # the other, instead of holding several workers waiting on the port's lock.
+    [pytest.param(s, id=s.id, marks=pytest.mark.xdist_group(f"readme-port-{_port(s)}")) for s in SERVE],
+)
 def test_serve_snippet(snippet, project):
-    port = int(re.match(r"https?://[^:/]+:(\d+)", snippet.argument).group(1))
+    port = _port(snippet)
+    lock = FileLock(PORT_LOCK_DIR / f"coalesce-dagster-readme-port-{port}.lock")
+    try:
+        lock.acquire(timeout=PORT_LOCK_TIMEOUT_SECONDS)
+    except Timeout:
+        pytest.fail(f"{snippet.id}: port {port}'s lock was not free within {PORT_LOCK_TIMEOUT_SECONDS} s")
+    try:
+        _serve_and_stop(snippet, project, port)
+    finally:
+        lock.release()
+
+
+def _serve_and_stop(snippet: Snippet, project: Path, port: int) -> None:
+    """Serve the snippet until it answers, stop it with Ctrl-C, and check that it was the one that
+    answered: the port was free before it started and is free again once it stopped."""
     assert _port_is_free(port), f"port {port} is taken: {snippet.id} could not start as written"
     server = subprocess.Popen(
         _command(snippet),
@@ -182,12 +217,14 @@ def test_serve_snippet(snippet, project):
     finally:
         os.killpg(server.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
         try:
-            output, _ = server.communicate(timeout=60)
+            output, _ = server.communicate(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             output, _ = server.communicate()
             pytest.fail(f"{snippet.id} did not stop on Ctrl-C:\n{output[-4000:]}")
     assert answered, f"{snippet.id} never answered {snippet.argument}:\n{output[-4000:]}"
+    # Whatever answered stopped with the snippet's processes: it was theirs, not another server's.
+    assert _port_is_free(port), f"port {port} still answers after {snippet.id} stopped: it was not theirs"
 
 
 def _port_is_free(port: int) -> bool:
@@ -196,28 +233,35 @@ def _port_is_free(port: int) -> bool:
 
 
 def _wait_until_answering(url: str, server: subprocess.Popen, timeout: float) -> bool:
-    """Whether `url` answered HTTP (any status) before `server` exited or the time ran out. The
-    server announces nothing a test could wait on, so this asks it, a few times a second."""
+    """Whether `url` answered HTTP below 500 before `server` exited or the time ran out (a 401 from
+    the simulator without a token counts: it is serving). The server announces nothing a test could
+    wait on, so this asks it, a few times a second."""
     deadline = monotonic() + timeout
     while monotonic() < deadline and server.poll() is None:
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return True
-        except urllib.error.HTTPError:
-            return True  # it answered (e.g. 401 from the simulator without a token)
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return True
         except OSError:
-            try:
-                server.wait(timeout=0.25)
-            except subprocess.TimeoutExpired:
-                pass
+            pass  # not listening yet
+        try:
+            server.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            pass
     return False
 
 
 # `defs/test_crash.py::test_x`, `coalesce/test_config.py`, or `::test_y` (same file as the last one).
 REFERENCE = re.compile(r"`((?:\w+/)*test_\w+\.py)?(?:::(test_\w+))?`")
+# A path under the simulator's own tests (named from the repository root).
+SIMULATOR_TESTS = "coalesce_simulator_tests/"
 
 
 def named_tests(text: str) -> list[tuple[str, str | None]]:
+    """(path, test or None) for every test `text` names. Paths are under coalesce_dagster_tests/
+    (the prefix may be written or left out), or under coalesce_simulator_tests/ when written so."""
     references, current = [], None
     for match in REFERENCE.finditer(text):
         path, name = match.groups()
@@ -229,24 +273,60 @@ def named_tests(text: str) -> list[tuple[str, str | None]]:
     return references
 
 
-def test_every_test_the_readme_names_exists():
-    references = named_tests(README.read_text())
-    assert len(references) > 40  # the failure table, the sensor's guarantees and the paragraphs after them
+def missing_tests(references: list[tuple[str, str | None]]) -> list[str]:
     missing = []
     for path, name in references:
-        source = TESTS_ROOT / path
+        source = REPO_ROOT / path if path.startswith(SIMULATOR_TESTS) else TESTS_ROOT / path
         if not source.is_file() or (
             name and not re.search(rf"^def {name}\(", source.read_text(), re.MULTILINE)
         ):
             missing.append(f"{path}::{name}" if name else path)
+    return missing
+
+
+def simulator_tests_named(text: str) -> list[str]:
+    return [path for path, _ in named_tests(text) if path.startswith(SIMULATOR_TESTS)]
+
+
+def rows_naming_a_whole_file(text: str) -> list[str]:
+    """Table rows that name a test file without a test in it: a file proves nothing in particular,
+    and would only be checked for existence."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("|") and any(name is None for _, name in named_tests(line))
+    ]
+
+
+def guarantees(text: str) -> str:
+    """The README from the first guarantee table on: what the project promises."""
+    return text[text.index("| sensor guarantee |") :]
+
+
+def test_every_test_the_readme_names_exists():
+    references = named_tests(README.read_text())
+    assert len(references) > 40  # the failure table, the sensor's guarantees and the paragraphs after them
+    missing = missing_tests(references)
     assert not missing, f"README names tests that do not exist: {missing}"
 
 
-def test_no_guarantee_rests_on_a_simulator_test():
+def test_no_guarantee_rests_on_a_simulator_test_or_a_whole_file():
     """The simulator's own tests pin its fidelity to the API; what the project promises is proven
-    by loading through the product."""
-    start = README.read_text().index("| sensor guarantee |")
-    on_the_simulator = [
-        path for path, _ in named_tests(README.read_text()[start:]) if "simulator" in path.split("/")[0]
+    by loading through the product, by tests the guarantee tables name one by one."""
+    text = README.read_text()
+    assert not simulator_tests_named(guarantees(text))
+    assert not rows_naming_a_whole_file(text)
+
+
+def test_the_reference_checks_catch_what_they_exist_for():
+    """The checks above, on rows written to break them: each must object."""
+    simulator_row = "| x | y | `coalesce_simulator_tests/test_api.py::test_paging` |"
+    file_row = "| x | y | `defs/test_jobs.py`; `defs/test_crash.py::test_sigkill_during_extract` |"
+    assert simulator_tests_named(simulator_row) == ["coalesce_simulator_tests/test_api.py"]
+    assert rows_naming_a_whole_file(file_row) == [file_row]
+    assert rows_naming_a_whole_file(simulator_row) == []
+    assert missing_tests(named_tests("`defs/test_jobs.py::test_no_such_test`, `test_nowhere.py`")) == [
+        "defs/test_jobs.py::test_no_such_test",
+        "test_nowhere.py",
     ]
-    assert not on_the_simulator
+    assert missing_tests(named_tests(simulator_row)) == ["coalesce_simulator_tests/test_api.py::test_paging"]

@@ -7,6 +7,12 @@ CODE=(coalesce_dagster coalesce_simulator coalesce_dagster_tests coalesce_simula
 .venv/bin/ruff format --check --quiet "${CODE[@]}" || { echo "ruff format would change the files above: run .venv/bin/ruff format ${CODE[*]}" >&2; exit 1; }
 .venv/bin/ruff check --quiet "${CODE[@]}"
 .venv/bin/mypy
+# Test files (DuckDB files, dlt working folders, Dagster homes: thousands of small files written,
+# synced and deleted) in memory where Linux offers it: measured 15% faster on the load tests.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  export TMPDIR=/dev/shm
+fi
 # One worker more than cores: several tests spend much of their time waiting on servers and
 # subprocesses (the deployed topology, the README's commands).
-exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-$(( $(nproc) + 1 ))}" "$@"
+# `loadgroup`: tests marked `xdist_group` (the README snippets of one port) share a worker.
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-$(( $(nproc) + 1 ))}" --dist loadgroup "$@"

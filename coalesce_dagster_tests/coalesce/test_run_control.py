@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
 import requests
@@ -19,6 +18,7 @@ from coalesce_dagster.coalesce.errors import (
 )
 from coalesce_dagster.coalesce.http import failed_before_sending
 from coalesce_dagster.coalesce.run_control import CREDENTIALS_HINT, CoalesceRunControl, _scrub, node_selector
+from coalesce_dagster_tests.helpers import refused_port
 from coalesce_simulator import CoalesceSimulator
 
 PEM = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nTUlJQ2FrZWtleVZhbHVl\nc2Vjb25kbGluZVZhbHVl\n-----END ENCRYPTED PRIVATE KEY-----"
@@ -230,27 +230,33 @@ def test_a_start_run_rate_limited_every_time_started_nothing(control, simulator)
 
 def test_a_read_timeout_or_a_dropped_connection_is_not_retried(simulator, monkeypatch) -> None:
     monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "0.5")
-    control = CoalesceRunControl.from_config()
+    impatient = CoalesceRunControl.from_config()
     simulator.faults.fault_path_prefix = "/scheduler/startRun"
-    simulator.faults.hang_seconds = 2.0
+    simulator.faults.hang_seconds = 5.0
     simulator.faults.hang_burst = 1
     with pytest.raises(RunOutcomeUnknownError, match="may or may not have started") as timed_out:
-        control.start_run("1", credentials=BASIC)
+        impatient.start_run("1", credentials=BASIC)
     assert isinstance(timed_out.value.__cause__, requests.ReadTimeout)
+    # The reset with a timeout no starved machine reaches, so it cannot come back as a read timeout.
+    monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "60")
+    patient = CoalesceRunControl.from_config()
     simulator.faults.reset_burst = 1
-    with pytest.raises(RunOutcomeUnknownError, match="ConnectionError"):
-        control.start_run("1", credentials=BASIC)
+    with pytest.raises(RunOutcomeUnknownError, match="ConnectionError") as dropped:
+        patient.start_run("1", credentials=BASIC)
+    assert isinstance(dropped.value.__cause__, requests.ConnectionError)
     assert simulator.request_count("/scheduler/startRun") == 2
 
 
-def test_a_connection_never_made_is_retried_and_then_says_so() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    control = CoalesceRunControl(f"http://127.0.0.1:{port}", "sim-token")
-    with pytest.raises(requests.ConnectionError) as refused:
-        control.start_run("1", credentials=BASIC)
+def test_a_connection_never_made_is_retried_and_then_says_so(caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="coalesce_dagster.coalesce.http")
+    with refused_port() as port:  # bound for the whole test, so no other test can take it
+        control = CoalesceRunControl(f"http://127.0.0.1:{port}", "sim-token")
+        with pytest.raises(requests.ConnectionError) as refused:
+            control.start_run("1", credentials=BASIC)
     assert failed_before_sending(refused.value)
+    # Every attempt was made (RUNTIME__REQUEST_MAX_ATTEMPTS = 3): each retry is logged as scheduled.
+    retries = [m for m in caplog.messages if m.startswith("Coalesce request failed (ConnectionError)")]
+    assert len(retries) == 2, caplog.messages
     message = explain(refused.value)
     assert message is not None and message.startswith("Could not connect to Coalesce")
     assert is_transient(refused.value)

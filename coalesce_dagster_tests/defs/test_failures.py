@@ -79,22 +79,16 @@ def test_a_duckdb_file_held_by_another_process_is_named_with_its_pid(simulator, 
     assert contents(warehouse) == before
 
 
-def test_progress_and_retries_reach_the_dagster_run_log(simulator, tmp_path):
+def test_progress_and_retries_reach_the_dagster_run_log(simulator, instance_with_committed_logging):
     """With the committed dagster.yaml's `python_logs`, the run log shows dlt's steps with counts,
     the Coalesce requests, and each retry with its cause and wait."""
-    import dagster as dg
-    import yaml
-
-    from coalesce_dagster_tests.project_copy import REPO_ROOT
-
-    python_logs = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["python_logs"]
+    instance = instance_with_committed_logging
     simulator.faults.update({"server_error_burst": 1, "fault_path_prefix": "/api/v1/projects"})
-    with dg.instance_for_test(overrides={"python_logs": python_logs}) as instance:
-        result = materialize(instance)
-        assert result.success
-        messages = [
-            record.user_message for record in instance.all_logs(result.run_id) if not record.is_dagster_event
-        ]
+    result = materialize(instance)
+    assert result.success
+    messages = [
+        record.user_message for record in instance.all_logs(result.run_id) if not record.is_dagster_event
+    ]
     text = "\n".join(messages)
     for step in ("Extract coalesce_source", "Normalize coalesce_source", "Load coalesce_source"):
         assert step in text, step

@@ -6,7 +6,6 @@ once, and never costs the rest of the load.
 
 from __future__ import annotations
 
-import logging
 import math
 
 import pytest
@@ -16,6 +15,9 @@ from coalesce_dagster_tests.helpers import materialize
 from coalesce_simulator import SimulatorConfig
 
 JOBS_PER_PROJECT = 5
+JOB_ROWS = (
+    "SELECT environment_id, id, name, include_selector, exclude_selector FROM coalesce_data.jobs ORDER BY ALL"
+)
 
 
 @pytest.fixture
@@ -70,17 +72,28 @@ def test_jobs_of_every_environment_land_paged_by_two(simulator, instance, wareho
 
 
 def test_job_ids_sent_as_strings_are_the_same_jobs(simulator, instance, warehouse):
+    assert materialize(instance, selection=["environments", "jobs"]).success
+    with_int_ids = warehouse.rows(JOB_ROWS)
+    assert with_int_ids and all(
+        isinstance(job["id"], int) for p in simulator.state.projects.values() for job in p["jobs"]
+    )
     for project in simulator.state.projects.values():
         for job in project["jobs"]:
             job["id"] = str(job["id"])
     assert materialize(instance, selection=["environments", "jobs"]).success
     assert_matches_simulator(warehouse, simulator, tables=("jobs",))
+    # The same rows as the load of int ids it replaced: ids as text either way, no new column.
+    assert warehouse.rows(JOB_ROWS) == with_int_ids
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' AND table_name = 'jobs' ORDER BY 1"
+    assert not [c for (c,) in warehouse.rows(columns) if c.startswith("id__")]
 
 
-def test_a_404_jobs_list_loads_every_other_table_and_no_jobs(simulator, instance, warehouse, caplog):
+def test_a_404_jobs_list_loads_every_other_table_and_no_jobs(
+    simulator, instance_with_committed_logging, warehouse
+):
+    instance = instance_with_committed_logging
     simulator.faults.jobs_list_missing = True
-    with caplog.at_level(logging.WARNING):
-        result = materialize(instance)
+    result = materialize(instance)
     assert result.success
 
     assert_matches_simulator(warehouse, simulator, tables=tuple(t for t in KEY_COLUMNS if t != "jobs"))
@@ -90,8 +103,10 @@ def test_a_404_jobs_list_loads_every_other_table_and_no_jobs(simulator, instance
     assert event.materialization.metadata["dagster/row_count"].value == 0
     for env_id in simulator.state.environments:
         assert [r.status for r in simulator.requests if r.path == _jobs_path(env_id)] == [404]
-    warnings = [m for m in caplog.messages if "404 to the jobs list" in m]
-    assert len(warnings) == 1, warnings  # once per load, not once per environment
+    # Said in the Dagster run log, once per load, not once per environment.
+    run_log = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    warnings = [message for message in run_log if "404 to the jobs list" in message]
+    assert len(warnings) == 1, run_log
 
 
 def test_the_jobs_table_follows_the_list_as_it_comes_and_goes(simulator, instance, warehouse):

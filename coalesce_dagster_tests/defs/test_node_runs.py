@@ -23,12 +23,20 @@ from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.node_runs import STARTED_RUN_TAG_PREFIX
 from coalesce_dagster.defs.node_state import store_snapshot
 from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
+from coalesce_dagster.defs.sensors import RUN_IDS_TAG
 from coalesce_dagster_tests.helpers import tick_run_status_sensor
 from coalesce_simulator import SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT = "1"
-FAST_POLLS = {"poll_interval_seconds": 0.02, "max_poll_interval_seconds": 0.1}
+# Every run these tests start has a bound: a run the simulator never advances fails the step
+# (and is canceled) after RUN_TIMEOUT_SECONDS instead of polling forever.
+RUN_TIMEOUT_SECONDS = 60
+FAST_POLLS = {
+    "poll_interval_seconds": 0.02,
+    "max_poll_interval_seconds": 0.1,
+    "timeout_seconds": RUN_TIMEOUT_SECONDS,
+}
 PASSWORD = "s3cret-warehouse-password"
 
 
@@ -55,16 +63,27 @@ def key_of(node: dict) -> dg.AssetKey:
     return dg.AssetKey([node["database"].lower(), node["schema"].lower(), node["name"].lower()])
 
 
-def materialize_nodes(defs, instance, keys, config=None, raise_on_error=True):
+def node_op_name(defs) -> str:
     job = defs.resolve_implicit_global_asset_job_def()
-    node_op = next(node.name for node in job.graph.node_defs if node.name.startswith("coalesce_nodes_"))
+    return next(node.name for node in job.graph.node_defs if node.name.startswith("coalesce_nodes_"))
+
+
+def materialize_nodes(defs, instance, keys, config=None, raise_on_error=True, resource_config=None):
+    run_config: dict = {"ops": {node_op_name(defs): {"config": {**FAST_POLLS, **(config or {})}}}}
+    if resource_config:
+        run_config["resources"] = {"coalesce": {"config": resource_config}}
     return dg.materialize(
         [defs.resolve_assets_def(keys[0])],
         instance=instance,
         selection=keys,
-        run_config={"ops": {node_op: {"config": {**FAST_POLLS, **(config or {})}}}},
+        run_config=run_config,
         raise_on_error=raise_on_error,
     )
+
+
+def names(keys) -> list[str]:
+    """Asset keys as a sorted list, duplicates kept: a node reported twice must show."""
+    return sorted(key.to_user_string() for key in keys)
 
 
 def test_a_selection_starts_one_run_of_exactly_those_nodes(
@@ -72,21 +91,26 @@ def test_a_selection_starts_one_run_of_exactly_those_nodes(
 ):
     chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:3]
     coalesce_scheduler(("completed", None))
-    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen])
+    result = materialize_nodes(
+        defs, instance, [key_of(n) for n in chosen], config={"parallelism": 3, "parameters": {"TARGET": "qa"}}
+    )
     assert result.success
 
     starts = [r for r in simulator.requests if r.path == "/scheduler/startRun"]
     assert len(starts) == 1
     body = starts[0].body
     assert body["runDetails"]["environmentID"] == ENVIRONMENT
+    # The run config's parallelism and parameters reach Coalesce with the run.
+    assert body["runDetails"]["parallelism"] == 3 and body["parameters"] == {"TARGET": "qa"}
     run_id = simulator.state.started_run_ids[0]
     assert {r["nodeID"] for r in simulator.state.results[run_id]} == {n["id"] for n in chosen}
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    run_tables = {dg.AssetKey(["coalesce", table]) for table in ("runs", "run_results", "run_status")}
-    # Exactly the chosen nodes, and the run tables loaded with this run in the same Dagster run.
-    assert materialized == {key_of(n) for n in chosen} | run_tables
-    checks = result.get_asset_check_evaluations()
-    assert {c.asset_key for c in checks if c.passed} == {key_of(n) for n in chosen}
+    materialized = [e.asset_key for e in result.get_asset_materialization_events()]
+    run_tables = [dg.AssetKey(["coalesce", table]) for table in ("runs", "run_results", "run_status")]
+    # Exactly the chosen nodes, each once, and the run tables loaded with this run in the same
+    # Dagster run.
+    assert names(materialized) == names([key_of(n) for n in chosen] + run_tables)
+    checks = [(c.asset_key.to_user_string(), c.passed) for c in result.get_asset_check_evaluations()]
+    assert sorted(checks) == [(name, True) for name in names(key_of(n) for n in chosen)]
     (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == key_of(chosen[0])]
     metadata = event.materialization.metadata
     assert metadata["coalesce/run_id"].value == run_id
@@ -109,10 +133,18 @@ def test_a_failed_node_fails_the_step_with_its_error_and_a_failed_check(
     failure = next(e for e in result.all_events if e.is_step_failure)
     description = failure.step_failure_data.user_failure_data.description
     assert victim["name"] in description and "SQL compilation error" in description
-    checks = {c.asset_key: c for c in result.get_asset_check_evaluations()}
-    assert checks[key_of(victim)].passed is False
-    assert "SQL compilation error" in checks[key_of(victim)].metadata["coalesce/error"].value
-    assert key_of(victim) not in {e.asset_key for e in result.get_asset_materialization_events()}
+    checks = result.get_asset_check_evaluations()
+    # The victim's check failed, once, and nothing passed beside it; each node built (those the run
+    # reached before the victim) is materialized once with a passed check; skipped ones report nothing.
+    (failed_check,) = [c for c in checks if not c.passed]
+    assert failed_check.asset_key == key_of(victim)
+    assert "SQL compilation error" in failed_check.metadata["coalesce/error"].value
+    built = [
+        e.asset_key for e in result.get_asset_materialization_events() if e.asset_key.path[0] != "coalesce"
+    ]
+    assert key_of(victim) not in built
+    assert names(c.asset_key for c in checks if c.passed) == names(built)
+    assert len(set(built)) == len(built)
 
 
 def test_a_rerun_completes_the_failed_nodes(simulator, defs, instance, coalesce_scheduler):
@@ -125,7 +157,10 @@ def test_a_rerun_completes_the_failed_nodes(simulator, defs, instance, coalesce_
     assert simulator.state.runs[rerun]["reRunID"] == str(first)
     assert [r.path for r in simulator.requests].count("/scheduler/rerun") == 1
     materialized = [e.asset_key for e in result.get_asset_materialization_events()]
-    assert sorted(k for k in materialized if k.path[0] != "coalesce") == sorted(key_of(n) for n in chosen)
+    assert names(k for k in materialized if k.path[0] != "coalesce") == names(key_of(n) for n in chosen)
+    # Every node passed its check once, the one the rerun built included.
+    checks = [(c.asset_key.to_user_string(), c.passed) for c in result.get_asset_check_evaluations()]
+    assert sorted(checks) == [(name, True) for name in names(key_of(n) for n in chosen)]
 
 
 def test_no_credential_reaches_dagster_events_or_logs(simulator, defs, instance, coalesce_scheduler, caplog):
@@ -147,19 +182,31 @@ def test_the_sensor_does_not_report_nodes_of_a_run_dagster_started(
     cursor = tick_run_status_sensor(defs, instance).cursor
     chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
     coalesce_scheduler(("completed", None))
-    assert materialize_nodes(defs, instance, [key_of(n) for n in chosen]).success
+    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen])
+    assert result.success
+    assert len([c for c in result.get_asset_check_evaluations() if c.check_name == RUN_CHECK_NAME]) == 2
+    (run_id,) = simulator.state.started_run_ids
     after = tick_run_status_sensor(defs, instance, cursor)
+    # The tick saw the run finish (it requests its load) and reported none of its nodes.
+    requested = [request.tags[RUN_IDS_TAG].split(",") for request in after.run_requests]
+    assert any(str(run_id) in run_ids for run_ids in requested), requested
     assert not after.asset_events
-    assert RUN_CHECK_NAME  # the checks reported were the op's own (asserted above)
 
 
-@pytest.mark.long(seconds=25)
-def test_terminating_the_dagster_run_cancels_the_coalesce_run(simulator, defs, tmp_path):
+# A cold `dagster asset materialize` is two interpreter starts (the CLI, then the step's process),
+# each loading the definitions: tens of seconds on a busy 2-core machine.
+COLD_START_SECONDS = 180
+
+
+@pytest.mark.long(seconds=30)
+@pytest.mark.timeout(2 * COLD_START_SECONDS + 120)
+@pytest.mark.parametrize("when", ["while_running", "while_starting"])
+def test_terminating_the_dagster_run_cancels_the_coalesce_run(simulator, defs, tmp_path, when):
     """The Dagster run executes in a process of its own (`dagster asset materialize`), as a run
-    worker does, and is terminated with SIGTERM while Coalesce is still running the nodes."""
+    worker does, and is terminated with SIGTERM while Coalesce is still running the nodes, or while
+    its startRun request is still unanswered (then the run's id arrives after the termination, and
+    the run must be canceled all the same, not orphaned)."""
     chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
-    job = defs.resolve_implicit_global_asset_job_def()
-    node_op = next(node.name for node in job.graph.node_defs if node.name.startswith("coalesce_nodes_"))
     home = tmp_path / "dagster_home"
     home.mkdir()
     command = [
@@ -173,17 +220,30 @@ def test_terminating_the_dagster_run_cancels_the_coalesce_run(simulator, defs, t
         "--select",
         ",".join(key_of(n).to_user_string() for n in chosen),
         "--config-json",
-        json.dumps({"ops": {node_op: {"config": FAST_POLLS}}}),
+        json.dumps({"ops": {node_op_name(defs): {"config": FAST_POLLS}}}),
     ]
+    if when == "while_starting":  # startRun is answered only seconds after the SIGTERM is sent
+        simulator.faults.fault_path_prefix = "/scheduler/startRun"
+        simulator.faults.hang_seconds = 8.0
+        simulator.faults.hang_burst = 1
     worker = subprocess.Popen(command, env={**os.environ, "DAGSTER_HOME": str(home)}, cwd=PROJECT_ROOT)
     try:
-        run_id = simulator.state.wait_for_started_run(1)
-        simulator.state.set_run_status(run_id, "running")  # and it stays running: Coalesce is busy
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        if when == "while_starting":
+            simulator.wait_for_request(lambda r: r.path == "/scheduler/startRun", timeout=COLD_START_SECONDS)
+            worker.send_signal(signal.SIGTERM)
+            run_id = simulator.state.wait_for_started_run(1, timeout=30)
+        else:
+            run_id = simulator.state.wait_for_started_run(1, timeout=COLD_START_SECONDS)
+            simulator.state.set_run_status(run_id, "running")  # and it stays running: Coalesce is busy
+            worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=COLD_START_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`dagster asset materialize` did not end within {COLD_START_SECONDS} s of SIGTERM")
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait(timeout=30)
     cancels = [r for r in simulator.requests if r.path == "/scheduler/cancelRun"]
     assert len(cancels) == 1
     assert cancels[0].body["runID"] == run_id and cancels[0].body["environmentID"] == ENVIRONMENT
@@ -191,11 +251,46 @@ def test_terminating_the_dagster_run_cancels_the_coalesce_run(simulator, defs, t
     assert worker.returncode != 0
 
 
+@pytest.mark.parametrize("cancel_on_termination", [True, False])
+def test_a_run_that_outlasts_timeout_seconds_fails_and_is_canceled_unless_told_not_to(
+    simulator, defs, instance, cancel_on_termination
+):
+    """Coalesce never moves the run along: the step gives up after `timeout_seconds`, cancelling the
+    run (with the resource's `org_id`), or leaving it running with `cancel_on_termination = false`."""
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:2]
+    result = materialize_nodes(
+        defs,
+        instance,
+        [key_of(n) for n in chosen],
+        config={"timeout_seconds": 0.5, "cancel_on_termination": cancel_on_termination},
+        resource_config={"org_id": "org-7"},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    (run_id,) = simulator.state.started_run_ids
+    assert (
+        f"Coalesce run {run_id} did not finish within 0.5 s"
+        in failure.step_failure_data.user_failure_data.description
+    )
+    cancels = [r.body for r in simulator.requests if r.path == "/scheduler/cancelRun"]
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    if cancel_on_termination:
+        assert cancels == [{"runID": run_id, "environmentID": ENVIRONMENT, "orgID": "org-7"}]
+        assert simulator.state.runs[run_id]["runStatus"] == "canceled"
+    else:
+        assert cancels == []
+        assert simulator.state.runs[run_id]["runStatus"] == "waitingToRun"
+        assert any(f"Coalesce run {run_id} keeps running" in message for message in logged), logged
+
+
 def test_a_saved_job_runs_and_only_what_it_built_is_reported(simulator, defs, instance, coalesce_scheduler):
     project = simulator.state.environments[ENVIRONMENT]["project"]
     (marts_job,) = [j for j in simulator.state.projects[project]["jobs"] if j["name"] == "Marts only"]
     marts = [n for n in built_nodes(simulator).values() if n["locationName"] == "MART"]
-    chosen = [key_of(marts[0])]  # one selected; the job builds every mart
+    outside = next(n for n in built_nodes(simulator).values() if n["locationName"] != "MART")
+    # One mart selected (the job builds every mart) and one node the job does not build.
+    chosen = [key_of(marts[0]), key_of(outside)]
     coalesce_scheduler(("completed", None))
     result = materialize_nodes(defs, instance, chosen, config={"job_id": str(marts_job["id"])})
     assert result.success
@@ -204,10 +299,14 @@ def test_a_saved_job_runs_and_only_what_it_built_is_reported(simulator, defs, in
         body["runDetails"]["jobID"] == str(marts_job["id"])
         and "includeNodesSelector" not in body["runDetails"]
     )
-    reported = {
+    reported = [
         e.asset_key for e in result.get_asset_materialization_events() if e.asset_key.path[0] != "coalesce"
-    }
-    assert reported == {key_of(n) for n in marts}  # the selected one, and the rest the job built
+    ]
+    # The selected mart and the rest the job built, each once; never the selected node it did not build.
+    assert names(reported) == names(key_of(n) for n in marts)
+    assert key_of(outside) not in reported
+    checks = [(c.asset_key, c.passed) for c in result.get_asset_check_evaluations()]
+    assert checks == [(key_of(marts[0]), True)]
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,12 @@ def simulator_config() -> SimulatorConfig:
 
 
 @pytest.fixture
+def instance(instance_on_disk):
+    """On disk: these tests search the instance's files for secrets, besides what its API returns."""
+    return instance_on_disk
+
+
+@pytest.fixture
 def deleted_working_dirs(monkeypatch, tmp_path) -> Path:
     """Where a copy of each run's dlt working folder lands at the moment the run deletes it (the
     asset removes its folder when it ends, so a scan afterwards would find nothing to scan)."""
