@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.metadata.metadata_set import NamespacedMetadataSet
@@ -101,24 +102,21 @@ class CoalesceTestResult:
     description: str | None
 
     def as_result(self, key: dg.AssetKey) -> dg.AssetCheckResult:
-        return dg.AssetCheckResult(
-            asset_key=key,
-            check_name=self.check_name,
-            passed=self.passed,
-            severity=self.severity,
-            metadata=self.metadata,
-            description=self.description,
-        )
+        """For a step that evaluated the check (a run Dagster started)."""
+        return dg.AssetCheckResult(asset_key=key, **self._fields())
 
     def as_evaluation(self, key: dg.AssetKey) -> dg.AssetCheckEvaluation:
-        return dg.AssetCheckEvaluation(
-            asset_key=key,
-            check_name=self.check_name,
-            passed=self.passed,
-            severity=self.severity,
-            metadata=self.metadata,
-            description=self.description,
-        )
+        """For a sensor that reports it (a run Coalesce ran on its own)."""
+        return dg.AssetCheckEvaluation(asset_key=key, **self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "check_name": self.check_name,
+            "passed": self.passed,
+            "severity": self.severity,
+            "metadata": self.metadata,
+            "description": self.description,
+        }
 
 
 def coalesce_test_results(
