@@ -21,11 +21,14 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
 
 from . import settings
+
+if TYPE_CHECKING:
+    from coalesce_simulator import Faults  # the demo only: the product never imports it
 
 DEMO_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.duckdb"
 LOADING_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.loading.duckdb"
@@ -126,8 +129,16 @@ def _check(use_simulator: bool, report: Path | None) -> int:
         print(f"No Coalesce access token configured: checking the bundled simulator at {simulator.base_url}")
         os.environ[BASE_URL_ENV] = simulator.base_url
         os.environ[TOKEN_ENV] = simulator.config.token
+        _serve_demo_tests(simulator.faults)
         _set_demo_credentials()
         return check_command(report)
+
+
+def _serve_demo_tests(faults: Faults) -> None:
+    """Coalesce's tests as checks: column tests on tested nodes, each test's outcome in the run
+    results, and one test ("Not Null") failing on purpose so a failed test check shows. The demo's
+    check sees the same simulator as its load (else it would warn that tests report nothing)."""
+    faults.column_tests, faults.test_results, faults.failing_test = True, True, DEMO_FAILING_TEST
 
 
 def _set_demo_credentials() -> None:
@@ -165,10 +176,7 @@ class _start_simulator:
         # Both node modes side by side: Dagster may build Development's nodes (Materialize works
         # there); QA's and Production's are observed only, as every environment is by default.
         os.environ["COALESCE_DAGSTER__NODES__ORCHESTRATE"] = DEMO_ORCHESTRATED
-        # Coalesce's tests as checks: column tests on tested nodes, each test's outcome in the run
-        # results, and one test ("Not Null") failing on purpose so a failed test check shows.
-        faults = self.simulator.faults
-        faults.column_tests, faults.test_results, faults.failing_test = True, True, DEMO_FAILING_TEST
+        _serve_demo_tests(self.simulator.faults)
         _set_demo_credentials()
         # A freshness rule to watch (README: Coalesce health): Production must have run well in the
         # last day, and one failed Production run turns its check red.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -255,6 +256,8 @@ class CoalesceApi:
         detail = parse_flag(query, "detail")
         run_orders = ("id", "runStartTime", "runEndTime")
         params = self._page_params(query, order_fields=run_orders, default_direction="desc")
+        if self.faults.runs_oldest_first:
+            params = replace(params, direction="asc")
         if run_type is None and run_status is None and environment_id is None:
             runs = list(self.state.runs.values())
         else:

@@ -63,6 +63,9 @@ class Faults:
     total_null: bool = False
     inclusive_cursor: bool = False  # page after a cursor repeats the item it names
     run_ids_as_strings: bool = False
+    # /api/v1/runs serves runs oldest first whatever orderByDirection asks (and echoes "asc"), as
+    # a deployment that ignored the parameter would: the documented default is desc (doc §4.1).
+    runs_oldest_first: bool = False
     results_envelope: str = "data"  # "data" | "results" | "bare" | "items" | "results_late"
     runs_v62_paging: bool = False  # /api/v1/runs without next/total (v6.2 style)
     extra_fields: bool = False  # every object gains "simulatorExtra" (schema drift)

@@ -240,6 +240,28 @@ def test_runs_v62_paging(client: Client, sim: CoalesceSimulator) -> None:
     assert seen == list(range(40, 0, -1))
 
 
+@pytest.mark.parametrize("asked", ["desc", "asc", None])
+def test_runs_oldest_first_ignores_the_direction_asked(
+    client: Client, sim: CoalesceSimulator, asked: str | None
+) -> None:
+    direction = {"orderByDirection": asked} if asked else {}
+    newest_first = client.get("/api/v1/runs", orderBy="id", limit=5, **direction).json()["data"]
+    assert [run["id"] for run in newest_first] == (
+        [1, 2, 3, 4, 5] if asked == "asc" else [40, 39, 38, 37, 36]
+    )
+    sim.faults.runs_oldest_first = True
+    seen: list[int] = []
+    params: dict[str, Any] = {"limit": 15, "orderBy": "id", **direction}
+    while True:
+        body = client.get("/api/v1/runs", **params).json()
+        assert body["orderByDirection"] == "asc"
+        seen += [run["id"] for run in body["data"]]
+        if not body.get("next"):
+            break
+        params["startingFrom"] = body["next"]
+    assert seen == list(range(1, 41))
+
+
 def test_runs_accept_a_date_time_cursor(client: Client, sim: CoalesceSimulator) -> None:
     start_of_10 = sim.state.runs[10]["runStartTime"]
     older = client.get("/api/v1/runs", orderBy="id", startingFrom=start_of_10, limit=3).json()

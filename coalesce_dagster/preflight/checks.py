@@ -22,6 +22,7 @@ from ..coalesce.credentials import resolve_warehouse_credentials
 from ..coalesce.errors import UnexpectedResponseError, raise_for_coalesce_status
 from ..coalesce.lists import ASCENDING, RUNS_PATH, PageSize
 from ..coalesce.node_snapshot import rest_clients
+from ..coalesce.nodes import NodeTest
 from ..coalesce.pagination import check_list_envelope, run_results_envelope
 from ..coalesce.regions import REGION_HOSTS
 from ..coalesce.rows import (
@@ -47,7 +48,8 @@ from .describe import (
     total,
 )
 from .known import ECHOED_SECRET_FIELDS
-from .record import CheckResult
+from .node_test_results import name_test_outcomes, tested_nodes
+from .record import CheckResult, Line
 
 # A node detail page slower than this share of `nodes_timeout` is worth a smaller page size.
 SLOW_PAGE_SHARE = 1 / 3
@@ -76,10 +78,10 @@ def run_check() -> CheckResult:
         environment = environments[0] if environments else None
         oauth = _environment(result, client, environment)
         node_count = _nodes_summary(result, client, settings, environment)
-        _nodes_detail(result, nodes_client, settings, environment, node_count, environment_count)
+        tests = _nodes_detail(result, nodes_client, settings, environment, node_count, environment_count)
         _jobs(result, client, settings, environment)
-        run = _runs(result, client, settings)
-        _run_results(result, client, run)
+        run = _runs(result, client, settings, environment)
+        _run_results(result, client, run, tests)
         _run_status(result, client, run)
         _projects(result, client)
         _users(result, client, settings)
@@ -194,11 +196,13 @@ def _nodes_detail(
     environment: dict[str, Any] | None,
     node_count: int | None,
     environment_count: int | None,
-) -> None:
+) -> dict[str, tuple[NodeTest, ...]]:
+    """Returns the tests of the page's nodes that carry any (node id -> tests), for `run results`."""
+    tests: dict[str, tuple[NodeTest, ...]] = {}
     with result.line("node details", NODES_DETAIL) as line:
         if environment is None:
             missing(line, "environment")
-            return None
+            return tests
         page_size = PageSize("environment nodes", settings.nodes_page_size)
         path = f"api/v1/environments/{environment['id']}/nodes"
         page = first_page(
@@ -214,8 +218,9 @@ def _nodes_detail(
         exchange = describe_list(
             result, line, NODES_DETAIL, "nodes_detail", settings.nodes_page_size, page_size, page
         )
+        tests = tested_nodes(page)
         if exchange is None:
-            return
+            return tests
         size, seconds = page_size.value, exchange.seconds
         if size < settings.nodes_page_size and not any(
             e.endpoint == NODES_DETAIL and e.status == 400 for e in result.recorder.exchanges
@@ -232,6 +237,7 @@ def _nodes_detail(
         column_reference_variants(line, page)
         count = total(exchange, len(page)) or node_count
         line.note(sync_cost(size, seconds, count, environment_count))
+    return tests
 
 
 def _jobs(
@@ -258,30 +264,60 @@ def _jobs(
             line.variant("job ids as text")
 
 
-def _runs(result: CheckResult, client: RESTClient, settings: SourceSettings) -> dict[str, Any] | None:
-    """The newest page of runs; returns the run whose results and status are checked (the newest
-    failed one, else the newest finished one, else the newest)."""
+def _runs(
+    result: CheckResult, client: RESTClient, settings: SourceSettings, environment: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The newest page of runs; returns the run whose results and status are checked."""
     chosen = None
     with result.line("runs", RUNS) as line:
         page_size = PageSize("runs", settings.runs_page_size)
         params = {"detail": "true", "orderBy": "id", "orderByDirection": "desc"}
-        page = first_page(client, RUNS_PATH, params, page_size)
+        # One run a page cannot show an order: then a second page is read to see it.
+        pages = first_pages(client, RUNS_PATH, params, page_size, 1 if settings.runs_page_size > 1 else 2)
+        page = pages[0]
         runs = [run_row(raw) for raw in page]
         describe_list(result, line, RUNS, "runs", settings.runs_page_size, page_size, page)
         if any(isinstance(raw, dict) and isinstance(raw.get("id"), str) for raw in page):
             line.variant("run ids as text")
-        ids = [run["id"] for run in runs]
-        if any(a < b for a, b in zip(ids, ids[1:])):
-            line.variant("runs not newest first: syncs read the whole list", "WARN")
+        _run_order(line, [run_row(raw)["id"] for later in pages for raw in later], page_size.value)
         if any(_echoes_secrets(raw) for raw in page):
             line.variant("run objects carry credential secrets (the load drops them)", "WARN")
         if not runs:
             line.note("no runs yet: run results and run status cannot be checked")
-        # A failed run shows how failed nodes are reported (doc §10.4); else a finished one.
-        failed = [run for run in runs if run.get("runStatus") == "failed"]
-        finished = [run for run in runs if run.get("runStatus") in TERMINAL_RUN_STATUSES]
-        chosen = (failed or finished or runs)[0] if runs else None
+        chosen = _sampled_run(runs, environment["id"] if environment is not None else None)
     return chosen
+
+
+def _sampled_run(runs: list[dict[str, Any]], environment_id: str | None) -> dict[str, Any] | None:
+    """A failed run shows how failed nodes are reported (doc §10.4); else a finished one; else any.
+    Within each, one of the sampled environment first: its results name that environment's nodes,
+    whose tests the node detail page showed."""
+    failed = [run for run in runs if run.get("runStatus") == "failed"]
+    finished = [run for run in runs if run.get("runStatus") in TERMINAL_RUN_STATUSES]
+    for kind in (failed, finished, runs):
+        if kind:
+            here = [run for run in kind if run.get("environmentID") == environment_id]
+            return (here or kind)[0]
+    return None
+
+
+def _run_order(line: Line, ids: list[int], page_size: int) -> None:
+    """Runs are asked newest first; the load stops paging at the first page that reaches a known
+    run provided that page is in descending order (`lists.read_runs_newest_first`). A server that
+    serves them oldest first is read to the end (correct, slower), unless pages hold one run: a
+    one-run page looks descending, so a sync after the first would stop at the oldest run."""
+    unique = list(dict.fromkeys(ids))  # an inclusive cursor repeats a run
+    if all(a > b for a, b in zip(unique, unique[1:])):
+        return
+    if page_size < 2:
+        line.variant("runs not newest first, one run a page", "FAIL")
+        line.fail(
+            "Coalesce serves runs oldest first whatever order is asked, and pages hold one run: a "
+            "sync after the first would stop at the oldest run it knows and load no new run. Set "
+            "runs_page_size to 2 or more (then each sync reads the whole run list)."
+        )
+    else:
+        line.variant("runs not newest first: syncs read the whole list", "WARN")
 
 
 def _echoes_secrets(raw: Any) -> bool:
@@ -289,7 +325,12 @@ def _echoes_secrets(raw: Any) -> bool:
     return isinstance(credentials, dict) and bool(ECHOED_SECRET_FIELDS & set(credentials))
 
 
-def _run_results(result: CheckResult, client: RESTClient, run: dict[str, Any] | None) -> None:
+def _run_results(
+    result: CheckResult,
+    client: RESTClient,
+    run: dict[str, Any] | None,
+    tests: dict[str, tuple[NodeTest, ...]],
+) -> None:
     with result.line("run results", RUN_RESULTS) as line:
         if run is None:
             missing(line, "run")
@@ -319,6 +360,7 @@ def _run_results(result: CheckResult, client: RESTClient, run: dict[str, Any] | 
         unknown = sorted(str(s) for s in states - {None, "complete", "skipped", *FAILED_NODE_STATES})
         if unknown:
             line.variant("runState values the notes do not describe", "WARN")
+        name_test_outcomes(line, tests, items)
         new_fields(line, RUN_RESULTS, "run_results", items)
 
 

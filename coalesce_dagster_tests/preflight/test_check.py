@@ -20,8 +20,9 @@ import pytest
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster.preflight.cli import main
+from coalesce_dagster.preflight.node_test_results import NO_OUTCOMES, OUTCOMES_SEEN
 from coalesce_dagster_tests.expectations import assert_matches_simulator
-from coalesce_dagster_tests.helpers import read_line
+from coalesce_dagster_tests.helpers import DATASET, read_line
 from coalesce_simulator import SimulatorConfig, real_account_quirks
 
 CHECKS = (
@@ -331,7 +332,9 @@ def test_the_real_account_preset_names_what_differs_from_the_command_line(tmp_pa
     table = " ".join(done.stdout.split())  # lines wrap at 110 characters
     assert "runLink carries a UUID" in table
     assert "failed nodes as runState failed" in table
-    assert "13 PASS, 0 WARN, 0 FAIL" in table
+    # The preset serves no test outcomes (doc §11.3 infers where they would be): the one WARN.
+    assert "WARN run results" in table and NO_OUTCOMES in table
+    assert "12 PASS, 1 WARN, 0 FAIL" in table
     assert "real-ish" not in done.stdout + done.stderr
 
 
@@ -379,4 +382,65 @@ def test_an_account_with_nothing_yet_warns_what_it_could_not_read(
     ]
     assert "no environment to read" in checked.line("jobs")
     assert "no run to read" in checked.line("run status")
+    assert load_succeeds(simulator)
+
+
+@pytest.mark.parametrize(
+    ("runs_page_size", "verdict"), [("3", "WARN"), ("1", "FAIL")], ids=["pages-of-3", "one-run-a-page"]
+)
+def test_runs_served_oldest_first_are_named_and_a_later_sync_does_what_the_check_said(
+    runs_page_size, verdict, simulator, credentials, capsys, tmp_path, monkeypatch, warehouse
+):
+    """A server that ignores `orderByDirection`: with pages of several runs each sync reads the
+    whole list (WARN: correct, slower); with one run a page a sync after the first stops at the
+    oldest run it knows and loads no new run, which the check must FAIL."""
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__RUNS_PAGE_SIZE", runs_page_size)
+    simulator.faults.runs_oldest_first = True
+    checked = check(capsys, tmp_path)
+    assert checked.verdicts()["runs"] == verdict, checked.table
+    assert any("runs not newest first" in named for named in checked.variants("runs")), checked.table
+    assert "FAIL" not in {v for c, v in checked.verdicts().items() if c != "runs"}, checked.table
+    assert checked.code == (1 if verdict == "FAIL" else 0)
+
+    assert load_succeeds(simulator)  # the first sync reads every run whatever the order
+    new_runs = simulator.state.add_runs(2)
+    assert load_succeeds(simulator)
+    loaded = {run_id for (run_id,) in warehouse.rows(f"SELECT id FROM {DATASET}.runs")}
+    assert set(simulator.state.runs) - set(new_runs) <= loaded
+    assert set(new_runs) <= loaded if verdict == "WARN" else not set(new_runs) & loaded
+
+
+@pytest.mark.parametrize(
+    "simulator_config",
+    [
+        SimulatorConfig(
+            environments=1, nodes_per_environment=20, runs=0, in_flight_runs=0, users=2, projects=1
+        )
+    ],
+)
+@pytest.mark.parametrize("served", [True, False], ids=["outcomes-served", "no-outcomes"])
+def test_the_check_says_whether_run_results_carry_test_outcomes(
+    served, simulator, simulator_config, credentials, capsys, tmp_path, warehouse
+):
+    """Nodes with node and column tests, and one finished run of all of them: with the
+    `test_results` switch each test has a query result naming it (checks with results), without it
+    none (checks that never report: a WARN, never a FAIL). The report names which, without a value."""
+    (environment,) = simulator.state.environments
+    tested = [n for n in simulator.state.nodes[environment].values() if n["metadata"]["appliedNodeTests"]]
+    assert tested, "the generated environment should have nodes with tests"
+    simulator.faults.update({"column_tests": True, "test_results": served})
+    run_id = simulator.state.start_run(environment)
+    simulator.state.set_run_status(run_id, "running")
+    simulator.state.set_run_status(run_id, "completed")
+
+    checked = check(capsys, tmp_path)
+    assert checked.verdicts()["run results"] == ("PASS" if served else "WARN"), checked.table
+    named = OUTCOMES_SEEN if served else NO_OUTCOMES
+    assert named in checked.variants("run results") and named in " ".join(checked.line("run results").split())
+    assert checked.code == 0, checked.table
+    # 3 tests per tested node (its node test, "Unique" and "Not Null" on its first column)
+    expected = f"{3 * len(tested)} of {3 * len(tested)} tests" if served else f"none of the {3 * len(tested)}"
+    assert expected in " ".join(checked.line("run results").split())
+    report = json.dumps(checked.report)
+    assert all(node["metadata"]["appliedNodeTests"][0]["name"] not in report for node in tested)
     assert load_succeeds(simulator)
