@@ -141,6 +141,10 @@ def read_runs_newest_first(
     """
     params = {"detail": "true" if detail else "false", "orderBy": "id", "orderByDirection": "desc"}
     seen: set[int] = set()
+    # The order is judged over every id read so far, across pages: one run (a page of one) shows
+    # no order at all, and stopping on it could stop at the oldest run of a server that ignored
+    # the order asked for.
+    descending, last_id, ids_read = True, None, 0
     for page in read_pages(client, RUNS_PATH, params, page_size):
         runs = [run_row(raw) for raw in page]
         new_runs, reached_known = [], False
@@ -153,8 +157,10 @@ def read_runs_newest_first(
             else:
                 new_runs.append(run)
         yield RunsPage(new_runs, max((run["id"] for run in runs), default=None))
-        ids = [run["id"] for run in runs]
-        if reached_known and all(a >= b for a, b in zip(ids, ids[1:])):
+        for run in runs:
+            descending = descending and (last_id is None or last_id >= run["id"])
+            last_id, ids_read = run["id"], ids_read + 1
+        if reached_known and descending and ids_read >= 2:
             return
 
 
