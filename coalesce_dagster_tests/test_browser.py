@@ -341,6 +341,10 @@ def _visible(page: Any, locator: Any, what: str) -> Any:
     return locator
 
 
+def _materialize_button(page: Any) -> Any:
+    return page.get_by_role("button", name="Materialize").first
+
+
 def _screenshot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
@@ -371,6 +375,9 @@ def _a_failed_node_shows_coalesce_error(page: Any, url: str, expected: Expected)
     _shows(page, "Failed", "the failed coalesce_run check", exact=True)
     _shows(page, expected.failed_node_error[:60], "Coalesce's error text on the failed check")
     _shows(page, f"Coalesce run {expected.failed_run_id}", "the failed run's number")
+    # Production is observed only: Dagster offers no Materialize for its nodes.
+    page.wait_for_load_state("networkidle")
+    assert _materialize_button(page).is_disabled(), "an observed Production node offers Materialize"
     _screenshot(page, "failed_node_check")
 
 
@@ -378,6 +385,14 @@ def _a_failed_coalesce_test_shows(page: Any, url: str, expected: Expected) -> No
     _open(page, _asset_url(url, expected.tested_node, "checks", expected.failing_test_check))
     _shows(page, "Failed", "the failed Coalesce test check", exact=True)
     _shows(page, "Test 'Not Null' failed", "Coalesce's test failure on the check")
+    # Development is orchestrated: its nodes can be built from Dagster.
+    from playwright.sync_api import expect
+
+    try:
+        _materialize_button(page).wait_for(state="visible", timeout=PAGE_MILLISECONDS)
+        expect(_materialize_button(page)).to_be_enabled(timeout=PAGE_MILLISECONDS)
+    except AssertionError as error:
+        raise AssertionError(f"Materialize never became enabled on a Development node: {error}") from None
     _screenshot(page, "failed_test_check")
 
 
