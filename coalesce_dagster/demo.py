@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"Loading from Coalesce at {_configured_base_url()}")
 
-        failure = _materialize_all()
+        failure = materialize_all()
         if failure is not None:
             # The one actionable sentence comes last, after Dagster's own output.
             print(f"\nThe load failed; nothing partial was written.\n{failure}", file=sys.stderr)
@@ -230,7 +230,7 @@ def _prepare_dagster_home(use_simulator: bool) -> None:
         shutil.copyfile(settings.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
 
 
-def _materialize_all() -> str | None:
+def materialize_all() -> str | None:
     """Materialize every asset; None on success, else the failure's one actionable sentence."""
     import dagster as dg
 

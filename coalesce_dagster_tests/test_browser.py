@@ -3,13 +3,15 @@
 The demo's simulated account (`demo.simulated_account`: node assets of every environment with
 Development orchestrated, Coalesce's tests as checks with "Not Null" failing, a Production freshness
 rule) is loaded the way the demo loads it; then a failed Production run and a completed Development
-run finish in Coalesce and one tick of the run-status sensor, run by the daemon's own sensor code,
-reports them into the instance and launches its load. The webserver (`dagster-webserver` on an
+run finish in Coalesce; one tick of the run-status sensor, run by the daemon's own sensor code,
+reports them into the instance, and one pass of the daemon's run queue runs the load it requested.
+The webserver (`dagster-webserver` on an
 ephemeral loopback port) serves that instance, and Debian's Chromium, driven by playwright through
 `executable_path` (no browser download), reads the pages. Screenshots go to `.screenshots/`.
 
-Without Chromium the test skips, saying so; `.ci/run` installs it and sets
-`COALESCE_DAGSTER_REQUIRE_BROWSER=1`, which turns that skip into a failure.
+Without Chromium (`/usr/bin/chromium`, or `COALESCE_DAGSTER_CHROMIUM`) the test skips, saying so;
+`.ci/run` installs it and sets `COALESCE_DAGSTER_REQUIRE_BROWSER=1`, which turns that skip into a
+failure.
 """
 
 from __future__ import annotations
@@ -99,21 +101,25 @@ def _graphql(url: str, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
-LOCATION_STATUS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
-LOCATION_STATUS += "locationOrLoadError { __typename } } } } }"
+LOCATION_STATUS = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 
 def _location_loaded(url: str) -> bool:
+    """Whether the webserver has loaded the code location; a location that failed to load fails
+    the test at once, with Dagster's error."""
     try:
         entries = _graphql(url, LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
     except OSError:
         return False  # not listening yet
-    return any(
-        entry["name"] == LOCATION_NAME
-        and entry["loadStatus"] == "LOADED"
-        and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-        for entry in entries
-    )
+    for entry in entries:
+        if entry["name"] != LOCATION_NAME or entry["loadStatus"] != "LOADED":
+            continue
+        loaded = entry["locationOrLoadError"]
+        if loaded["__typename"] == "PythonError":
+            raise AssertionError(f"the webserver could not load the code location: {loaded['message']}")
+        return loaded["__typename"] == "RepositoryLocation"
+    return False
 
 
 @contextmanager
@@ -233,9 +239,11 @@ def _expected(simulator, finished: dict[str, int], instance: dg.DagsterInstance)
     }
     environments = {env["name"]: env_id for env_id, env in simulator.state.environments.items()}
     production, development = environments["Production"], environments["Development"]
-    failed_result = next(
+    failed_results = [
         r for r in simulator.state.results[finished["Production"]] if r["runState"] in FAILED_NODE_STATES
-    )
+    ]
+    assert failed_results, "the simulator's failed Production run failed no node"
+    failed_result = failed_results[0]
     error = failed_result["queryResults"][-1]["error"]["errorString"].splitlines()[0]
     built_tested = [
         by_node[development, r["nodeID"]]
@@ -243,6 +251,7 @@ def _expected(simulator, finished: dict[str, int], instance: dg.DagsterInstance)
         if r["runState"] == "complete"
         and simulator.state.nodes[development][r["nodeID"]]["metadata"]["appliedNodeTests"]
     ]
+    assert built_tested, "the simulator's Development run built no node with Coalesce tests"
     tested = built_tested[0]
     (failing_check,) = [
         k.name for k in graph.asset_check_keys if k.asset_key == tested and k.name.endswith("_not_null")
@@ -283,7 +292,7 @@ def test_the_ui_shows_coalesce_health_in_a_real_browser(simulator, tmp_path, mon
     for name, value in demo.simulated_account(simulator, tmp_path / "coalesce_nodes.json").items():
         monkeypatch.setenv(name, value)
 
-    assert demo._materialize_all() is None  # the demo's load: metadata tables and health views
+    assert demo.materialize_all() is None  # the demo's load: metadata tables and health views
     finished = _finish_coalesce_runs(simulator)
     # The webserver loads the code location (with the node assets of the snapshot the load wrote)
     # while the daemon's tick runs here.
