@@ -188,8 +188,8 @@ def _finish_coalesce_runs(simulator) -> dict[str, int]:
     return finished
 
 
-def _tick_sensor_as_the_daemon(instance: dg.DagsterInstance) -> None:
-    """One iteration of the daemon's sensor loop against workspace.yaml's code location, which
+def _tick_sensor_as_the_daemon(instance: dg.DagsterInstance, folder: Path) -> None:
+    """One iteration of the daemon's sensor loop against the code location's definitions, which
     reports the sensor's asset events (node materializations, check results) into the instance and
     queues the load it requests; then one pass of the daemon's run queue, which launches (here:
     executes) that load, with the checks it evaluates on the tables."""
@@ -200,9 +200,16 @@ def _tick_sensor_as_the_daemon(instance: dg.DagsterInstance) -> None:
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
     from dagster._daemon.sensor import execute_sensor_iteration
 
+    # The code location's definitions built afresh, as a process of the daemon would import them:
+    # the module itself may have been imported by an earlier test of this process, before this
+    # test's snapshot and settings existed.
+    code_location = folder / "browser_test_code_location.py"
+    code_location.write_text(f"from {MODULE_NAME} import build_definitions\n\ndefs = build_definitions()\n")
     origin = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(
-            executable_path=sys.executable, working_directory=str(PROJECT_ROOT), module_name=MODULE_NAME
+            executable_path=sys.executable,
+            working_directory=str(PROJECT_ROOT),
+            python_file=str(code_location),
         ),
         location_name=LOCATION_NAME,
     )
@@ -253,6 +260,9 @@ def _expected(simulator, finished: dict[str, int], instance: dg.DagsterInstance)
     ]
     assert built_tested, "the simulator's Development run built no node with Coalesce tests"
     tested = built_tested[0]
+    assert instance.get_latest_materialization_event(tested) is not None, (
+        f"the sensor's tick reported no materialization of {tested.to_user_string()}, which Coalesce built"
+    )
     (failing_check,) = [
         k.name for k in graph.asset_check_keys if k.asset_key == tested and k.name.endswith("_not_null")
     ]
@@ -284,7 +294,19 @@ def _as_printed(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+@pytest.fixture
+def _defs_state_storage_restored() -> Iterator[None]:
+    """Closing a `with DagsterInstance.get()` block (the demo's load does) leaves that instance's defs
+    state storage in Dagster's context variable (1.13: `__exit__` does not unwind it), and a later
+    definitions load in this process would meet a closed instance: put the previous one back."""
+    from dagster._core.storage.defs_state.base import DefsStateStorage, set_defs_state_storage
+
+    with set_defs_state_storage(DefsStateStorage.get()):
+        yield
+
+
 @pytest.mark.long(seconds=50)
+@pytest.mark.usefixtures("_defs_state_storage_restored")
 def test_the_ui_shows_coalesce_health_in_a_real_browser(simulator, tmp_path, monkeypatch):
     require_browser()
     home = _instance_home(tmp_path / "dagster_home")
@@ -297,7 +319,7 @@ def test_the_ui_shows_coalesce_health_in_a_real_browser(simulator, tmp_path, mon
     # The webserver loads the code location (with the node assets of the snapshot the load wrote)
     # while the daemon's tick runs here.
     with webserver(home, tmp_path / "webserver.log") as started, dg.DagsterInstance.get() as instance:
-        _tick_sensor_as_the_daemon(instance)
+        _tick_sensor_as_the_daemon(instance, tmp_path)
         sensor_runs = [r for r in instance.get_runs() if r.tags.get("dagster/sensor_name") == SENSOR_NAME]
         assert [run.status for run in sensor_runs] == [dg.DagsterRunStatus.SUCCESS]
         expected = _expected(simulator, finished, instance)
