@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"Loading from Coalesce at {_configured_base_url()}")
 
-        failure = _materialize_all()
+        failure = materialize_all()
         if failure is not None:
             # The one actionable sentence comes last, after Dagster's own output.
             print(f"\nThe load failed; nothing partial was written.\n{failure}", file=sys.stderr)
@@ -141,14 +141,45 @@ def _serve_demo_tests(faults: Faults) -> None:
     faults.column_tests, faults.test_results, faults.failing_test = True, True, DEMO_FAILING_TEST
 
 
+# Runs started from the UI ("Materialize" on node assets) need warehouse credentials, as on a real
+# account; the simulator takes any.
+DEMO_CREDENTIALS = {
+    "SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME": "DEMO",
+    "SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD": "demo-only-password",
+}
+
+
 def _set_demo_credentials() -> None:
-    # Runs started from the UI ("Materialize" on node assets) need warehouse credentials, as on a
-    # real account; the simulator takes any.
-    os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__USERNAME", "DEMO")
-    os.environ.setdefault("SOURCES__COALESCE_SOURCE__CREDENTIALS__PASSWORD", "demo-only-password")
+    for name, value in DEMO_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
 
 
 DEMO_FRESHNESS_RULES = '[{"environment": "Production", "hours": 24, "failures_in_a_row": 1}]'
+
+
+# Settings of the demo a user's own environment wins over (see `simulated_account`).
+USER_MAY_OVERRIDE = frozenset({*DEMO_CREDENTIALS, "COALESCE_DAGSTER__HEALTH__FRESHNESS"})
+
+
+def simulated_account(simulator: Any, snapshot_path: Path) -> dict[str, str]:
+    """Switch on the simulator's demo faults and return the settings (environment variables) that
+    point the project at it the way the demo does; the browser test shows the UI with the same."""
+    _serve_demo_tests(simulator.faults)
+    return {
+        BASE_URL_ENV: simulator.base_url,
+        TOKEN_ENV: simulator.config.token,
+        # Node assets for every simulated environment, from a snapshot of the demo's own (the load
+        # writes it), so a real account's snapshot is never replaced by simulated nodes.
+        "COALESCE_DAGSTER__NODES__ENVIRONMENTS": ",".join(simulator.state.environments),
+        "COALESCE_DAGSTER__NODES__SNAPSHOT_PATH": str(snapshot_path),
+        # Both node modes side by side: Dagster may build Development's nodes (Materialize works
+        # there); QA's and Production's are observed only, as every environment is by default.
+        "COALESCE_DAGSTER__NODES__ORCHESTRATE": DEMO_ORCHESTRATED,
+        **DEMO_CREDENTIALS,
+        # A freshness rule to watch (README: Coalesce health): Production must have run well in the
+        # last day, and one failed Production run turns its check red.
+        "COALESCE_DAGSTER__HEALTH__FRESHNESS": DEMO_FRESHNESS_RULES,
+    }
 
 
 class _start_simulator:
@@ -164,23 +195,15 @@ class _start_simulator:
         )
 
         self.simulator = CoalesceSimulator(SimulatorConfig()).start()
-        os.environ[BASE_URL_ENV] = self.simulator.base_url
-        os.environ[TOKEN_ENV] = self.simulator.config.token
         # Load into a new file; it replaces the previous demo file only once the load has succeeded.
         _remove_duckdb(LOADING_DUCKDB_PATH)
         os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(LOADING_DUCKDB_PATH)
-        # Node assets for every simulated environment, from a snapshot of the demo's own (the load
-        # below writes it), so a real account's snapshot is never replaced by simulated nodes.
-        os.environ["COALESCE_DAGSTER__NODES__ENVIRONMENTS"] = ",".join(self.simulator.state.environments)
-        os.environ["COALESCE_DAGSTER__NODES__SNAPSHOT_PATH"] = str(DEMO_DAGSTER_HOME / "coalesce_nodes.json")
-        # Both node modes side by side: Dagster may build Development's nodes (Materialize works
-        # there); QA's and Production's are observed only, as every environment is by default.
-        os.environ["COALESCE_DAGSTER__NODES__ORCHESTRATE"] = DEMO_ORCHESTRATED
-        _serve_demo_tests(self.simulator.faults)
-        _set_demo_credentials()
-        # A freshness rule to watch (README: Coalesce health): Production must have run well in the
-        # last day, and one failed Production run turns its check red.
-        os.environ.setdefault("COALESCE_DAGSTER__HEALTH__FRESHNESS", DEMO_FRESHNESS_RULES)
+        settings_for_simulator = simulated_account(self.simulator, DEMO_DAGSTER_HOME / "coalesce_nodes.json")
+        for name, value in settings_for_simulator.items():
+            if name in USER_MAY_OVERRIDE:
+                os.environ.setdefault(name, value)
+            else:
+                os.environ[name] = value
         if self.args.ui and self.args.demo_run_interval > 0:
             self.simulator.start_demo(self.args.demo_run_interval, max(self.args.demo_run_interval / 2, 5.0))
         return self.simulator
@@ -215,7 +238,7 @@ def _prepare_dagster_home(use_simulator: bool) -> None:
         shutil.copyfile(settings.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
 
 
-def _materialize_all() -> str | None:
+def materialize_all() -> str | None:
     """Materialize every asset; None on success, else the failure's one actionable sentence."""
     import dagster as dg
 
