@@ -233,6 +233,14 @@ def test_runs_of_environments_without_node_assets_cost_one_request_and_report_no
     assert [r.path for r in simulator.requests] == ["/api/v1/runs", f"/api/v1/runs/{run_id}"]
 
 
+REPO_STATE_FOLDER = Path(__file__).resolve().parents[2] / "coalesce_dagster" / "dg_defs" / ".local_defs_state"
+
+
+def folder_state(folder: Path) -> dict[str, int]:
+    """Each file under `folder` with the time it was last written (nanoseconds)."""
+    return {str(path): path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
 @pytest.mark.long(seconds=20)
 @pytest.mark.timeout(REFRESH_TIMEOUT_SECONDS + 60)
 def test_refresh_defs_state_writes_the_snapshot_dagster_loads(simulator, monkeypatch, tmp_path: Path):
@@ -241,13 +249,19 @@ def test_refresh_defs_state_writes_the_snapshot_dagster_loads(simulator, monkeyp
     the snapshot the definitions load (here at `snapshot_path`, set by the test's environment)."""
     project = make_project_copy(tmp_path / "project")
     monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", "Development")
+    checkout_state = folder_state(REPO_STATE_FOLDER)  # a developer's own snapshot, if any, stays as it is
     refresh = subprocess.run(
         [str(project / ".venv" / "bin" / "dg"), "utils", "refresh-defs-state"],
         cwd=project,
-        env=dict(os.environ),
+        # The copy's package, not the checkout's (the shared .venv's editable install points at the
+        # checkout): dg writes the state folder beside the package it loads.
+        env={**os.environ, "PYTHONPATH": str(project)},
         capture_output=True,
         text=True,
         timeout=REFRESH_TIMEOUT_SECONDS,
+    )
+    assert folder_state(REPO_STATE_FOLDER) == checkout_state, (
+        "the refresh wrote into the checkout, not the copy"
     )
     assert refresh.returncode == 0, refresh.stdout[-3000:] + refresh.stderr[-3000:]
     stored = json.loads(local_state_path().read_text())
