@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +38,19 @@ def make_destination(configured: DestinationSettings) -> Destination:
     credentials = DuckDbCredentials(str(path or settings.DEFAULT_DUCKDB_PATH))
     credentials.global_config = {"memory_limit": configured.duckdb_memory_limit}
     return dlt.destinations.duckdb(credentials=credentials)
+
+
+@contextmanager
+def private_working_dir(prefix: str) -> Iterator[Path]:
+    """A dlt working folder of one run's own under the pipelines dir, removed afterwards: runs that
+    share one wipe each other's load packages (dagster#21022)."""
+    root = settings.pipelines_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def make_pipeline(

@@ -1,10 +1,7 @@
 """One Dagster asset per Coalesce resource, all produced by one dlt pipeline run."""
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
@@ -20,6 +17,7 @@ from ..pipeline import (
     make_pipeline,
     no_new_file_left_on_failure,
     preferred_file_format,
+    private_working_dir,
 )
 from ..progress import LoadProgress
 from .health.load_checks import evaluate_load_checks, health_settings_for, load_check_specs
@@ -75,31 +73,29 @@ def coalesce_assets(
     collector = NodeCollector() if loads_nodes and not config.run_ids else None
     source = coalesce.build_source(run_ids=config.run_ids or None, node_collector=collector)
     # A private working dir per run: dlt state and schema are restored from the destination.
-    working_dir = Path(tempfile.mkdtemp(prefix=f"run-{context.run_id[:8]}-", dir=_ensure_pipelines_dir()))
-    pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
-    # A load of given runs (the sensor's) is small: normalize it without worker processes.
-    normalize_scope = in_process_normalize() if config.run_ids else contextlib.nullcontext()
-    try:
-        with normalize_scope, no_new_file_left_on_failure(pipeline):  # span the lazy iteration
-            events = dagster_dlt.run(
-                context=context,
-                dlt_source=source,
-                dlt_pipeline=pipeline,
-                loader_file_format=preferred_file_format(pipeline),
-            ).fetch_row_count()
-            yield from readable_events(context, events, pipeline, config.run_ids)
-            yield from evaluate_load_checks(context, pipeline, health_settings)
-        if collector is not None:
-            refresh_node_snapshot(context, collector, coalesce.resolved_base_url())
-    except Exception as error:
-        explanation = explain(error)
-        if explanation is None:
-            raise
-        # One actionable sentence first; dlt's full chain stays attached as the cause. Only a
-        # transient failure (429, 5xx, network) may be retried: a refused token fails again.
-        raise dg.Failure(description=explanation, allow_retries=is_transient(error)) from error
-    finally:
-        shutil.rmtree(working_dir, ignore_errors=True)
+    with private_working_dir(f"run-{context.run_id[:8]}-") as working_dir:
+        pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
+        # A load of given runs (the sensor's) is small: normalize it without worker processes.
+        normalize_scope = in_process_normalize() if config.run_ids else contextlib.nullcontext()
+        try:
+            with normalize_scope, no_new_file_left_on_failure(pipeline):  # span the lazy iteration
+                events = dagster_dlt.run(
+                    context=context,
+                    dlt_source=source,
+                    dlt_pipeline=pipeline,
+                    loader_file_format=preferred_file_format(pipeline),
+                ).fetch_row_count()
+                yield from readable_events(context, events, pipeline, config.run_ids)
+                yield from evaluate_load_checks(context, pipeline, health_settings)
+            if collector is not None:
+                refresh_node_snapshot(context, collector, coalesce.resolved_base_url())
+        except Exception as error:
+            explanation = explain(error)
+            if explanation is None:
+                raise
+            # One actionable sentence first; dlt's full chain stays attached as the cause. Only a
+            # transient failure (429, 5xx, network) may be retried: a refused token fails again.
+            raise dg.Failure(description=explanation, allow_retries=is_transient(error)) from error
 
 
 def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeCollector, base_url: str) -> None:
@@ -124,9 +120,3 @@ def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeColl
         )
     except Exception as error:  # the snapshot is a by-product: never fail a load that succeeded
         context.log.warning(f"Could not refresh the node snapshot: {type(error).__name__}: {error}")
-
-
-def _ensure_pipelines_dir() -> Path:
-    path = settings.pipelines_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path

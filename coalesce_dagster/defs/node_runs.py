@@ -13,24 +13,26 @@ The Dagster run is tagged `coalesce/started_run/<id>` for each Coalesce run it s
 run-status sensor, which sees those runs finish too, does not report their nodes a second time.
 """
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
-from pathlib import Path
 
 import dagster as dg
 from dagster._utils.interrupts import capture_interrupts, pop_captured_interrupt
 from pydantic import Field
 
-from .. import settings
 from ..coalesce.errors import explain, is_transient
 from ..coalesce.nodes import CoalesceNode, EnvironmentNodes
 from ..coalesce.run_control import CoalesceRunControl, node_selector
 from ..coalesce.run_report import NodeOutcome, RunReport
 from ..coalesce.types import is_terminal
-from ..pipeline import in_process_normalize, make_pipeline, no_new_file_left_on_failure, preferred_file_format
+from ..pipeline import (
+    in_process_normalize,
+    make_pipeline,
+    no_new_file_left_on_failure,
+    preferred_file_format,
+    private_working_dir,
+)
 from ..progress import LoadProgress
 from .node_checks import coalesce_test_results, node_test_checks
 from .node_events import node_metadata
@@ -323,32 +325,25 @@ def _load_run_tables(
     finish (the rows are merged on their keys, so loading twice never duplicates them)."""
     if not run_ids:
         return
-    working_dir = Path(tempfile.mkdtemp(prefix=f"nodes-{context.run_id[:8]}-", dir=_pipelines_dir()))
-    try:
-        source = coalesce.build_source(run_ids=run_ids).with_resources(*RUN_TABLES)
-        pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
-        with in_process_normalize(), no_new_file_left_on_failure(pipeline):
-            file_format = preferred_file_format(pipeline)
-            if file_format is None:
-                pipeline.run(source)
-            else:
-                pipeline.run(source, loader_file_format=file_format)
-        for table in RUN_TABLES:
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=asset_key(table), metadata={"coalesce/run_ids": dg.MetadataValue.json(run_ids)}
+    with private_working_dir(f"nodes-{context.run_id[:8]}-") as working_dir:
+        try:
+            source = coalesce.build_source(run_ids=run_ids).with_resources(*RUN_TABLES)
+            pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
+            with in_process_normalize(), no_new_file_left_on_failure(pipeline):
+                file_format = preferred_file_format(pipeline)
+                if file_format is None:
+                    pipeline.run(source)
+                else:
+                    pipeline.run(source, loader_file_format=file_format)
+            for table in RUN_TABLES:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=asset_key(table),
+                        metadata={"coalesce/run_ids": dg.MetadataValue.json(run_ids)},
+                    )
                 )
+        except Exception as error:  # never hide the Coalesce outcome behind a bookkeeping failure
+            context.log.warning(
+                f"Could not load Coalesce run(s) {run_ids} into the run tables ({type(error).__name__}: "
+                f"{error}); the run-status sensor loads them when it sees them finish."
             )
-    except Exception as error:  # never hide the Coalesce outcome behind a bookkeeping failure
-        context.log.warning(
-            f"Could not load Coalesce run(s) {run_ids} into the run tables ({type(error).__name__}: "
-            f"{error}); the run-status sensor loads them when it sees them finish."
-        )
-    finally:
-        shutil.rmtree(working_dir, ignore_errors=True)
-
-
-def _pipelines_dir() -> Path:
-    path = settings.pipelines_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -12,16 +12,13 @@ Dagster plots across materializations (the Plots tab: e.g. each environment's 30
 and the worst offenders are a Markdown table. The SQL is plain enough for DuckDB and Postgres both.
 """
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from ... import settings
-from ...pipeline import make_pipeline
+from ...pipeline import make_pipeline, private_working_dir
 from ..translator import asset_key
 from .sql import FAILED, FAILED_NODE_STATES_SQL, SUCCEEDED, existing_tables, literal, rows
 
@@ -237,8 +234,7 @@ _DEPS = [asset_key(name) for name in ("runs", "run_results", "environments", "jo
 )
 def coalesce_health_views(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
     """(Re)create the views in the destination, and record their headline figures."""
-    working_dir = Path(tempfile.mkdtemp(prefix=f"health-{context.run_id[:8]}-", dir=_pipelines_dir()))
-    try:
+    with private_working_dir(f"health-{context.run_id[:8]}-") as working_dir:
         with make_pipeline(working_dir).sql_client() as client:
             views = create_views(client)
             if RUN_HEALTH in context.selected_asset_keys:
@@ -251,18 +247,10 @@ def coalesce_health_views(context: dg.AssetExecutionContext) -> Iterator[dg.Mate
                 yield dg.MaterializeResult(
                     asset_key=NODE_HEALTH, metadata={**metadata, **_table_name(client, "node_health")}
                 )
-    finally:
-        shutil.rmtree(working_dir, ignore_errors=True)
 
 
 def _table_name(client: Any, view: str) -> dict[str, Any]:
     return {"dagster/table_name": f"{health_schema(client.dataset_name)}.{view}"}
-
-
-def _pipelines_dir() -> Path:
-    path = settings.pipelines_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # Runs the views' `eager` conditions: after a load of what they read (the sensor's, a schedule's, the
