@@ -24,8 +24,8 @@ import pytest
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._serdes import serialize_value
 
+from coalesce_dagster import pipeline
 from coalesce_dagster.definitions import defs
-from coalesce_dagster.defs import assets
 from coalesce_dagster.defs.resources import CoalesceResource
 from coalesce_dagster.defs.sensors import coalesce_run_status_sensor
 from coalesce_dagster_tests.expectations import assert_matches_simulator
@@ -52,14 +52,15 @@ def instance(instance_on_disk):
 @pytest.fixture
 def deleted_working_dirs(monkeypatch, tmp_path) -> Path:
     """Where a copy of each run's dlt working folder lands at the moment the run deletes it (the
-    asset removes its folder when it ends, so a scan afterwards would find nothing to scan)."""
+    load removes its folder when it ends (`pipeline.private_working_dir`), so a scan afterwards would
+    find nothing to scan)."""
     kept = tmp_path / "deleted_working_dirs"
 
     def copy_then_delete(path, *args, **kwargs):
         shutil.copytree(path, kept / Path(path).name)
         shutil.rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(assets, "shutil", types.SimpleNamespace(rmtree=copy_then_delete))
+    monkeypatch.setattr(pipeline, "shutil", types.SimpleNamespace(rmtree=copy_then_delete))
     return kept
 
 
