@@ -142,9 +142,9 @@ def run_node_snapshot(args: argparse.Namespace) -> dict[str, Any]:
     it, stored at `COALESCE_DAGSTER__NODES__SNAPSHOT_PATH`; then the node assets the definitions
     load from it, counted (the check that the timed load is the load of every node)."""
     from coalesce_dagster.coalesce.config import resolve_source_settings
-    from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
     from coalesce_dagster.coalesce.nodes import resolve_lineage
-    from coalesce_dagster.defs.node_state import configured_environments, store_snapshot
+    from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+    from coalesce_dagster.defs.nodes.state import configured_environments, store_snapshot
     from coalesce_simulator import CoalesceSimulator, SimulatorConfig
 
     config = SimulatorConfig(environments=1, nodes_per_environment=args.nodes, runs=0, results_per_run=0,

@@ -309,8 +309,8 @@ def _print_summary(use_simulator: bool) -> None:
 
 
 def _print_node_assets() -> None:
-    from .coalesce.node_scope import scope_snapshot
-    from .defs.node_state import (
+    from .coalesce.nodes.scope import scope_snapshot
+    from .defs.nodes.state import (
         configured_base_url,
         configured_environments,
         configured_orchestrate,

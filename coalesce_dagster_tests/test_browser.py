@@ -40,7 +40,7 @@ from coalesce_dagster import demo
 from coalesce_dagster.defs.health.column_docs import column_description
 from coalesce_dagster.defs.health.table_checks import UNIQUE_CHECK
 from coalesce_dagster.defs.health.views import RUN_HEALTH
-from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
+from coalesce_dagster.defs.nodes.translator import RUN_CHECK_NAME
 from coalesce_dagster.defs.sensors import SENSOR_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

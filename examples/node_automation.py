@@ -16,9 +16,9 @@ import dagster as dg
 
 from coalesce_dagster.defs.health.views import GROUP_NAME as HEALTH_GROUP
 from coalesce_dagster.defs.metadata import metadata_definitions
-from coalesce_dagster.defs.node_automation import upstream_tables_updated
-from coalesce_dagster.defs.node_component import load_node_definitions
-from coalesce_dagster.defs.node_translator import CoalesceNodeProps, DagsterCoalesceTranslator
+from coalesce_dagster.defs.nodes.automation import upstream_tables_updated
+from coalesce_dagster.defs.nodes.component import load_node_definitions
+from coalesce_dagster.defs.nodes.translator import CoalesceNodeProps, DagsterCoalesceTranslator
 
 
 class AutomatedNodes(DagsterCoalesceTranslator):
@@ -70,8 +70,8 @@ def _show_one_tick() -> None:
     import tempfile
 
     from coalesce_dagster.coalesce.config import resolve_source_settings
-    from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
-    from coalesce_dagster.defs.node_state import store_snapshot
+    from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+    from coalesce_dagster.defs.nodes.state import store_snapshot
     from coalesce_simulator import CoalesceSimulator, SimulatorConfig
 
     with CoalesceSimulator(SimulatorConfig()) as simulator, tempfile.TemporaryDirectory() as scratch:

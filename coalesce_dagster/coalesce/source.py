@@ -42,7 +42,7 @@ from .columns import (
 from .config import SourceSettings, resolve_source_settings
 from .http import coalesce_headers
 from .lists import ASCENDING, FirstSeen, PageSize, read_pages
-from .node_snapshot import NodeCollector, read_environment_nodes, rest_clients
+from .nodes.snapshot import NodeCollector, read_environment_nodes, rest_clients
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
 from .rows import environment_row, job_row, node_row, row_by_id, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource

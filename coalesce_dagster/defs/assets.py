@@ -9,7 +9,7 @@ from pydantic import Field
 
 from .. import settings
 from ..coalesce.errors import explain, is_transient
-from ..coalesce.node_snapshot import NodeCollector
+from ..coalesce.nodes.snapshot import NodeCollector
 from ..coalesce.source import spec_source
 from ..pipeline import (
     definition_pipeline,
@@ -22,7 +22,7 @@ from ..pipeline import (
 from ..progress import LoadProgress
 from .health.load_checks import evaluate_load_checks, health_settings_for, load_check_specs
 from .health.load_metadata import readable_events
-from .node_state import configured_environments, store_snapshot
+from .nodes.state import configured_environments, store_snapshot
 from .resources import CoalesceResource
 from .translator import CoalesceTranslator, asset_key
 

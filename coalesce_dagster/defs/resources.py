@@ -13,7 +13,7 @@ from pydantic import Field
 from ..coalesce.client import CoalesceClient
 from ..coalesce.config import ConfigurationError, resolve_base_url
 from ..coalesce.credentials import WarehouseCredentials, resolve_warehouse_credentials
-from ..coalesce.node_snapshot import NodeCollector
+from ..coalesce.nodes.snapshot import NodeCollector
 from ..coalesce.run_control import CoalesceRunControl
 from ..coalesce.source import coalesce_source
 

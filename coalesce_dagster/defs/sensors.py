@@ -32,8 +32,8 @@ from ..coalesce.run_tracker import UNKNOWN_STATUS, TrackerCursor, track_runs
 from ..coalesce.types import CoalesceRun
 from ..configuration import ConfigurationError, SensorSettings, Status, read_section
 from .assets import LOAD_OP_NAME
-from .node_events import NodeEvent, NodeIndex, count_kinds, node_events
-from .node_runs import started_by_dagster
+from .nodes.events import NodeEvent, NodeIndex, count_kinds, node_events
+from .nodes.runs import started_by_dagster
 from .resources import CoalesceConfigurationError, CoalesceResource
 from .schedules import runs_job
 
@@ -157,7 +157,7 @@ def _node_events(
     index: NodeIndex,
     deadline: float,
 ) -> tuple[list[NodeEvent], list[CoalesceRun], list[CoalesceRun]]:
-    """The node assets' events of the finished runs (`node_events.py`), the runs reported now and
+    """The node assets' events of the finished runs (`nodes/events.py`), the runs reported now and
     the runs left for the next tick because the time budget ran out."""
     if not index.keys:
         return [], finished, []

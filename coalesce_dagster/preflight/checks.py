@@ -1,6 +1,6 @@
 """The checks: one request per list endpoint, through the load's own client layer.
 
-Every request goes through `node_snapshot.rest_clients` (the load's session, retry policy and
+Every request goes through `nodes.snapshot.rest_clients` (the load's session, retry policy and
 headers), paged lists through `lists.read_pages` (the load's page sizes, halved on a 400 or, for
 node detail pages, on a timeout), envelopes through `pagination`, rows through `rows` and failures
 through `errors.explain`: what the check calls PASS is what the load does, and a FAIL carries the
@@ -21,8 +21,8 @@ from ..coalesce.config import SourceSettings, resolve_base_url, resolve_source_s
 from ..coalesce.credentials import resolve_warehouse_credentials
 from ..coalesce.errors import UnexpectedResponseError, raise_for_coalesce_status
 from ..coalesce.lists import ASCENDING, RUNS_PATH, PageSize
-from ..coalesce.node_snapshot import rest_clients
 from ..coalesce.nodes import NodeTest
+from ..coalesce.nodes.snapshot import rest_clients
 from ..coalesce.pagination import check_list_envelope, run_results_envelope
 from ..coalesce.regions import REGION_HOSTS
 from ..coalesce.rows import (

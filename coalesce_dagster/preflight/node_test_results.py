@@ -1,6 +1,6 @@
 """Whether Coalesce's node tests come with outcomes in run results (API notes §11.3, INFERRED).
 
-Node assets carry a Dagster check per Coalesce test (`defs/node_checks.py`), and the sensor reports a
+Node assets carry a Dagster check per Coalesce test (`defs/nodes/checks.py`), and the sensor reports a
 check's result only when a run result's query results name the test (`run_report.outcome_of_test`):
 no field of the API names a test result. So the check compares the sampled node detail page's tests
 with the sampled run's results, through those same functions, and says which the account shows:

@@ -81,7 +81,7 @@ def test_a_failure_is_read_from_success_status_or_error():
 def test_a_failed_test_that_lets_the_run_go_on_is_a_warning_and_one_that_stops_it_an_error():
     import dagster as dg
 
-    from coalesce_dagster.defs.node_checks import coalesce_test_results
+    from coalesce_dagster.defs.nodes.checks import coalesce_test_results
 
     failing = {"name": "Test: Row count > 0", "success": False, "isRunning": False, "error": "0 rows"}
     checks = {

@@ -32,9 +32,9 @@ from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._time import get_current_datetime
 
 from coalesce_dagster.coalesce.config import resolve_source_settings
-from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
 from coalesce_dagster.definitions import defs
-from coalesce_dagster.defs.node_state import store_snapshot
+from coalesce_dagster.defs.nodes.state import store_snapshot
 from coalesce_dagster.defs.sensors import SENSOR_NAME
 from coalesce_simulator import SimulatorConfig
 

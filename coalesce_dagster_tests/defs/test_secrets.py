@@ -185,9 +185,9 @@ def test_warehouse_credentials_appear_nowhere(
     logs, the instance's storage (events, run config, tags), the destination or the UI's snapshot;
     nor when Coalesce refuses the run."""
     from coalesce_dagster.coalesce.config import resolve_source_settings
-    from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+    from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
     from coalesce_dagster.definitions import build_definitions
-    from coalesce_dagster.defs.node_state import store_snapshot
+    from coalesce_dagster.defs.nodes.state import store_snapshot
     from coalesce_dagster.defs.resources import WarehouseCredentialsConfig
 
     caplog.set_level(logging.DEBUG)

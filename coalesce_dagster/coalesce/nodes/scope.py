@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .nodes import EnvironmentNodes, NodeSnapshot, select_environments
+from .model import EnvironmentNodes, NodeSnapshot, select_environments
 
 REFRESH_HELP = (
     "Refresh the snapshot with `dg utils refresh-defs-state` or the coalesce_environments_job "

@@ -1,4 +1,4 @@
-"""Fast tests of what a stored node snapshot is trusted with (coalesce/node_scope.py): only the
+"""Fast tests of what a stored node snapshot is trusted with (coalesce/nodes/scope.py): only the
 environments configured now, of the account configured now, and building only where opted in.
 Plus the snapshot's record of what it was made for, and reading snapshots written before it."""
 
@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from coalesce_dagster.coalesce.node_scope import scope_snapshot
 from coalesce_dagster.coalesce.nodes import (
     SNAPSHOT_VERSION,
     CoalesceNode,
@@ -18,6 +17,7 @@ from coalesce_dagster.coalesce.nodes import (
     NodeTest,
     parse_node,
 )
+from coalesce_dagster.coalesce.nodes.scope import scope_snapshot
 
 ACCOUNT = "https://app.eu.coalescesoftware.io"
 OTHER_ACCOUNT = "https://acme.app.coalescesoftware.io"

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .nodes import CoalesceNode, ColumnRef, EnvironmentNodes
+from .model import CoalesceNode, ColumnRef, EnvironmentNodes
 
 ColumnSource = tuple[CoalesceNode, str]  # a node and the name of one of its columns
 

@@ -19,10 +19,10 @@ import dagster as dg
 from dagster.components.utils.project_paths import get_local_state_path
 from dagster_shared.serdes.objects.models.defs_state_info import LOCAL_STATE_VERSION
 
-from .. import settings
-from ..coalesce.config import resolve_base_url
-from ..coalesce.nodes import NodeSnapshot
-from ..configuration import ConfigurationError, NodeSettings, read_section
+from ... import settings
+from ...coalesce.config import resolve_base_url
+from ...coalesce.nodes import NodeSnapshot
+from ...configuration import ConfigurationError, NodeSettings, read_section
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.metadata.metadata_set import NamespacedMetadataSet
 
-from ..coalesce.nodes import CoalesceNode, NodeTest
-from ..coalesce.run_report import NodeOutcome, outcome_of_test
-from .node_translator import RUN_CHECK_NAME
+from ...coalesce.nodes import CoalesceNode, NodeTest
+from ...coalesce.run_report import NodeOutcome, outcome_of_test
+from .translator import RUN_CHECK_NAME
 
 TEST_CHECK_PREFIX = "coalesce_test_"
 

@@ -17,13 +17,13 @@ import dagster as dg
 import pytest
 
 from coalesce_dagster.coalesce.config import resolve_source_settings
-from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
 from coalesce_dagster.coalesce.nodes import NodeSnapshot, resolve_lineage
+from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
 from coalesce_dagster.coalesce.types import FAILED_NODE_STATES
 from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
-from coalesce_dagster.defs.node_state import local_state_path, store_snapshot
-from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
+from coalesce_dagster.defs.nodes.state import local_state_path, store_snapshot
+from coalesce_dagster.defs.nodes.translator import RUN_CHECK_NAME
 from coalesce_dagster.defs.sensors import RUN_IDS_TAG, SENSOR_NAME
 from coalesce_dagster_tests.helpers import materialize, tick_run_status_sensor
 from coalesce_dagster_tests.project_copy import make_project_copy
@@ -233,7 +233,7 @@ def test_runs_of_environments_without_node_assets_cost_one_request_and_report_no
     assert [r.path for r in simulator.requests] == ["/api/v1/runs", f"/api/v1/runs/{run_id}"]
 
 
-REPO_STATE_FOLDER = Path(__file__).resolve().parents[2] / "coalesce_dagster" / "dg_defs" / ".local_defs_state"
+REPO_STATE_FOLDER = Path(__file__).resolve().parents[3] / "coalesce_dagster" / "dg_defs" / ".local_defs_state"
 
 
 def folder_state(folder: Path) -> dict[str, int]:

@@ -17,8 +17,8 @@ from coalesce_dagster.coalesce.nodes import (
     NodeSnapshot,
     NodeTest,
 )
-from coalesce_dagster.defs.node_assets import build_node_definitions
-from coalesce_dagster.defs.node_translator import (
+from coalesce_dagster.defs.nodes.assets import build_node_definitions
+from coalesce_dagster.defs.nodes.translator import (
     RUN_CHECK_NAME,
     CoalesceNodeProps,
     DagsterCoalesceTranslator,

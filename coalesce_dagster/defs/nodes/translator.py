@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 from dagster._core.definitions.metadata.metadata_set import NamespacedMetadataSet, TableMetadataSet
 
-from ..coalesce.column_lineage import ColumnSource
-from ..coalesce.nodes import CoalesceNode, EnvironmentNodes
+from ...coalesce.nodes import CoalesceNode, EnvironmentNodes
+from ...coalesce.nodes.column_lineage import ColumnSource
 
 SOURCE_KEY_PREFIX = "coalesce_source"
 RUN_CHECK_NAME = "coalesce_run"
@@ -32,7 +32,7 @@ DEFAULT_WAREHOUSE_KIND = "snowflake"
 @dataclass(frozen=True)
 class CoalesceNodeProps:
     """What the translator sees of a node: the node, its environment, the nodes it reads, and per
-    column the node columns it is computed from (`coalesce/column_lineage.py`)."""
+    column the node columns it is computed from (`coalesce/nodes/column_lineage.py`)."""
 
     node: CoalesceNode
     environment: EnvironmentNodes

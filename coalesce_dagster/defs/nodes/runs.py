@@ -21,24 +21,24 @@ import dagster as dg
 from dagster._utils.interrupts import capture_interrupts, pop_captured_interrupt
 from pydantic import Field
 
-from ..coalesce.errors import explain, is_transient
-from ..coalesce.nodes import CoalesceNode, EnvironmentNodes
-from ..coalesce.run_control import CoalesceRunControl, node_selector
-from ..coalesce.run_report import NodeOutcome, RunReport
-from ..coalesce.types import is_terminal
-from ..pipeline import (
+from ...coalesce.errors import explain, is_transient
+from ...coalesce.nodes import CoalesceNode, EnvironmentNodes
+from ...coalesce.run_control import CoalesceRunControl, node_selector
+from ...coalesce.run_report import NodeOutcome, RunReport
+from ...coalesce.types import is_terminal
+from ...pipeline import (
     in_process_normalize,
     make_pipeline,
     no_new_file_left_on_failure,
     preferred_file_format,
     private_working_dir,
 )
-from ..progress import LoadProgress
-from .node_checks import coalesce_test_results, node_test_checks
-from .node_events import node_metadata
-from .node_translator import RUN_CHECK_NAME
-from .resources import CoalesceConfigurationError, CoalesceResource
-from .translator import asset_key
+from ...progress import LoadProgress
+from ..resources import CoalesceConfigurationError, CoalesceResource
+from ..translator import asset_key
+from .checks import coalesce_test_results, node_test_checks
+from .events import node_metadata
+from .translator import RUN_CHECK_NAME
 
 STARTED_RUN_TAG_PREFIX = "coalesce/started_run/"
 RUN_TABLES = ("runs", "run_results", "run_status")

@@ -3,7 +3,7 @@
 For each finished run in an environment with node assets: one materialization per node the run
 built (`complete`), carrying the run's figures, and one `coalesce_run` check result per node:
 passed when it was built, failed (with Coalesce's error text) when it failed; and one result per
-Coalesce test of the node that the run results report (`node_checks.py`). Skipped nodes, nodes
+Coalesce test of the node that the run results report (`checks.py`). Skipped nodes, nodes
 still marked running and source nodes (Coalesce reads them, never builds them) report nothing. A node Coalesce ran that has no asset (the
 snapshot is older than the node) is counted in the log, not reported.
 
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from ..coalesce.nodes import SOURCE_NODE_TYPE, NodeTest
-from ..coalesce.run_report import NodeOutcome, RunReport
-from .node_checks import CoalesceTestMetadataSet, coalesce_test_results
-from .node_translator import RUN_CHECK_NAME, CoalesceNodeMetadataSet
+from ...coalesce.nodes import SOURCE_NODE_TYPE, NodeTest
+from ...coalesce.run_report import NodeOutcome, RunReport
+from .checks import CoalesceTestMetadataSet, coalesce_test_results
+from .translator import RUN_CHECK_NAME, CoalesceNodeMetadataSet
 
 NodeEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation
 

@@ -18,12 +18,12 @@ import dagster as dg
 import pytest
 
 from coalesce_dagster.coalesce.config import resolve_source_settings
-from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
 from coalesce_dagster.definitions import build_definitions
-from coalesce_dagster.defs.node_state import local_state_path, store_snapshot
+from coalesce_dagster.defs.nodes.state import local_state_path, store_snapshot
 from coalesce_simulator import SimulatorConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The node assets as a Dagster state-backed component (like dagster-fivetran's and dbt Cloud's).
 
-Its state is the node snapshot (`node_state.py`): written by `dg utils refresh-defs-state` (which
+Its state is the node snapshot (`state.py`): written by `dg utils refresh-defs-state` (which
 calls `write_state_to_path`, the only place that asks Coalesce for nodes) and by each daily
 environments sync; read by `build_defs_from_state` whenever the definitions load, which therefore
 needs no network and no credentials. With no snapshot yet there are no node assets, and a message
@@ -18,11 +18,11 @@ import dagster as dg
 from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 
-from ..coalesce.config import resolve_source_settings
-from ..coalesce.node_scope import scope_snapshot
-from ..coalesce.node_snapshot import fetch_node_snapshot
-from .node_assets import build_node_definitions
-from .node_state import (
+from ...coalesce.config import resolve_source_settings
+from ...coalesce.nodes.scope import scope_snapshot
+from ...coalesce.nodes.snapshot import fetch_node_snapshot
+from .assets import build_node_definitions
+from .state import (
     NODES_STATE_KEY,
     configured_base_url,
     configured_environments,
@@ -33,7 +33,7 @@ from .node_state import (
     store_snapshot,
     warehouse_kind,
 )
-from .node_translator import DagsterCoalesceTranslator
+from .translator import DagsterCoalesceTranslator
 
 logger = logging.getLogger(__name__)
 

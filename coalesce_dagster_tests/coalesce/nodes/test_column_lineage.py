@@ -1,10 +1,10 @@
-"""Fast tests of column-level lineage (coalesce/column_lineage.py): both reference shapes of the
+"""Fast tests of column-level lineage (coalesce/nodes/column_lineage.py): both reference shapes of the
 API notes §11.4, and references that name nothing (left out, said)."""
 
 from __future__ import annotations
 
-from coalesce_dagster.coalesce.column_lineage import resolve_column_lineage
 from coalesce_dagster.coalesce.nodes import CoalesceNode, ColumnRef, EnvironmentNodes, NodeColumn
+from coalesce_dagster.coalesce.nodes.column_lineage import resolve_column_lineage
 
 
 def node(node_id: str, name: str, *columns: NodeColumn) -> CoalesceNode:

@@ -20,11 +20,11 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import HTTPError
 
-from .config import ConfigurationError, SourceSettings
-from .errors import UnexpectedResponseError
-from .http import ResponseObserver, coalesce_headers, coalesce_session
-from .lists import ASCENDING, FirstSeen, PageSize, read_pages
-from .nodes import EnvironmentNodes, NodeSnapshot, parse_node, select_environments
+from ..config import ConfigurationError, SourceSettings
+from ..errors import UnexpectedResponseError
+from ..http import ResponseObserver, coalesce_headers, coalesce_session
+from ..lists import ASCENDING, FirstSeen, PageSize, read_pages
+from .model import EnvironmentNodes, NodeSnapshot, parse_node, select_environments
 
 logger = logging.getLogger(__name__)
 

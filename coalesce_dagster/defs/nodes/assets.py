@@ -6,9 +6,9 @@ Each environment is in one of two modes (`[coalesce_dagster.nodes] orchestrate`)
   Materialize button, never part of a `*` run), and their checks do not run from Dagster; the
   run-status sensor reports what Coalesce's own runs built, failed and tested.
 * orchestrated: the nodes Coalesce builds are one multi-asset (so a run can build any subset of
-  them); materializing a selection starts one Coalesce run for exactly those nodes (`node_runs.py`).
+  them); materializing a selection starts one Coalesce run for exactly those nodes (`runs.py`).
 
-Every built node has a `coalesce_run` check and one check per Coalesce test (`node_checks.py`);
+Every built node has a `coalesce_run` check and one check per Coalesce test (`checks.py`);
 source nodes are plain asset specs. Lineage comes from each node's `sourceMapping`; problems in it
 (a dependency naming no node, a cycle, two nodes on one key) are logged and left out, never fatal.
 """
@@ -19,13 +19,13 @@ from collections.abc import Collection, Iterator
 
 import dagster as dg
 
-from .. import settings
-from ..coalesce.column_lineage import resolve_column_lineage
-from ..coalesce.nodes import CoalesceNode, EnvironmentNodes, NodeSnapshot, resolve_lineage
-from .node_checks import node_check_specs
-from .node_runs import CoalesceNodeRunConfig, run_selected_nodes
-from .node_translator import CoalesceNodeProps, DagsterCoalesceTranslator
-from .resources import DEFAULT_COALESCE_RESOURCE, CoalesceResource
+from ... import settings
+from ...coalesce.nodes import CoalesceNode, EnvironmentNodes, NodeSnapshot, resolve_lineage
+from ...coalesce.nodes.column_lineage import resolve_column_lineage
+from ..resources import DEFAULT_COALESCE_RESOURCE, CoalesceResource
+from .checks import node_check_specs
+from .runs import CoalesceNodeRunConfig, run_selected_nodes
+from .translator import CoalesceNodeProps, DagsterCoalesceTranslator
 
 logger = logging.getLogger(__name__)
 

@@ -18,16 +18,16 @@ import dagster as dg
 import pytest
 
 from coalesce_dagster.coalesce.config import resolve_source_settings
-from coalesce_dagster.coalesce.node_snapshot import fetch_node_snapshot
+from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
 from coalesce_dagster.definitions import build_definitions
-from coalesce_dagster.defs.node_runs import STARTED_RUN_TAG_PREFIX
-from coalesce_dagster.defs.node_state import store_snapshot
-from coalesce_dagster.defs.node_translator import RUN_CHECK_NAME
+from coalesce_dagster.defs.nodes.runs import STARTED_RUN_TAG_PREFIX
+from coalesce_dagster.defs.nodes.state import store_snapshot
+from coalesce_dagster.defs.nodes.translator import RUN_CHECK_NAME
 from coalesce_dagster.defs.sensors import RUN_IDS_TAG
 from coalesce_dagster_tests.helpers import tick_run_status_sensor
 from coalesce_simulator import SimulatorConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ENVIRONMENT = "1"
 # Every run these tests start has a bound: a run the simulator never advances fails the step
 # (and is canceled) after RUN_TIMEOUT_SECONDS instead of polling forever.
