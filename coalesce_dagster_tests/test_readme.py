@@ -1,17 +1,19 @@
-"""Every shell and Python snippet in the README runs as written, in a copy of the project, as a
-newcomer with nothing configured would run it.
+"""Every shell and Python snippet in the README and in every guide under docs/ runs as written, in
+a copy of the project, as a newcomer with nothing configured would run it.
 
-The snippets are read from README.md itself. Each fenced `bash` or `python` block follows a marker:
+The snippets are read from README.md and docs/*.md themselves. Each fenced `bash` or `python` block
+follows a marker:
 
     <!-- readme-test: run -->          it must exit 0 (run in README order, in one copy)
     <!-- readme-test: serve URL -->    it must start answering URL, and stop on Ctrl-C
     <!-- readme-test: skip REASON -->  not run, for the reason given
 
 A block without a marker fails the suite, so a new snippet cannot slip in untested. TOML blocks
-must parse. And the README's guarantees name the tests that prove them: every name must be a test
+must parse. And the documents name the tests that prove their guarantees: every name must be a test
 that exists, so renaming or deleting one cannot leave a guarantee pointing at nothing, and none may
-be a test of the simulator alone. The `run` snippets build on each other (the query needs the demo's data), so one test
-runs them all in README order in one copy; each `serve` snippet gets a copy of its own.
+be a test of the simulator alone. The `run` snippets build on each other (a guide's query needs the
+README's demo data), so one test runs them all in one copy, the README's first and then each guide's
+in the order of their file names; each `serve` snippet gets a copy of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from coalesce_dagster_tests.benchmarks.benchmark_checks import assert_small_benc
 from coalesce_dagster_tests.project_copy import REPO_ROOT, make_project_copy, newcomer_environment
 
 README = REPO_ROOT / "README.md"
+# The front page first: its two commands set up what the guides' snippets build on.
+DOCUMENTS = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
 TESTS_ROOT = Path(__file__).resolve().parent
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!-- readme-test: (run|serve|skip)\s*(.*?)\s*-->$")
@@ -54,6 +58,7 @@ PORT_LOCK_DIR = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettemp
 
 @dataclass(frozen=True)
 class Snippet:
+    document: str  # README.md, docs/configuration.md, ...
     line: int  # of the opening fence
     language: str
     code: str
@@ -62,11 +67,11 @@ class Snippet:
 
     @property
     def id(self) -> str:
-        return f"README.md:{self.line}"
+        return f"{self.document}:{self.line}"
 
 
-def readme_snippets() -> list[Snippet]:
-    lines = README.read_text().splitlines()
+def document_snippets(document: Path) -> list[Snippet]:
+    lines = document.read_text().splitlines()
     snippets, index = [], 0
     while index < len(lines):
         fence = _FENCE.match(lines[index])
@@ -78,6 +83,7 @@ def readme_snippets() -> list[Snippet]:
         marker = _MARKER.match(previous)
         snippets.append(
             Snippet(
+                document=str(document.relative_to(REPO_ROOT)),
                 line=index + 1,
                 language=fence.group(1),
                 code="\n".join(lines[index + 1 : end]) + "\n",
@@ -89,7 +95,7 @@ def readme_snippets() -> list[Snippet]:
     return snippets
 
 
-SNIPPETS = readme_snippets()
+SNIPPETS = [snippet for document in DOCUMENTS for snippet in document_snippets(document)]
 EXECUTABLE = [s for s in SNIPPETS if s.language in ("bash", "sh", "python")]
 RUN = [s for s in EXECUTABLE if s.kind == "run"]
 SERVE = [s for s in EXECUTABLE if s.kind == "serve"]
@@ -97,7 +103,7 @@ SERVE = [s for s in EXECUTABLE if s.kind == "serve"]
 
 def test_every_command_snippet_says_how_it_is_tested():
     unmarked = [s.id for s in EXECUTABLE if s.kind is None]
-    assert not unmarked, f"README snippets without a <!-- readme-test: ... --> marker: {unmarked}"
+    assert not unmarked, f"snippets without a <!-- readme-test: ... --> marker: {unmarked}"
     assert all(s.argument for s in EXECUTABLE if s.kind in ("serve", "skip")), (
         "serve needs a URL, skip a reason"
     )
@@ -298,24 +304,30 @@ def rows_naming_a_whole_file(text: str) -> list[str]:
     ]
 
 
+GUARANTEE_TABLE = "| sensor guarantee |"
+
+
 def guarantees(text: str) -> str:
-    """The README from the first guarantee table on: what the project promises."""
-    return text[text.index("| sensor guarantee |") :]
+    """A document from its first guarantee table on (nothing when it has none): what the project
+    promises."""
+    return text[text.index(GUARANTEE_TABLE) :] if GUARANTEE_TABLE in text else ""
 
 
-def test_every_test_the_readme_names_exists():
-    references = named_tests(README.read_text())
+def test_every_test_the_documents_name_exists():
+    references = [reference for document in DOCUMENTS for reference in named_tests(document.read_text())]
     assert len(references) > 40  # the failure table, the sensor's guarantees and the paragraphs after them
     missing = missing_tests(references)
-    assert not missing, f"README names tests that do not exist: {missing}"
+    assert not missing, f"the documents name tests that do not exist: {missing}"
 
 
 def test_no_guarantee_rests_on_a_simulator_test_or_a_whole_file():
     """The simulator's own tests pin its fidelity to the API; what the project promises is proven
     by loading through the product, by tests the guarantee tables name one by one."""
-    text = README.read_text()
-    assert not simulator_tests_named(guarantees(text))
-    assert not rows_naming_a_whole_file(text)
+    texts = {document.name: document.read_text() for document in DOCUMENTS}
+    assert any(GUARANTEE_TABLE in text for text in texts.values()), "the guarantee tables are gone"
+    for name, text in texts.items():
+        assert not simulator_tests_named(guarantees(text)), name
+        assert not rows_naming_a_whole_file(text), name
 
 
 def test_the_reference_checks_catch_what_they_exist_for():
