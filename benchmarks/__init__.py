@@ -6,5 +6,5 @@ One command (from the project root)::
 
 `run` starts the simulator in its own process, runs every scenario in a fresh subprocess
 (`python -m benchmarks.scenario <name> ...`) and measures it from outside: wall time, peak RSS
-(`os.wait4` rusage), and the HTTP requests the simulator saw. See README.md, "Benchmark".
+(`os.wait4` rusage), and the HTTP requests the simulator saw. See docs/benchmark.md.
 """

@@ -176,7 +176,7 @@ def simulated_account(simulator: Any, snapshot_path: Path) -> dict[str, str]:
         # there); QA's and Production's are observed only, as every environment is by default.
         "COALESCE_DAGSTER__NODES__ORCHESTRATE": DEMO_ORCHESTRATED,
         **DEMO_CREDENTIALS,
-        # A freshness rule to watch (README: Coalesce health): Production must have run well in the
+        # A freshness rule to watch (docs/health.md): Production must have run well in the
         # last day, and one failed Production run turns its check red.
         "COALESCE_DAGSTER__HEALTH__FRESHNESS": DEMO_FRESHNESS_RULES,
     }
@@ -319,7 +319,7 @@ def _print_node_assets() -> None:
     )
 
     if not configured_environments():
-        print("\nNode assets: none configured ([coalesce_dagster.nodes] environments; README: node assets).")
+        print("\nNode assets: none configured ([coalesce_dagster.nodes] environments; docs/node-assets.md).")
         return
     snapshot = read_snapshot(local_state_path())
     if snapshot is None:

@@ -122,7 +122,7 @@ def no_new_file_left_on_failure(pipeline: dlt.Pipeline) -> Iterator[None]:
         raise
 
 
-# Destinations whose best file format was measured (README, Benchmark): Postgres loads csv with
+# Destinations whose best file format was measured (docs/benchmark.md): Postgres loads csv with
 # COPY; its parquet needs the ADBC driver, without which dlt falls back to INSERT statements.
 _MEASURED_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"postgres": "csv"}
 

@@ -54,6 +54,7 @@ MODULE_NAME = CODE_LOCATION["python_module"]["module_name"]
 WEBSERVER_SECONDS = 90
 PAGE_MILLISECONDS = 30_000
 VIEWPORT = {"width": 1600, "height": 1000}
+GRAPH_VIEWPORT = {"width": 1600, "height": 900}  # the README's picture of the asset graph
 
 
 def require_browser(chromium: Path = CHROMIUM) -> None:
@@ -327,6 +328,7 @@ def test_the_ui_shows_coalesce_health_in_a_real_browser(simulator, tmp_path, mon
         SCREENSHOTS.mkdir(exist_ok=True)
         with browser_page() as page:
             _the_catalog_lists_every_asset(page, url, expected)
+            _the_asset_graph_shows_the_groups_and_a_node_lineage(page, url, expected)
             _a_failed_node_shows_coalesce_error(page, url, expected)
             _a_failed_coalesce_test_shows(page, url, expected)
             _a_metadata_table_shows_its_checks_and_columns(page, url)
@@ -372,6 +374,14 @@ def _visible(page: Any, locator: Any, what: str) -> Any:
     return locator
 
 
+def _gone(page: Any, locator: Any, what: str) -> None:
+    """Wait (bounded) until nothing matches `locator`, or fail naming `what`."""
+    try:
+        locator.wait_for(state="detached", timeout=PAGE_MILLISECONDS)
+    except Exception as error:
+        raise AssertionError(f"waited {PAGE_MILLISECONDS / 1000:g} s for {what} on {page.url}") from error
+
+
 def _materialize_button(page: Any) -> Any:
     return page.get_by_role("button", name="Materialize").first
 
@@ -398,6 +408,25 @@ def _the_catalog_lists_every_asset(page: Any, url: str, expected: Expected) -> N
         page.set_viewport_size(VIEWPORT)
     missing = [name for name in expected.asset_names if name not in listed]
     assert not missing, f"the catalog does not list {len(missing)} assets: {missing[:10]}"
+
+
+def _the_asset_graph_shows_the_groups_and_a_node_lineage(page: Any, url: str, expected: Expected) -> None:
+    """The global asset graph shows the load's group, the health views and a group per node
+    environment; the Development group's graph shows its nodes' lineage. That screenshot is the
+    README's picture (`.screenshots/asset_graph.png`, copied to docs/images/asset-graph.png)."""
+    page.set_viewport_size(GRAPH_VIEWPORT)
+    try:
+        _open(page, f"{url}/asset-groups")
+        for group in ("coalesce_health", "coalesce_development", "coalesce_production", "coalesce_qa"):
+            _shows(page, group, f"the group {group} in the global asset graph", exact=True)
+        _screenshot(page, "asset_groups")
+        _open(page, f"{url}/locations/__repository__@{LOCATION_NAME}/asset-groups/coalesce_development")
+        node = expected.tested_node.path[-1]
+        _shows(page, node, f"the Development node {node} in its group's graph", exact=True)
+        _gone(page, page.get_by_text("Loading...").first, "the graph's nodes to finish loading their events")
+        _screenshot(page, "asset_graph")
+    finally:
+        page.set_viewport_size(VIEWPORT)
 
 
 def _a_failed_node_shows_coalesce_error(page: Any, url: str, expected: Expected) -> None:

@@ -1,4 +1,4 @@
-"""The deployed topology of README's "Production", run for real: Dagster's instance on Postgres, a code
+"""The deployed topology of docs/production.md, run for real: Dagster's instance on Postgres, a code
 server, the daemon and the webserver as separate processes on loopback, loading into Postgres.
 
 The processes are started with the guide's own commands and files (`deploy/dagster.yaml`,
@@ -36,7 +36,7 @@ from coalesce_dagster_tests import postgres
 from coalesce_dagster_tests.project_copy import REPO_ROOT, newcomer_environment
 from coalesce_simulator import SimulatorConfig
 
-# The guide's commands, run from the project folder (README.md, "Production"; the Dockerfile's CMD).
+# The guide's commands, run from the project folder (docs/production.md; the Dockerfile's CMD).
 CODE_SERVER = "dagster code-server start -m coalesce_dagster.definitions --location-name coalesce"
 MIGRATE = "dagster instance migrate"
 DAEMON = "dagster-daemon run -w deploy/workspace.yaml"
@@ -197,7 +197,7 @@ def test_the_deployed_topology_on_postgres(simulator, warehouse, dagster_databas
     home.mkdir()
     shutil.copyfile(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     code_port, web_port = _free_port(), _free_port()
-    dagster = {  # what every process of the deployment is given (README, "Production")
+    dagster = {  # what every process of the deployment is given (docs/production.md)
         "DAGSTER_HOME": str(home),
         "DAGSTER_POSTGRES_URL": postgres.database_url(dagster_database).replace(
             "postgresql:", "postgresql+psycopg2:"
@@ -269,12 +269,12 @@ def test_the_deployed_topology_on_postgres(simulator, warehouse, dagster_databas
 
 
 def test_the_guide_is_what_the_topology_test_runs():
-    """README's production guide names these files and commands, the Dockerfile starts the code
-    server the test starts, and deploy/dagster.yaml keeps the committed dagster.yaml's queue."""
-    readme = (REPO_ROOT / "README.md").read_text()
+    """The production guide names these files and commands, the Dockerfile starts the code server
+    the test starts, and deploy/dagster.yaml keeps the committed dagster.yaml's queue."""
+    guide = (REPO_ROOT / "docs" / "production.md").read_text()
     for command in (CODE_SERVER, MIGRATE, DAEMON, WEBSERVER, "cp deploy/dagster.yaml"):
-        assert command in readme, command
-    assert "coalesce_dagster_tests/test_deployment.py" in readme
+        assert command in guide, command
+    assert "coalesce_dagster_tests/test_deployment.py" in guide
     cmd = re.search(r"^CMD (\[.*\])$", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert cmd and json.loads(cmd.group(1)) == shlex.split(CODE_SERVER)
     local = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())

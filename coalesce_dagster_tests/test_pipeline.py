@@ -22,7 +22,7 @@ def test_in_process_normalize_restores_a_users_own_setting(monkeypatch):
 
 
 def test_postgres_loads_csv_and_duckdb_parquet(monkeypatch):
-    """The file formats measured fastest (README, Benchmark); parquet on Postgres would need the ADBC
+    """The file formats measured fastest (docs/benchmark.md); parquet on Postgres would need the ADBC
     driver and otherwise falls back to INSERT statements table by table, with a warning each."""
     from coalesce_dagster.pipeline import make_pipeline, preferred_file_format
 

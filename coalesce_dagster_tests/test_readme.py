@@ -342,3 +342,56 @@ def test_the_reference_checks_catch_what_they_exist_for():
         "test_nowhere.py",
     ]
     assert missing_tests(named_tests(simulator_row)) == ["coalesce_simulator_tests/test_api.py::test_paging"]
+
+
+# [text](target) and ![alt](target), outside code: a relative target is a file of the repository,
+# with an optional #anchor that must be one of that file's headings.
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (lower case, punctuation dropped, spaces
+    to hyphens), fenced code left out."""
+    anchors, fenced = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def broken_links(document: Path) -> list[str]:
+    text = document.read_text()
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    broken = []
+    for target in LINK.findall(prose):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        file = (document.parent / path).resolve() if path else document
+        if not file.exists() or (
+            anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text())
+        ):
+            broken.append(target)
+    return broken
+
+
+def test_every_link_between_the_documents_resolves():
+    broken = {document.name: broken_links(document) for document in DOCUMENTS}
+    assert not {name: links for name, links in broken.items() if links}, broken
+    # Every guide is reachable from the front page.
+    linked = set(LINK.findall(README.read_text()))
+    unlinked = [d.name for d in DOCUMENTS[1:] if f"docs/{d.name}" not in linked]
+    assert not unlinked, f"guides the README does not link: {unlinked}"
+
+
+def test_the_link_check_catches_a_missing_file_and_a_missing_heading(tmp_path):
+    (tmp_path / "guide.md").write_text("# A guide\n\n## Some part\n")
+    doc = tmp_path / "front.md"
+    doc.write_text(
+        "[ok](guide.md#some-part) [gone](nowhere.md) [bad anchor](guide.md#other) "
+        "[web](https://example.com)\n```\n[in code](ignored.md)\n```\n"
+    )
+    assert broken_links(doc) == ["nowhere.md", "guide.md#other"]

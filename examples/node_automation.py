@@ -7,7 +7,7 @@
 
 Production's nodes stay observed only (the default) and are late when Coalesce has not built them
 for 26 hours. Run it beside the demo's data with `dagster dev -f examples/node_automation.py`
-(README: declarative automation); the test suite runs it under Dagster's automation daemon.
+(docs/node-assets.md, "Declarative automation and freshness"); the test suite runs it under Dagster's automation daemon.
 """
 
 from datetime import timedelta

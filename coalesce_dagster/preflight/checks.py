@@ -429,7 +429,7 @@ def _start_run(result: CheckResult, environment: dict[str, Any] | None, oauth: b
         line.warn(
             "no warehouse credentials configured and the environment does not say it uses OAuth: "
             "Coalesce would refuse to start node runs from Dagster (the metadata load is not affected). "
-            "Set [sources.coalesce_source.credentials] (README: building nodes from Dagster)."
+            "Set [sources.coalesce_source.credentials] (docs/building-from-dagster.md)."
         )
         if environment is None:
             line.note("no environment was read")

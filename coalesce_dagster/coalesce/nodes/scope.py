@@ -25,7 +25,7 @@ from .model import EnvironmentNodes, NodeSnapshot, select_environments
 
 REFRESH_HELP = (
     "Refresh the snapshot with `dg utils refresh-defs-state` or the coalesce_environments_job "
-    "(README: node assets)."
+    "(docs/node-assets.md)."
 )
 
 

@@ -8,7 +8,7 @@
   `failures_in_a_row` runs (every environment and job, with no rule to write).
 
 Both are evaluated by every load of `runs` (the sensor's included) and, because time passes without
-a load, by the hourly checks-only job too. Alerts key on them (README: Coalesce health).
+a load, by the hourly checks-only job too. Alerts key on them (docs/health.md).
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def freshness_result(
             asset_key=RUNS,
             check_name=FRESHNESS_CHECK,
             passed=True,
-            description="No freshness rules: set [coalesce_dagster.health] freshness (README: Coalesce health).",
+            description="No freshness rules: set [coalesce_dagster.health] freshness (docs/health.md).",
         )
     verdicts = [judge(rule, histories, options, now) for rule in options.freshness]
     failing = [verdict for verdict in verdicts if verdict.problem]

@@ -20,7 +20,7 @@ import dagster as dg
 from ..translator import asset_key
 from .sql import existing_tables, rows
 
-# Each table's key, as merged or replaced by dlt (README: Assets and tables).
+# Each table's key, as merged or replaced by dlt (docs/architecture.md, "Assets and tables").
 KEYS: dict[str, tuple[str, ...]] = {
     "environments": ("id",),
     "environment": ("id",),

@@ -85,7 +85,7 @@ def _environment_specs(
         if spec.key in taken:
             logger.warning(
                 "%s has the asset key %s, already taken by %s; it is left out. Give it another key "
-                "with a translator (README: node assets).",
+                "with a translator (docs/node-assets.md).",
                 where,
                 spec.key.to_user_string(),
                 taken[spec.key],

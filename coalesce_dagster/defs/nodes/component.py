@@ -7,7 +7,7 @@ needs no network and no credentials. With no snapshot yet there are no node asse
 says how to make one; an old snapshot still loads.
 
 Configured in `coalesce_dagster/dg_defs/coalesce_nodes/defs.yaml`. Subclass it and override
-`get_translator` to change keys, groups or metadata (README: node assets).
+`get_translator` to change keys, groups or metadata (docs/node-assets.md).
 """
 
 import logging

@@ -72,13 +72,13 @@ def read_snapshot(path: Path | None) -> NodeSnapshot | None:
     if path is None or not path.exists():
         logger.warning(
             "No Coalesce node snapshot yet, so no node assets. Run `dg utils refresh-defs-state` or the "
-            "coalesce_environments_job (README: node assets)."
+            "coalesce_environments_job (docs/node-assets.md)."
         )
         return None
     try:
         return NodeSnapshot.from_json(path.read_text())
     except ValueError as error:
-        logger.error("Coalesce node snapshot %s not used: %s. Refresh it (README: node assets).", path, error)
+        logger.error("Coalesce node snapshot %s not used: %s. Refresh it (docs/node-assets.md).", path, error)
         return None
 
 
