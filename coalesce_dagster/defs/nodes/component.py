@@ -6,8 +6,9 @@ environments sync; read by `build_defs_from_state` whenever the definitions load
 needs no network and no credentials. With no snapshot yet there are no node assets, and a message
 says how to make one; an old snapshot still loads.
 
-Configured in `coalesce_dagster/dg_defs/coalesce_nodes/defs.yaml`. Subclass it and override
-`get_translator` to change keys, groups or metadata (docs/node-assets.md).
+Configured in `coalesce_dagster/dg_defs/coalesce_nodes/defs.yaml`; in another dg project, written by
+`dg scaffold defs` (`../scaffold.py`, docs/components.md). Subclass it and override `get_translator`
+to change keys, groups or metadata (docs/node-assets.md).
 """
 
 import logging
@@ -21,6 +22,7 @@ from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManage
 from ...coalesce.config import resolve_source_settings
 from ...coalesce.nodes.scope import scope_snapshot
 from ...coalesce.nodes.snapshot import fetch_node_snapshot
+from ..scaffold import CoalesceNodesScaffolder
 from .assets import build_node_definitions
 from .state import (
     NODES_STATE_KEY,
@@ -44,6 +46,7 @@ def _default_state_config() -> DefsStateConfigArgs:
     return DefsStateConfigArgs(management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False)
 
 
+@dg.scaffold_with(CoalesceNodesScaffolder)
 @dataclass
 class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
     """Every node of the chosen Coalesce environments as an asset, with lineage.
@@ -56,6 +59,14 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
     environments: list[str] | None = None
     orchestrate: list[str] | None = None
     defs_state: ResolvedDefsStateConfig = field(default_factory=_default_state_config)
+
+    @classmethod
+    def get_spec(cls) -> dg.ComponentTypeSpec:
+        return dg.ComponentTypeSpec(
+            description="Every node of the chosen Coalesce environments as an asset, with lineage.",
+            tags=["coalesce"],
+            produces=["asset", "asset_check", "resource"],
+        )
 
     @property
     def defs_state_config(self) -> DefsStateConfig:
