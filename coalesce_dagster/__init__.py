@@ -1,16 +1,16 @@
 """coalesce-dagster: Coalesce (coalesce.io) metadata as Dagster assets, loaded by dlt."""
 
 import os
-from pathlib import Path
+
+from . import settings
 
 __version__ = "0.1.0"
 
 # dlt reads `.dlt/config.toml` and `.dlt/secrets.toml` from its project dir, which defaults to the
 # process's cwd. Dagster's webserver, daemon and run workers start wherever they are started, so
-# anchor dlt to this project (a checkout, or the Docker image's editable install) unless the user
-# chose another dir. Installed as a package into another dg project (docs/components.md) there is no
-# `.dlt/` beside the package: dlt keeps reading that project's own, from where its commands run.
+# anchor dlt to this checkout (or the Docker image's editable install) unless the user chose another
+# dir. Installed as a package into another dg project (docs/components.md) there is no `.dlt/`
+# beside the package: dlt keeps reading that project's own, from where its commands run.
 # This only sets a path: no config is read and nothing is called here.
-_CHECKOUT = Path(__file__).resolve().parent.parent
-if (_CHECKOUT / ".dlt").is_dir():
-    os.environ.setdefault("DLT_PROJECT_DIR", str(_CHECKOUT))
+if settings.IN_CHECKOUT:
+    os.environ.setdefault("DLT_PROJECT_DIR", str(settings.PROJECT_ROOT))

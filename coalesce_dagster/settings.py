@@ -10,9 +10,15 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A checkout (or the Docker image's editable install) has its committed `.dlt/` beside the package.
+IN_CHECKOUT = (PROJECT_ROOT / ".dlt").is_dir()
+# The project whose data and node snapshot these are: this checkout, or, installed as a package into
+# another dg project (docs/components.md), the folder its Dagster and dg commands run in (that
+# project's root), never the environment's site-packages.
+USER_PROJECT_ROOT = PROJECT_ROOT if IN_CHECKOUT else Path.cwd()
 
 PIPELINE_NAME = "coalesce_pipeline"
-DEFAULT_DUCKDB_PATH = PROJECT_ROOT / "coalesce.duckdb"
+DEFAULT_DUCKDB_PATH = USER_PROJECT_ROOT / "coalesce.duckdb"
 # Every dlt asset writing to the destination runs in this Dagster concurrency pool (limit 1), so a
 # schedule, the sensor and a UI click never load into the same DuckDB file / dlt state at once.
 CONCURRENCY_POOL = "coalesce_destination"
@@ -24,4 +30,4 @@ KEY_PREFIX = "coalesce"
 def pipelines_dir() -> Path:
     """Where dlt keeps pipeline working folders (state is restored from the destination each run)."""
     configured = os.environ.get("COALESCE_DAGSTER_PIPELINES_DIR")
-    return Path(configured) if configured else PROJECT_ROOT / ".dlt_pipelines"
+    return Path(configured) if configured else USER_PROJECT_ROOT / ".dlt_pipelines"

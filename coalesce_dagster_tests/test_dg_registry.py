@@ -118,18 +118,48 @@ def dg_command(project: Path, env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+PATHS_PROBE = """
+import json, os
+from coalesce_dagster import settings
+from coalesce_dagster.defs.nodes.state import local_state_path
+print(json.dumps({
+    "dlt_project_dir": os.environ.get("DLT_PROJECT_DIR"),
+    "duckdb_file": str(settings.DEFAULT_DUCKDB_PATH),
+    "pipelines_dir": str(settings.pipelines_dir()),
+    "node_snapshot": str(local_state_path()),
+}))
+"""
+
+
+def package_paths(project: Path, env: dict[str, str]) -> dict[str, str | None]:
+    """The files the installed package would use in `project` with none of them configured."""
+    unset = ("DESTINATION__DUCKDB__CREDENTIALS", "COALESCE_DAGSTER_PIPELINES_DIR")
+    result = subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), "-c", PATHS_PROBE],
+        cwd=project,
+        env={name: value for name, value in env.items() if name not in unset},
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_SECONDS,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.long(seconds=60)
 @pytest.mark.timeout(8 * STEP_TIMEOUT_SECONDS)
 def test_a_dg_project_lists_scaffolds_and_loads_both_components(simulator, tmp_path: Path):
     project = make_scratch_project(tmp_path / "scratch-project")
     env = scratch_environment(project, tmp_path / "dagster-home")
 
-    listed = json.loads(dg_command(project, env, "list", "components", "--json"))
+    listed = json.loads(
+        dg_command(project, env, "list", "components", "--package", "coalesce_dagster", "--json")
+    )
     keys = {component["key"] for component in listed["items"]}
-    assert {
+    assert keys == {
         "coalesce_dagster.components.CoalesceMetadataComponent",
         "coalesce_dagster.components.CoalesceNodesComponent",
-    } <= keys, sorted(keys)
+    }
 
     dg_command(
         project, env, "scaffold", "defs", "coalesce_dagster.components.CoalesceMetadataComponent",
@@ -145,7 +175,15 @@ def test_a_dg_project_lists_scaffolds_and_loads_both_components(simulator, tmp_p
 
     # The node snapshot: the one command of the guide that asks Coalesce for anything.
     dg_command(project, env, "utils", "refresh-defs-state")
-    assert (defs_folder / ".local_defs_state" / "CoalesceNodes" / "state").is_file()
+    state = defs_folder / ".local_defs_state" / "CoalesceNodes" / "state"
+    assert state.is_file()
+    # Where the package keeps its files when nothing says otherwise: the project, not site-packages.
+    assert package_paths(project, env) == {
+        "dlt_project_dir": None,
+        "duckdb_file": str(project / "coalesce.duckdb"),
+        "pipelines_dir": str(project / ".dlt_pipelines"),
+        "node_snapshot": str(state),  # where the daily sync refreshes it
+    }
 
     requests_before_load = len(simulator.requests)
     listed_defs = json.loads(dg_command(project, env, "list", "defs", "--json"))

@@ -61,7 +61,7 @@ def configured_snapshot_path() -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
-def local_state_path(project_root: Path = settings.PROJECT_ROOT) -> Path:
+def local_state_path(project_root: Path = settings.USER_PROJECT_ROOT) -> Path:
     """Where the snapshot is read and written: `snapshot_path` if set, else the LOCAL_FILESYSTEM
     state file `dg utils refresh-defs-state` writes for the node assets."""
     return configured_snapshot_path() or get_local_state_path(NODES_STATE_KEY, project_root)
