@@ -19,15 +19,20 @@ COPIED = ("coalesce_dagster", "coalesce_simulator", "benchmarks", "examples", "s
 COPIED_DLT = ("config.toml",)
 
 
-def make_project_copy(target: Path) -> Path:
+def copy_from_repo(target: Path, names: tuple[str, ...], *ignored: str) -> None:
+    """Copy these files and folders of the checkout into `target` (no caches, nor `ignored`)."""
     target.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
-    for name in COPIED:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *ignored)
+    for name in names:
         source = REPO_ROOT / name
         if source.is_dir():
             shutil.copytree(source, target / name, ignore=ignore)
         else:
             shutil.copy2(source, target / name)
+
+
+def make_project_copy(target: Path) -> Path:
+    copy_from_repo(target, COPIED, "results")
     (target / ".dlt").mkdir()
     for name in COPIED_DLT:
         shutil.copy2(REPO_ROOT / ".dlt" / name, target / ".dlt" / name)

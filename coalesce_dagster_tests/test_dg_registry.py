@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import venv
@@ -19,7 +18,7 @@ import pytest
 
 from coalesce_dagster.defs.component import CoalesceMetadataComponent
 from coalesce_dagster.defs.metadata import metadata_definitions
-from coalesce_dagster_tests.project_copy import REPO_ROOT
+from coalesce_dagster_tests.project_copy import copy_from_repo
 
 # dg's console script, run by the scratch venv's interpreter (the venv has no scripts of its own).
 DG = "import sys; from dagster_dg_cli.cli import main; sys.argv[0] = 'dg'; sys.exit(main())"
@@ -53,8 +52,8 @@ def defs() -> dg.Definitions:
 
 
 def make_scratch_project(root: Path) -> Path:
-    """A minimal dg project (what `create-dagster project` writes, without its download of uv) with
-    this package installed into its own venv."""
+    """The least dg needs of a project (`create-dagster project` writes more, and wants uv and an
+    index), with this package installed into the project's own venv."""
     (root / "scratch" / "defs").mkdir(parents=True)
     (root / "pyproject.toml").write_text(SCRATCH_PYPROJECT)
     (root / "scratch" / "__init__.py").write_text("")
@@ -66,13 +65,7 @@ def make_scratch_project(root: Path) -> Path:
     dependencies = Path(dg.__file__).resolve().parents[1]
     (site_packages / "dependencies.pth").write_text(f"{dependencies}\n")
     sources = root.parent / "coalesce-dagster-sources"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".local_defs_state")
-    for name in PACKAGE_SOURCES:
-        source = REPO_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, sources / name, ignore=ignore)
-        else:
-            shutil.copy2(source, sources / name)
+    copy_from_repo(sources, PACKAGE_SOURCES, ".local_defs_state")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(root / ".venv" / "bin" / "python"), "install",
          "--quiet", "--no-deps", "--no-index", "--no-build-isolation", "--no-compile", str(sources)],
