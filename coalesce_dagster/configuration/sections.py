@@ -18,7 +18,7 @@ A bad value is named with its key, its environment variable, the value and what 
 and uses that key's default (the definitions: a typo must not stop the code location loading).
 
 The Coalesce access token is a secret and is not here: it is resolved only when a run or a sensor
-tick starts (`coalesce/config.py`). Nothing is read at import.
+tick starts (`connection.py`). Nothing is read at import.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
 
-from .coalesce.regions import DEFAULT_BASE_URL, InvalidBaseUrlError, canonical_base_url
+from ..coalesce.regions import DEFAULT_BASE_URL, InvalidBaseUrlError, canonical_base_url
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""Names and paths shared by the Dagster definitions, the demo command and the tests.
+"""Fixed names and paths shared by the Dagster definitions, the demo command and the tests.
 
-Nothing here reads configuration, secrets or calls Coalesce: settings are resolved by
-`configuration.py`.
+Nothing here reads dlt configuration or secrets, or calls Coalesce: settings are resolved by
+`sections.py`. The one value read from the environment, the pipelines folder, is read when asked.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # coalesce_dagster/configuration/names.py
 
 PIPELINE_NAME = "coalesce_pipeline"
 DEFAULT_DUCKDB_PATH = PROJECT_ROOT / "coalesce.duckdb"
