@@ -26,6 +26,7 @@ from .connection import (
     resolve_source_settings,
     token_configured,
 )
+from .reference import Key, all_keys
 from .sections import (
     DEFAULT_DESTINATION,
     ConfigurationError,
@@ -53,6 +54,7 @@ __all__ = [
     "DestinationSettings",
     "FreshnessRule",
     "HealthSettings",
+    "Key",
     "MissingTokenError",
     "NodeSettings",
     "ProjectSettings",
@@ -61,6 +63,7 @@ __all__ = [
     "Severity",
     "SourceSettings",
     "Status",
+    "all_keys",
     "configuration_problems",
     "env_var",
     "load_settings",

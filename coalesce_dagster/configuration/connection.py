@@ -29,12 +29,13 @@ from .sections import (
     DEFAULT_RUNS_PAGE_SIZE,
     ConfigurationError,
     ConnectionSettings,
+    env_var,
     read_section,
 )
 
 SECTION = ConnectionSettings.SECTION
 TOKEN_KEY = f"{SECTION}.access_token"
-TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"
+TOKEN_ENV = env_var(SECTION, "access_token")
 
 TOKEN_HELP = (
     "No Coalesce access token is configured. Generate one in Coalesce (Deploy tab -> "

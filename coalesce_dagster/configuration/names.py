@@ -21,7 +21,12 @@ GROUP_NAME = "coalesce"
 KEY_PREFIX = "coalesce"
 
 
+# dlt's working folders: an environment variable only, read before dlt's config is (see `pipeline.py`).
+PIPELINES_DIR_ENV = "COALESCE_DAGSTER_PIPELINES_DIR"
+DEFAULT_PIPELINES_DIR = PROJECT_ROOT / ".dlt_pipelines"
+
+
 def pipelines_dir() -> Path:
     """Where dlt keeps pipeline working folders (state is restored from the destination each run)."""
-    configured = os.environ.get("COALESCE_DAGSTER_PIPELINES_DIR")
-    return Path(configured) if configured else PROJECT_ROOT / ".dlt_pipelines"
+    configured = os.environ.get(PIPELINES_DIR_ENV)
+    return Path(configured) if configured else DEFAULT_PIPELINES_DIR
