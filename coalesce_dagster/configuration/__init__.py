@@ -29,6 +29,7 @@ from .connection import (
 from .reference import Key, all_keys
 from .sections import (
     DEFAULT_DESTINATION,
+    SECTIONS,
     ConfigurationError,
     ConnectionSettings,
     DestinationSettings,
@@ -48,6 +49,7 @@ from .validation import configuration_problems
 
 __all__ = [
     "DEFAULT_DESTINATION",
+    "SECTIONS",
     "TOKEN_ENV",
     "ConfigurationError",
     "ConnectionSettings",

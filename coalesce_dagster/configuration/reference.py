@@ -19,25 +19,8 @@ from typing import Any
 
 from . import names
 from .connection import TOKEN_ENV, TOKEN_KEY
-from .sections import (
-    Check,
-    ConnectionSettings,
-    DestinationSettings,
-    HealthSettings,
-    NodeSettings,
-    ScheduleSettings,
-    SensorSettings,
-    env_var,
-)
+from .sections import SECTIONS, Check, env_var
 
-SECTIONS = (
-    ConnectionSettings,
-    DestinationSettings,
-    ScheduleSettings,
-    SensorSettings,
-    NodeSettings,
-    HealthSettings,
-)
 TABLE_HEADER = "| key | default | environment variable | check |"
 
 SECRET = "a secret: in `.dlt/secrets.toml` or the environment variable only"

@@ -318,7 +318,14 @@ def _setting(default: Any, check: Check) -> Any:
 
 
 @dataclass(frozen=True)
-class ConnectionSettings:
+class SettingsSection:
+    """A section of dlt config: its fields are its keys, each made by `_setting`."""
+
+    SECTION: ClassVar[str]  # the dlt config section, e.g. "coalesce_dagster.sensor"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings(SettingsSection):
     """`[sources.coalesce_source]` without the token: where Coalesce is and how it is paged."""
 
     SECTION: ClassVar[str] = "sources.coalesce_source"
@@ -331,7 +338,7 @@ class ConnectionSettings:
 
 
 @dataclass(frozen=True)
-class DestinationSettings:
+class DestinationSettings(SettingsSection):
     """`[coalesce_dagster]`: where the data goes."""
 
     SECTION: ClassVar[str] = "coalesce_dagster"
@@ -342,7 +349,7 @@ class DestinationSettings:
 
 
 @dataclass(frozen=True)
-class ScheduleSettings:
+class ScheduleSettings(SettingsSection):
     """`[coalesce_dagster.schedules]`: the daily syncs (`defs/schedules.py`)."""
 
     SECTION: ClassVar[str] = "coalesce_dagster.schedules"
@@ -355,7 +362,7 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
-class SensorSettings:
+class SensorSettings(SettingsSection):
     """`[coalesce_dagster.sensor]`: the run-status sensor (`defs/sensors.py`)."""
 
     SECTION: ClassVar[str] = "coalesce_dagster.sensor"
@@ -368,7 +375,7 @@ class SensorSettings:
 
 
 @dataclass(frozen=True)
-class NodeSettings:
+class NodeSettings(SettingsSection):
     """`[coalesce_dagster.nodes]`: Coalesce's nodes as assets (`defs/node_*.py`)."""
 
     SECTION: ClassVar[str] = "coalesce_dagster.nodes"
@@ -382,7 +389,7 @@ class NodeSettings:
 
 
 @dataclass(frozen=True)
-class HealthSettings:
+class HealthSettings(SettingsSection):
     """`[coalesce_dagster.health]`: what the Coalesce health checks expect (`defs/health/`), read when
     they are evaluated, never when the definitions load."""
 
@@ -405,8 +412,8 @@ class ProjectSettings:
     health: HealthSettings
 
 
-Section = TypeVar(
-    "Section",
+# Every section, in the order the docs list them.
+SECTIONS: tuple[type[SettingsSection], ...] = (
     ConnectionSettings,
     DestinationSettings,
     ScheduleSettings,
@@ -414,6 +421,7 @@ Section = TypeVar(
     NodeSettings,
     HealthSettings,
 )
+Section = TypeVar("Section", bound=SettingsSection)
 
 
 # -- the resolver -------------------------------------------------------------------------------------

@@ -9,10 +9,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from coalesce_dagster.configuration import TOKEN_ENV, env_var
+from coalesce_dagster.configuration import SECTIONS, TOKEN_ENV, env_var
 from coalesce_dagster.configuration.reference import (
     SECRET,
-    SECTIONS,
     TABLE_HEADER,
     all_keys,
     section_keys,

@@ -11,6 +11,7 @@ from dataclasses import fields
 import pytest
 
 from coalesce_dagster.configuration import (
+    SECTIONS,
     ConfigurationError,
     ConnectionSettings,
     DestinationSettings,
@@ -23,15 +24,6 @@ from coalesce_dagster.configuration import (
     configuration_problems,
     load_settings,
     read_section,
-)
-
-SECTIONS = (
-    ConnectionSettings,
-    DestinationSettings,
-    ScheduleSettings,
-    SensorSettings,
-    NodeSettings,
-    HealthSettings,
 )
 
 
