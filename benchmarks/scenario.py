@@ -141,9 +141,9 @@ def run_node_snapshot(args: argparse.Namespace) -> dict[str, Any]:
     process, one environment of `--nodes` nodes), fetched as `dg utils refresh-defs-state` fetches
     it, stored at `COALESCE_DAGSTER__NODES__SNAPSHOT_PATH`; then the node assets the definitions
     load from it, counted (the check that the timed load is the load of every node)."""
-    from coalesce_dagster.coalesce.config import resolve_source_settings
     from coalesce_dagster.coalesce.nodes import resolve_lineage
     from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+    from coalesce_dagster.configuration import resolve_source_settings
     from coalesce_dagster.defs.nodes.state import configured_environments, store_snapshot
     from coalesce_simulator import CoalesceSimulator, SimulatorConfig
 

@@ -5,14 +5,14 @@ components of `dg_defs/` (the node assets, built from their stored snapshot: no 
 
 import dagster as dg
 
-from . import settings
+from .configuration import names
 from .defs.metadata import metadata_definitions
 
 
 def build_definitions() -> dg.Definitions:
     """Everything of the code location, read from configuration and the node snapshot now."""
     return dg.Definitions.merge(
-        metadata_definitions(), dg.load_from_defs_folder(path_within_project=settings.PROJECT_ROOT)
+        metadata_definitions(), dg.load_from_defs_folder(path_within_project=names.PROJECT_ROOT)
     )
 
 

@@ -25,16 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import dlt
 
-from . import settings
+from .configuration import TOKEN_ENV, configuration_problems, names, resolve_base_url, token_configured
 
 if TYPE_CHECKING:
     from coalesce_simulator import Faults  # the demo only: the product never imports it
 
-DEMO_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.duckdb"
-LOADING_DUCKDB_PATH = settings.PROJECT_ROOT / "coalesce_demo.loading.duckdb"
-DAGSTER_HOME = settings.PROJECT_ROOT / ".dagster_home"
+DEMO_DUCKDB_PATH = names.PROJECT_ROOT / "coalesce_demo.duckdb"
+LOADING_DUCKDB_PATH = names.PROJECT_ROOT / "coalesce_demo.loading.duckdb"
+DAGSTER_HOME = names.PROJECT_ROOT / ".dagster_home"
 DEMO_DAGSTER_HOME = DAGSTER_HOME / "demo"
-TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"  # = coalesce.config.TOKEN_ENV (no import at start)
 BASE_URL_ENV = "SOURCES__COALESCE_SOURCE__BASE_URL"
 # The simulated environment Dagster may build in; the others are observed only.
 DEMO_ORCHESTRATED = "Development"
@@ -43,10 +42,10 @@ DEMO_FAILING_TEST = "Not Null"
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    use_simulator = args.simulator or not _token_configured()
+    use_simulator = args.simulator or not token_configured()
     if args.check:
         return _check(use_simulator, args.report)
-    problems = _configuration_problems(use_simulator)
+    problems = configuration_problems(connection=not use_simulator)
     if problems:
         # Before anything is started, replaced or requested: a typo costs nothing.
         print("The configuration has problems; nothing was loaded or changed:", file=sys.stderr)
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             simulator = stack.enter_context(_start_simulator(args))
             print(f"No Coalesce access token configured: using the bundled simulator at {simulator.base_url}")
         else:
-            print(f"Loading from Coalesce at {_configured_base_url()}")
+            print(f"Loading from Coalesce at {resolve_base_url()}")
 
         failure = materialize_all()
         if failure is not None:
@@ -96,24 +95,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --ui and the simulator: start a new Coalesce run every N seconds (0: never)",
     )
     return parser.parse_args(argv)
-
-
-def _token_configured() -> bool:
-    from .coalesce.config import token_configured
-
-    return token_configured()
-
-
-def _configuration_problems(use_simulator: bool) -> list[str]:
-    from .validation import configuration_problems
-
-    return configuration_problems(connection=not use_simulator)
-
-
-def _configured_base_url() -> str:
-    from .coalesce.config import resolve_base_url
-
-    return resolve_base_url()
 
 
 def _check(use_simulator: bool, report: Path | None) -> int:
@@ -235,7 +216,7 @@ def _prepare_dagster_home(use_simulator: bool) -> None:
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copyfile(settings.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copyfile(names.PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
 
 
 def materialize_all() -> str | None:
@@ -354,7 +335,7 @@ def _default_signals() -> None:
 def _python() -> str:
     """How to name this interpreter in printed commands: relative to the project when it is its venv."""
     try:
-        return str(Path(sys.executable).relative_to(settings.PROJECT_ROOT))
+        return str(Path(sys.executable).relative_to(names.PROJECT_ROOT))
     except ValueError:
         return sys.executable
 
@@ -395,7 +376,7 @@ def _serve_ui(port: int, use_simulator: bool) -> int:
     # started with those signals ignored (as background jobs of a script are).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    ui = subprocess.Popen(command, cwd=settings.PROJECT_ROOT, env=env, preexec_fn=_default_signals)
+    ui = subprocess.Popen(command, cwd=names.PROJECT_ROOT, env=env, preexec_fn=_default_signals)
     try:
         return ui.wait()
     except KeyboardInterrupt:

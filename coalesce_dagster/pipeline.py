@@ -19,8 +19,8 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract.source import DltSource
 from dlt.pipeline.progress import _NULL_COLLECTOR
 
-from . import settings
 from .configuration import DEFAULT_DESTINATION, DestinationSettings, read_section
+from .configuration import names as settings
 
 logger = logging.getLogger(__name__)
 

@@ -113,12 +113,12 @@ def dg_command(project: Path, env: dict[str, str], *args: str) -> str:
 
 PATHS_PROBE = """
 import json, os
-from coalesce_dagster import settings
+from coalesce_dagster.configuration import names
 from coalesce_dagster.defs.nodes.state import local_state_path
 print(json.dumps({
     "dlt_project_dir": os.environ.get("DLT_PROJECT_DIR"),
-    "duckdb_file": str(settings.DEFAULT_DUCKDB_PATH),
-    "pipelines_dir": str(settings.pipelines_dir()),
+    "duckdb_file": str(names.DEFAULT_DUCKDB_PATH),
+    "pipelines_dir": str(names.pipelines_dir()),
     "node_snapshot": str(local_state_path()),
 }))
 """

@@ -259,7 +259,7 @@ def _wait_until_answering(url: str, server: subprocess.Popen, timeout: float) ->
     return False
 
 
-# `defs/test_crash.py::test_x`, `coalesce/test_config.py`, or `::test_y` (same file as the last one).
+# `defs/test_crash.py::test_x`, `configuration/test_connection.py`, or `::test_y` (same file as the last one).
 REFERENCE = re.compile(r"`((?:\w+/)*test_\w+\.py)?(?:::(test_\w+))?`")
 # A path under the simulator's own tests (named from the repository root).
 SIMULATOR_TESTS = "coalesce_simulator_tests/"

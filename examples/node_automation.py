@@ -69,8 +69,8 @@ def _show_one_tick() -> None:
     import os
     import tempfile
 
-    from coalesce_dagster.coalesce.config import resolve_source_settings
     from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+    from coalesce_dagster.configuration import resolve_source_settings
     from coalesce_dagster.defs.nodes.state import store_snapshot
     from coalesce_simulator import CoalesceSimulator, SimulatorConfig
 

@@ -14,7 +14,7 @@ from typing import Any
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 
-from .config import resolve_access_token, resolve_base_url
+from ..configuration import resolve_access_token, resolve_base_url
 from .errors import UnexpectedResponseError, raise_for_coalesce_status
 from .http import coalesce_headers, coalesce_session
 from .lists import PageSize, read_runs_newest_first

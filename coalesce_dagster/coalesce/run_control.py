@@ -21,8 +21,8 @@ from typing import Any
 import requests
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
+from ..configuration import resolve_access_token, resolve_base_url
 from .client import CoalesceClient, SchedulerStatus
-from .config import resolve_access_token, resolve_base_url
 from .credentials import WarehouseCredentials
 from .errors import (
     RunOutcomeUnknownError,

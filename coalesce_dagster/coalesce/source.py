@@ -30,6 +30,7 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.rest_api import rest_api_resources
 from requests import HTTPError
 
+from ..configuration import SourceSettings, resolve_source_settings
 from .columns import (
     environment_columns,
     id_columns,
@@ -39,7 +40,6 @@ from .columns import (
     run_result_columns,
     run_status_columns,
 )
-from .config import SourceSettings, resolve_source_settings
 from .http import coalesce_headers
 from .lists import ASCENDING, FirstSeen, PageSize, read_pages
 from .nodes.snapshot import NodeCollector, read_environment_nodes, rest_clients

@@ -7,10 +7,10 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
 from pydantic import Field
 
-from .. import settings
 from ..coalesce.errors import explain, is_transient
 from ..coalesce.nodes.snapshot import NodeCollector
 from ..coalesce.source import spec_source
+from ..configuration import names as settings
 from ..pipeline import (
     definition_pipeline,
     in_process_normalize,

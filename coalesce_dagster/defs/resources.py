@@ -11,11 +11,11 @@ from dlt.extract.source import DltSource
 from pydantic import Field
 
 from ..coalesce.client import CoalesceClient
-from ..coalesce.config import ConfigurationError, resolve_base_url
 from ..coalesce.credentials import WarehouseCredentials, resolve_warehouse_credentials
 from ..coalesce.nodes.snapshot import NodeCollector
 from ..coalesce.run_control import CoalesceRunControl
 from ..coalesce.source import coalesce_source
+from ..configuration import ConfigurationError, resolve_base_url
 
 
 class CoalesceConfigurationError(dg.Failure):
@@ -46,7 +46,7 @@ class CoalesceResource(dg.ConfigurableResource):
     `SOURCES__COALESCE_SOURCE__*` variables), resolved when a run or a sensor tick starts. To keep
     the token in a Dagster-managed variable instead, pass `access_token=dg.EnvVar("MY_VAR")`: never
     a plain string, which Dagster would show on the resource page. Loads and the sensor resolve the
-    connection the same way (`coalesce/config.py`).
+    connection the same way (`configuration/connection.py`).
     """
 
     base_url: str | None = Field(

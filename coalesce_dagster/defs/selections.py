@@ -6,7 +6,7 @@ group), so a resource added later is picked up by some schedule instead of being
 
 import dagster as dg
 
-from .. import settings
+from ..configuration import names
 from .translator import asset_key
 
 # The health views are refreshed by their own automation sensor after loads (defs/health/views.py),
@@ -14,4 +14,4 @@ from .translator import asset_key
 HEALTH_VIEWS = dg.AssetSelection.groups("coalesce_health")
 RUN_FAMILY = dg.AssetSelection.assets(asset_key("runs")).downstream() - HEALTH_VIEWS
 ENVIRONMENT_FAMILY = dg.AssetSelection.assets(asset_key("environments")).downstream() - HEALTH_VIEWS
-ORGANISATION = dg.AssetSelection.groups(settings.GROUP_NAME) - RUN_FAMILY - ENVIRONMENT_FAMILY
+ORGANISATION = dg.AssetSelection.groups(names.GROUP_NAME) - RUN_FAMILY - ENVIRONMENT_FAMILY

@@ -8,8 +8,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from .. import settings
-from ..configuration import DestinationSettings, read_section
+from ..configuration import DestinationSettings, names, read_section
 
 DESCRIPTIONS: dict[str, str] = {
     "environments": "Coalesce environments as listed by `GET /api/v1/environments` (summary fields).",
@@ -47,7 +46,7 @@ FRESHNESS_POLICY = dg.FreshnessPolicy.time_window(
 
 
 def asset_key(resource_name: str) -> dg.AssetKey:
-    return dg.AssetKey([settings.KEY_PREFIX, resource_name])
+    return dg.AssetKey([names.KEY_PREFIX, resource_name])
 
 
 class CoalesceTranslator(DagsterDltTranslator):
@@ -65,7 +64,7 @@ class CoalesceTranslator(DagsterDltTranslator):
         return spec.replace_attributes(
             key=asset_key(name),
             deps=[asset_key(parent)] if parent else [],
-            group_name=settings.GROUP_NAME,
+            group_name=names.GROUP_NAME,
             description=DESCRIPTIONS.get(name, spec.description),
             kinds={"coalesce", "dlt", destination},
             freshness_policy=FRESHNESS_POLICY,

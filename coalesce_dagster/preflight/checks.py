@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import HTTPError
 
-from ..coalesce.config import SourceSettings, resolve_base_url, resolve_source_settings
 from ..coalesce.credentials import resolve_warehouse_credentials
 from ..coalesce.errors import UnexpectedResponseError, raise_for_coalesce_status
 from ..coalesce.lists import ASCENDING, RUNS_PATH, PageSize
@@ -36,6 +35,7 @@ from ..coalesce.rows import (
 )
 from ..coalesce.source import JOBS_PATH, USERS_PATHS
 from ..coalesce.types import FAILED_NODE_STATES, TERMINAL_RUN_STATUSES
+from ..configuration import SourceSettings, resolve_base_url, resolve_source_settings
 from .describe import (
     column_reference_variants,
     cursor_inclusion,

@@ -9,12 +9,12 @@ import json
 import pytest
 import requests
 
-from coalesce_dagster.coalesce.config import ConfigurationError, resolve_source_settings
 from coalesce_dagster.coalesce.errors import UnexpectedResponseError, explain, is_transient
 from coalesce_dagster.coalesce.http import JsonResponse
 from coalesce_dagster.coalesce.pagination import CoalescePaginator, run_results_envelope
 from coalesce_dagster.coalesce.run_tracker import CURSOR_VERSION, TrackerCursor
 from coalesce_dagster.coalesce.types import RunStatus, is_terminal
+from coalesce_dagster.configuration import ConfigurationError, resolve_source_settings
 
 BASE = "https://app.coalescesoftware.io"
 

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 
-from coalesce_dagster.coalesce.config import ConfigurationError, MissingTokenError
 from coalesce_dagster.coalesce.errors import explain
 from coalesce_dagster.coalesce.source import coalesce_source
+from coalesce_dagster.configuration import ConfigurationError, MissingTokenError
 from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster_tests.coalesce.test_faults import contents
 from coalesce_dagster_tests.expectations import TERMINAL, assert_matches_simulator

@@ -31,8 +31,8 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import Queued
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._time import get_current_datetime
 
-from coalesce_dagster.coalesce.config import resolve_source_settings
 from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+from coalesce_dagster.configuration import resolve_source_settings
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.nodes.state import store_snapshot
 from coalesce_dagster.defs.sensors import SENSOR_NAME

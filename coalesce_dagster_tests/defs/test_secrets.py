@@ -184,8 +184,8 @@ def test_warehouse_credentials_appear_nowhere(
     """Runs Dagster starts send the warehouse credentials to Coalesce, and nowhere else: not the
     logs, the instance's storage (events, run config, tags), the destination or the UI's snapshot;
     nor when Coalesce refuses the run."""
-    from coalesce_dagster.coalesce.config import resolve_source_settings
     from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+    from coalesce_dagster.configuration import resolve_source_settings
     from coalesce_dagster.definitions import build_definitions
     from coalesce_dagster.defs.nodes.state import store_snapshot
     from coalesce_dagster.defs.resources import WarehouseCredentialsConfig

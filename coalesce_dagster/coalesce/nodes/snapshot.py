@@ -20,7 +20,7 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import HTTPError
 
-from ..config import ConfigurationError, SourceSettings
+from ...configuration import ConfigurationError, SourceSettings
 from ..errors import UnexpectedResponseError
 from ..http import ResponseObserver, coalesce_headers, coalesce_session
 from ..lists import ASCENDING, FirstSeen, PageSize, read_pages

@@ -17,14 +17,14 @@ from typing import Any
 
 import dagster as dg
 
-from ... import settings
+from ...configuration import names
 from ...pipeline import make_pipeline, private_working_dir
 from ..translator import asset_key
 from .sql import FAILED, FAILED_NODE_STATES_SQL, SUCCEEDED, existing_tables, literal, rows
 
 GROUP_NAME = "coalesce_health"
-RUN_HEALTH = dg.AssetKey([settings.KEY_PREFIX, "health", "run_health_daily"])
-NODE_HEALTH = dg.AssetKey([settings.KEY_PREFIX, "health", "node_health"])
+RUN_HEALTH = dg.AssetKey([names.KEY_PREFIX, "health", "run_health_daily"])
+NODE_HEALTH = dg.AssetKey([names.KEY_PREFIX, "health", "node_health"])
 # The worst offenders listed in each Markdown table.
 TOP = 10
 WINDOWS = (7, 30)

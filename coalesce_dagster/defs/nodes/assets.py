@@ -19,9 +19,9 @@ from collections.abc import Collection, Iterator
 
 import dagster as dg
 
-from ... import settings
 from ...coalesce.nodes import CoalesceNode, EnvironmentNodes, NodeSnapshot, resolve_lineage
 from ...coalesce.nodes.column_lineage import resolve_column_lineage
+from ...configuration import names
 from ..resources import DEFAULT_COALESCE_RESOURCE, CoalesceResource
 from .checks import node_check_specs
 from .runs import CoalesceNodeRunConfig, run_selected_nodes
@@ -162,7 +162,7 @@ def _built_nodes_asset(
         check_specs=[check for node, spec in built for check in node_check_specs(spec.key, node)],
         can_subset=True,
         # It also loads the run tables at the end: one writer of the destination at a time.
-        pool=settings.CONCURRENCY_POOL,
+        pool=names.CONCURRENCY_POOL,
         description=f"The nodes Coalesce builds in environment {environment.name!r}: materializing a "
         "selection starts one Coalesce run for exactly those nodes.",
     )

@@ -19,9 +19,9 @@ import dagster as dg
 from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 
-from ...coalesce.config import resolve_source_settings
 from ...coalesce.nodes.scope import scope_snapshot
 from ...coalesce.nodes.snapshot import fetch_node_snapshot
+from ...configuration import resolve_source_settings
 from ..scaffold import CoalesceNodesScaffolder
 from .assets import build_node_definitions
 from .state import (

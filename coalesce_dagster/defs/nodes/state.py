@@ -19,10 +19,8 @@ import dagster as dg
 from dagster.components.utils.project_paths import get_local_state_path
 from dagster_shared.serdes.objects.models.defs_state_info import LOCAL_STATE_VERSION
 
-from ... import settings
-from ...coalesce.config import resolve_base_url
 from ...coalesce.nodes import NodeSnapshot
-from ...configuration import ConfigurationError, NodeSettings, read_section
+from ...configuration import ConfigurationError, NodeSettings, names, read_section, resolve_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +59,7 @@ def configured_snapshot_path() -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
-def local_state_path(project_root: Path = settings.USER_PROJECT_ROOT) -> Path:
+def local_state_path(project_root: Path = names.USER_PROJECT_ROOT) -> Path:
     """Where the snapshot is read and written: `snapshot_path` if set, else the LOCAL_FILESYSTEM
     state file `dg utils refresh-defs-state` writes for the node assets."""
     return configured_snapshot_path() or get_local_state_path(NODES_STATE_KEY, project_root)

@@ -16,10 +16,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from coalesce_dagster.coalesce.config import resolve_source_settings
 from coalesce_dagster.coalesce.nodes import NodeSnapshot, resolve_lineage
 from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
 from coalesce_dagster.coalesce.types import FAILED_NODE_STATES
+from coalesce_dagster.configuration import resolve_source_settings
 from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
 from coalesce_dagster.defs.nodes.state import local_state_path, store_snapshot
@@ -273,7 +273,7 @@ def test_refresh_defs_state_writes_the_snapshot_dagster_loads(simulator, monkeyp
 
 
 def test_an_environment_that_does_not_exist_is_named_before_any_node_is_read(simulator):
-    from coalesce_dagster.coalesce.config import ConfigurationError
+    from coalesce_dagster.configuration import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="'Nope'.*Development"):
         fetch_node_snapshot(resolve_source_settings(), ["Nope"])

@@ -17,8 +17,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from coalesce_dagster.coalesce.config import resolve_source_settings
 from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+from coalesce_dagster.configuration import resolve_source_settings
 from coalesce_dagster.definitions import build_definitions
 from coalesce_dagster.defs.nodes.state import local_state_path, store_snapshot
 from coalesce_simulator import SimulatorConfig

@@ -1,7 +1,7 @@
-"""Names and paths shared by the Dagster definitions, the demo command and the tests.
+"""Fixed names and paths shared by the Dagster definitions, the demo command and the tests.
 
-Nothing here reads configuration, secrets or calls Coalesce: settings are resolved by
-`configuration.py`.
+Nothing here reads dlt configuration or secrets, or calls Coalesce: settings are resolved by
+`sections.py`. The one value read from the environment, the pipelines folder, is read when asked.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # coalesce_dagster/configuration/names.py
 # A checkout (or the Docker image's editable install) has its committed `.dlt/` beside the package.
 IN_CHECKOUT = (PROJECT_ROOT / ".dlt").is_dir()
 # The project whose data and node snapshot these are: this checkout, or, installed as a package into
@@ -27,7 +27,12 @@ GROUP_NAME = "coalesce"
 KEY_PREFIX = "coalesce"
 
 
+# dlt's working folders: an environment variable only, read before dlt's config is (see `pipeline.py`).
+PIPELINES_DIR_ENV = "COALESCE_DAGSTER_PIPELINES_DIR"
+DEFAULT_PIPELINES_DIR = USER_PROJECT_ROOT / ".dlt_pipelines"
+
+
 def pipelines_dir() -> Path:
     """Where dlt keeps pipeline working folders (state is restored from the destination each run)."""
-    configured = os.environ.get("COALESCE_DAGSTER_PIPELINES_DIR")
-    return Path(configured) if configured else USER_PROJECT_ROOT / ".dlt_pipelines"
+    configured = os.environ.get(PIPELINES_DIR_ENV)
+    return Path(configured) if configured else DEFAULT_PIPELINES_DIR

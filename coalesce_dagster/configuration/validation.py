@@ -3,12 +3,12 @@
 Loads and sensor ticks check what they use when they start, and Dagster's definitions fall back to
 defaults (with a warning) rather than fail to load. `demo.sh` calls `configuration_problems` first,
 so a typo is reported, every bad key at once, before any file is replaced or any request is made.
-All of them resolve the settings the same way (`configuration.py`).
+All of them resolve the settings the same way (`sections.py`).
 """
 
 from __future__ import annotations
 
-from .configuration import ConfigurationError, load_settings
+from .sections import ConfigurationError, load_settings
 
 
 def configuration_problems(*, connection: bool = True) -> list[str]:

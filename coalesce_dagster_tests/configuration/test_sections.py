@@ -1,4 +1,4 @@
-"""The one typed configuration (`configuration.py`): every section resolved the same way, a bad value
+"""The typed sections (`configuration/sections.py`): every section resolved the same way, a bad value
 named with its key and environment variable; strict refuses every bad key at once, lenient falls
 back to each key's default with a warning. Fast: no simulator, no load."""
 
@@ -11,6 +11,7 @@ from dataclasses import fields
 import pytest
 
 from coalesce_dagster.configuration import (
+    SECTIONS,
     ConfigurationError,
     ConnectionSettings,
     DestinationSettings,
@@ -20,18 +21,9 @@ from coalesce_dagster.configuration import (
     ProjectSettings,
     ScheduleSettings,
     SensorSettings,
+    configuration_problems,
     load_settings,
     read_section,
-)
-from coalesce_dagster.validation import configuration_problems
-
-SECTIONS = (
-    ConnectionSettings,
-    DestinationSettings,
-    ScheduleSettings,
-    SensorSettings,
-    NodeSettings,
-    HealthSettings,
 )
 
 

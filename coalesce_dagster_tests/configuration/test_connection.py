@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from coalesce_dagster.coalesce.config import ConfigurationError
 from coalesce_dagster.coalesce.source import coalesce_source
+from coalesce_dagster.configuration import ConfigurationError
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "soon", "nan"])

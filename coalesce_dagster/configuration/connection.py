@@ -5,12 +5,12 @@ Only the documented places are read, in this order:
 1. explicit arguments (for instance a Dagster `EnvVar` on `CoalesceResource`);
 2. `[sources.coalesce_source]` in `.dlt/config.toml` or `.dlt/secrets.toml`, or its environment
    variables `SOURCES__COALESCE_SOURCE__<KEY>`;
-3. the defaults (`configuration.ConnectionSettings`).
+3. the defaults (`sections.ConnectionSettings`).
 
 dlt on its own would also look a source's arguments up under shorter keys (`[sources] access_token`,
 a bare `ACCESS_TOKEN` variable). Those belong to other tools, and a credential of another tool must
 never be sent to Coalesce, so every value is resolved here and passed to dlt explicitly. The
-non-secret keys are checked by the project's one resolver (`configuration.py`); the token is a
+non-secret keys are checked by the project's one resolver (`sections.py`); the token is a
 secret and is resolved here only.
 
 Nothing here runs at import: callers resolve when a run or a sensor tick starts.
@@ -22,19 +22,20 @@ from dataclasses import asdict, dataclass, field
 
 import dlt
 
-from ..configuration import (
+from .sections import (
     DEFAULT_NODES_PAGE_SIZE,
     DEFAULT_NODES_TIMEOUT_SECONDS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_RUNS_PAGE_SIZE,
     ConfigurationError,
     ConnectionSettings,
+    env_var,
     read_section,
 )
 
 SECTION = ConnectionSettings.SECTION
 TOKEN_KEY = f"{SECTION}.access_token"
-TOKEN_ENV = "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN"
+TOKEN_ENV = env_var(SECTION, "access_token")
 
 TOKEN_HELP = (
     "No Coalesce access token is configured. Generate one in Coalesce (Deploy tab -> "

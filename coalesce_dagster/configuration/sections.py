@@ -1,9 +1,10 @@
 """The project's one typed configuration: every non-secret setting, resolved and checked in one place.
 
 Each section is a frozen dataclass whose fields are its keys, with their defaults and their checks;
-`read_section` resolves one section, `load_settings` all of them. Values come from dlt config
-(`.dlt/config.toml`, or an environment variable named after the key, which wins), or the default
-when a key is unset or blank:
+`read_section` resolves one section, `load_settings` all of them. Each check also says in words
+what it accepts, for the table of every key in docs/configuration.md (`reference.py`). Values
+come from dlt config (`.dlt/config.toml`, or an environment variable named after the key, which
+wins), or the default when a key is unset or blank:
 
     section                       environment variables                read by
     [sources.coalesce_source]     SOURCES__COALESCE_SOURCE__<KEY>      a load, the sensor's client
@@ -18,7 +19,7 @@ A bad value is named with its key, its environment variable, the value and what 
 and uses that key's default (the definitions: a typo must not stop the code location loading).
 
 The Coalesce access token is a secret and is not here: it is resolved only when a run or a sensor
-tick starts (`coalesce/config.py`). Nothing is read at import.
+tick starts (`connection.py`). Nothing is read at import.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
 
-from .coalesce.regions import DEFAULT_BASE_URL, InvalidBaseUrlError, canonical_base_url
+from ..coalesce.regions import DEFAULT_BASE_URL, InvalidBaseUrlError, canonical_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,27 @@ class _Unusable(ValueError):
 Parse = Callable[[Any], Any]
 
 
+@dataclass(frozen=True)
+class Check:
+    """What a key accepts: in words (the "check" column of docs/configuration.md's table of every
+    key) and as the function turning a configured value into its type or raising `_Unusable`."""
+
+    accepts: str
+    parse: Parse
+
+    def __call__(self, raw: Any) -> Any:
+        return self.parse(raw)
+
+
+def _accepts(words: str) -> Callable[[Parse], Check]:
+    """Makes a parse function a `Check` that says in `words` what it accepts."""
+
+    def check(parse: Parse) -> Check:
+        return Check(words, parse)
+
+    return check
+
+
 def _number(raw: Any) -> float:
     try:
         return float("nan") if isinstance(raw, bool) else float(str(raw).strip())
@@ -82,7 +104,8 @@ def _number(raw: Any) -> float:
         return float("nan")
 
 
-def _whole_number(minimum: int) -> Parse:
+def _whole_number(minimum: int) -> Check:
+    @_accepts(f"a whole number of at least {minimum}")
     def parse(raw: Any) -> int:
         value = _number(raw)
         if not (value >= minimum and value.is_integer()):  # also rejects NaN
@@ -92,7 +115,8 @@ def _whole_number(minimum: int) -> Parse:
     return parse
 
 
-def _at_least(minimum: float) -> Parse:
+def _at_least(minimum: float) -> Check:
+    @_accepts(f"a number of at least {minimum:g}")
     def parse(raw: Any) -> float:
         value = _number(raw)
         if not value >= minimum:  # also rejects NaN
@@ -102,6 +126,7 @@ def _at_least(minimum: float) -> Parse:
     return parse
 
 
+@_accepts(f"a whole number from 1 to {MAX_PAGE_SIZE}")
 def _page_size(raw: Any) -> int:
     value = _number(raw)
     if not value.is_integer():  # also NaN: text that is no number
@@ -111,6 +136,7 @@ def _page_size(raw: Any) -> int:
     return int(value)
 
 
+@_accepts("a positive number of seconds")
 def _seconds(raw: Any) -> float:
     value = _number(raw)
     if not value > 0:  # also rejects NaN
@@ -118,6 +144,7 @@ def _seconds(raw: Any) -> float:
     return value
 
 
+@_accepts("the URL you log in to Coalesce with, or a region alias such as eu")
 def _base_url(raw: Any) -> str:
     try:
         return canonical_base_url(str(raw))
@@ -125,6 +152,7 @@ def _base_url(raw: Any) -> str:
         raise _Unusable(f"cannot be used: {error}") from None
 
 
+@_accepts("a dlt destination this installation can load into")
 def _destination(raw: Any) -> str:
     name = str(raw).strip()
     try:
@@ -139,6 +167,7 @@ def _destination(raw: Any) -> str:
     return name
 
 
+@_accepts("text")
 def _text(raw: Any) -> str:
     return str(raw).strip()
 
@@ -147,12 +176,14 @@ def _text(raw: Any) -> str:
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
+@_accepts("a size such as 128MB or 1GB")
 def _memory_size(raw: Any) -> str:
     if not _MEMORY.match(str(raw)):
         raise _Unusable("is not a size such as '128MB' or '1GB'")
     return str(raw).strip()
 
 
+@_accepts("an IANA time zone such as UTC or Europe/Berlin")
 def _timezone(raw: Any) -> str:
     value = str(raw).strip()
     try:
@@ -162,6 +193,7 @@ def _timezone(raw: Any) -> str:
     return value
 
 
+@_accepts("a cron expression of five fields")
 def _cron(raw: Any) -> str:
     from dagster._utils.schedules import is_valid_cron_string  # only when a schedule is configured
 
@@ -171,6 +203,7 @@ def _cron(raw: Any) -> str:
     return value
 
 
+@_accepts("running or stopped")
 def _status(raw: Any) -> Status:
     value = str(raw).strip().lower()
     if value == "running":
@@ -180,6 +213,7 @@ def _status(raw: Any) -> Status:
     raise _Unusable("must be 'running' or 'stopped'")
 
 
+@_accepts("ids or names: a list, or text separated by commas")
 def _names(raw: Any) -> tuple[str, ...]:
     """A list of ids or names: a TOML list, a JSON list in a variable, or text separated by commas."""
     value = raw
@@ -197,6 +231,7 @@ def _names(raw: Any) -> tuple[str, ...]:
     return tuple(str(entry).strip() for entry in value if str(entry).strip())
 
 
+@_accepts("a lowercase word (letters, digits, _ and -)")
 def _kind(raw: Any) -> str:
     value = str(raw).strip().lower()
     if not re.fullmatch(r"[a-z0-9_-]+", value):
@@ -207,6 +242,7 @@ def _kind(raw: Any) -> str:
 Severity = Literal["warn", "error"]
 
 
+@_accepts("warn or error")
 def _severity(raw: Any) -> Severity:
     value = str(raw).strip().lower()
     if value == "warn":
@@ -236,6 +272,7 @@ class FreshnessRule:
 _RULE_KEYS = {"environment", "job", "hours", "severity", "failures_in_a_row"}
 
 
+@_accepts("a list of rules, each with environment and hours (and job, severity, failures_in_a_row)")
 def _freshness_rules(raw: Any) -> tuple[FreshnessRule, ...]:
     """A TOML list of inline tables, or the same as JSON in an environment variable."""
     value = raw
@@ -272,16 +309,23 @@ def _freshness_rules(raw: Any) -> tuple[FreshnessRule, ...]:
     return tuple(rules)
 
 
-def _setting(default: Any, parse: Parse) -> Any:
+def _setting(default: Any, check: Check) -> Any:
     """A key of a section: its default, and the check a configured value must pass."""
-    return field(default=default, metadata={"parse": parse})
+    return field(default=default, metadata={"check": check})
 
 
 # -- the sections -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ConnectionSettings:
+class SettingsSection:
+    """A section of dlt config: its fields are its keys, each made by `_setting`."""
+
+    SECTION: ClassVar[str]  # the dlt config section, e.g. "coalesce_dagster.sensor"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings(SettingsSection):
     """`[sources.coalesce_source]` without the token: where Coalesce is and how it is paged."""
 
     SECTION: ClassVar[str] = "sources.coalesce_source"
@@ -294,7 +338,7 @@ class ConnectionSettings:
 
 
 @dataclass(frozen=True)
-class DestinationSettings:
+class DestinationSettings(SettingsSection):
     """`[coalesce_dagster]`: where the data goes."""
 
     SECTION: ClassVar[str] = "coalesce_dagster"
@@ -305,7 +349,7 @@ class DestinationSettings:
 
 
 @dataclass(frozen=True)
-class ScheduleSettings:
+class ScheduleSettings(SettingsSection):
     """`[coalesce_dagster.schedules]`: the daily syncs (`defs/schedules.py`)."""
 
     SECTION: ClassVar[str] = "coalesce_dagster.schedules"
@@ -318,7 +362,7 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
-class SensorSettings:
+class SensorSettings(SettingsSection):
     """`[coalesce_dagster.sensor]`: the run-status sensor (`defs/sensors.py`)."""
 
     SECTION: ClassVar[str] = "coalesce_dagster.sensor"
@@ -331,7 +375,7 @@ class SensorSettings:
 
 
 @dataclass(frozen=True)
-class NodeSettings:
+class NodeSettings(SettingsSection):
     """`[coalesce_dagster.nodes]`: Coalesce's nodes as assets (`defs/node_*.py`)."""
 
     SECTION: ClassVar[str] = "coalesce_dagster.nodes"
@@ -345,7 +389,7 @@ class NodeSettings:
 
 
 @dataclass(frozen=True)
-class HealthSettings:
+class HealthSettings(SettingsSection):
     """`[coalesce_dagster.health]`: what the Coalesce health checks expect (`defs/health/`), read when
     they are evaluated, never when the definitions load."""
 
@@ -368,8 +412,8 @@ class ProjectSettings:
     health: HealthSettings
 
 
-Section = TypeVar(
-    "Section",
+# Every section, in the order the docs list them.
+SECTIONS: tuple[type[SettingsSection], ...] = (
     ConnectionSettings,
     DestinationSettings,
     ScheduleSettings,
@@ -377,6 +421,7 @@ Section = TypeVar(
     NodeSettings,
     HealthSettings,
 )
+Section = TypeVar("Section", bound=SettingsSection)
 
 
 # -- the resolver -------------------------------------------------------------------------------------
@@ -407,7 +452,7 @@ def _resolve(
         if _blank(raw):
             continue  # unset: the default
         try:
-            values[key.name] = key.metadata["parse"](raw)
+            values[key.name] = key.metadata["check"](raw)
         except _Unusable as unusable:
             message = (
                 f"[{section.SECTION}] {key.name} = {raw!r} {str(unusable).rstrip('.')} "
