@@ -104,14 +104,14 @@ def all_keys() -> list[Key]:
         Key(
             "destination.duckdb",
             "credentials",
-            f"`{names.DEFAULT_DUCKDB_PATH.relative_to(names.PROJECT_ROOT)}` at the project root",
+            f"`{names.DEFAULT_DUCKDB_PATH.name}` at the project root",
             "DESTINATION__DUCKDB__CREDENTIALS",
             "a DuckDB file path, or dlt's credentials section for DuckDB",
         ),
         Key(
             None,
             "dlt's working folders",
-            f"`{names.DEFAULT_PIPELINES_DIR.relative_to(names.PROJECT_ROOT)}` at the project root",
+            f"`{names.DEFAULT_PIPELINES_DIR.name}` at the project root",
             names.PIPELINES_DIR_ENV,
             "a folder path",
         ),

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from coalesce_dagster.configuration import SECTIONS, TOKEN_ENV, env_var
+from coalesce_dagster.configuration import SECTIONS, TOKEN_ENV, env_var, names
 from coalesce_dagster.configuration.reference import (
     SECRET,
     TABLE_HEADER,
@@ -213,3 +213,13 @@ def test_the_config_toml_check_names_what_it_must_not_commit():
         "[sources.coalesce_source] pagesize = 250: no key the project reads (a typo?)",
     ]
     assert dlt_rows(config) == [["`[extract] workers`", "`4`", "`EXTRACT__WORKERS`"]]
+
+
+def test_an_installed_package_lists_the_same_keys(monkeypatch, tmp_path):
+    """Installed into another dg project, the data lives in that project's folder, not beside the
+    package (`names.USER_PROJECT_ROOT`): the table is the same, with nothing resolved against the
+    package's own folder."""
+    documented = [key.row() for key in all_keys()]
+    monkeypatch.setattr(names, "DEFAULT_DUCKDB_PATH", tmp_path / "coalesce.duckdb")
+    monkeypatch.setattr(names, "DEFAULT_PIPELINES_DIR", tmp_path / ".dlt_pipelines")
+    assert [key.row() for key in all_keys()] == documented
