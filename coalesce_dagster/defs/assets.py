@@ -68,9 +68,11 @@ def coalesce_assets(
     if not context.selected_asset_keys:  # a checks-only run (the hourly freshness checks): no load
         yield from evaluate_load_checks(context, make_pipeline(), health_settings)
         return
-    # A sync of environment nodes also refreshes the node assets' snapshot, from the same answers.
+    # A sync of environment nodes also refreshes the node assets' snapshot, from the same answers;
+    # without node assets configured there is no snapshot to refresh, and no node worth keeping.
     loads_nodes = asset_key("environment_nodes") in context.selected_asset_keys
-    collector = NodeCollector() if loads_nodes and not config.run_ids else None
+    wants_snapshot = loads_nodes and not config.run_ids and bool(configured_environments())
+    collector = NodeCollector() if wants_snapshot else None
     source = coalesce.build_source(run_ids=config.run_ids or None, node_collector=collector)
     # A private working dir per run: dlt state and schema are restored from the destination.
     with private_working_dir(f"run-{context.run_id[:8]}-") as working_dir:
