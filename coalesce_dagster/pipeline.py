@@ -161,8 +161,9 @@ _NORMALIZE_WORKERS_VAR = "NORMALIZE__WORKERS"
 def in_process_normalize() -> Iterator[None]:
     """Within the block, dlt normalizes in this process, whatever `[normalize] workers` says.
 
-    Worker processes pay off on large loads (a first sync), but each is a fresh interpreter: under
-    Dagster, starting them costs more than a small load's normalize. A load of a few given runs, such
+    Worker processes (`[normalize] workers` raised for a large first sync) pay off on large loads
+    only: each is a fresh interpreter, and under Dagster starting one costs more than a small load's
+    normalize. A load of a few given runs, such
     as the run-status sensor's, has a few thousand rows to normalize and is faster without them. dlt resolves the
     setting when its normalize step starts, so the block must span the whole `pipeline.run`.
 

@@ -57,9 +57,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
     monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "1")
-    # Normalize in process: the shipped `[normalize] workers = 2` spawns two interpreters per load
-    # (about 1.7 s), which over the whole suite would cost minutes. Tests that exercise the worker
-    # processes remove this override.
+    # Normalize in process, as shipped (`[normalize] workers = 1`), whatever the developer's own
+    # settings say: worker processes cost seconds per load. Tests of worker processes set their own.
     monkeypatch.setenv("NORMALIZE__WORKERS", "1")
     monkeypatch.setenv("COALESCE_DAGSTER_PIPELINES_DIR", str(tmp_path / "pipelines"))
     monkeypatch.setenv("COALESCE_DAGSTER__NODES__SNAPSHOT_PATH", str(tmp_path / "nodes-snapshot.json"))

@@ -1,17 +1,22 @@
 """`coalesce_dagster.pipeline`: how loads are configured."""
 
+import os
+
 import dlt
 
 from coalesce_dagster.pipeline import in_process_normalize
 
 
-def test_in_process_normalize_overrides_workers_only_inside_the_block(monkeypatch):
+def test_loads_normalize_in_process_as_shipped(monkeypatch):
     monkeypatch.delenv("NORMALIZE__WORKERS")  # the suite's override (conftest): see the shipped value
-    assert dlt.config.get("normalize.workers", int) == 2
+    assert dlt.config.get("normalize.workers", int) == 1
 
+
+def test_in_process_normalize_leaves_no_setting_of_its_own_behind(monkeypatch):
+    monkeypatch.delenv("NORMALIZE__WORKERS")
     with in_process_normalize():
-        assert dlt.config.get("normalize.workers", int) == 1
-    assert dlt.config.get("normalize.workers", int) == 2
+        assert os.environ["NORMALIZE__WORKERS"] == "1"
+    assert "NORMALIZE__WORKERS" not in os.environ
 
 
 def test_in_process_normalize_restores_a_users_own_setting(monkeypatch):
