@@ -44,7 +44,7 @@ class Warehouse:
 
 
 class DuckDbWarehouse(Warehouse):
-    TYPE_NAMES = {"bigint": "BIGINT", "text": "VARCHAR", "timestamp": "TIMESTAMP WITH TIME ZONE"}
+    TYPE_NAMES = {"bigint": "BIGINT", "text": "VARCHAR"}
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,7 +55,7 @@ class DuckDbWarehouse(Warehouse):
 
 
 class PostgresWarehouse(Warehouse):
-    TYPE_NAMES = {"bigint": "bigint", "text": "character varying", "timestamp": "timestamp with time zone"}
+    TYPE_NAMES = {"bigint": "bigint", "text": "character varying"}
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -7,17 +7,13 @@ dlt would load the raw objects as they are, but some need a hand:
   columns;
 * a run's `environmentID` sits at the top level in summaries but inside `runDetails` in details;
 * a node's columns and lineage move out of `metadata`, to their own child table and column;
-* a run result's query times arrive parsed (`parsed_query_times`): dlt's normalize would parse the
-  same ISO strings, at a fifth of its CPU;
 * an item without its key stops the load (`UnexpectedResponseError`) rather than load a row that
   could never be merged or replaced.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from .errors import UnexpectedResponseError
@@ -101,37 +97,7 @@ def job_row(raw: Mapping[str, Any], environment_id: str) -> dict[str, Any]:
 
 
 def run_result_row(raw: Mapping[str, Any]) -> dict[str, Any]:
-    record = _of_run(raw, "nodeID", "a run result")
-    queries = record.get("queryResults")
-    if type(queries) is list:
-        record["queryResults"] = [parsed_query_times(query) for query in queries]
-    return record
-
-
-# Coalesce's timestamps (docs/coalesce-api.md §3.3): UTC, with up to microseconds. Exactly the
-# strings dlt would read as the same instant; anything else is left for dlt to judge, as before.
-_UTC_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z")
-_QUERY_TIMES = ("startTime", "endTime")
-
-
-def parsed_query_times(query: Any) -> Any:
-    """A query result (`queryResults[]`) with its start and end times as UTC datetimes.
-
-    A full sync loads a few query results per run result (a million rows in a large organisation),
-    and dlt's normalize parses each timestamp string it loads into a timestamp column: that parsing
-    took a fifth of normalize's CPU (docs/benchmark.md, Full sync). Parsed here, on dlt's extract
-    threads, which mostly wait on Coalesce, it costs a microsecond each, and the rows load the same
-    (timestamp columns, same instants). `renderQueryResult` stays as it is: a JSON column keeps the
-    text it was sent."""
-    if type(query) is not dict:
-        return query
-    parsed = None
-    for field in _QUERY_TIMES:
-        value = query.get(field)
-        if type(value) is str and _UTC_TIMESTAMP.fullmatch(value):
-            parsed = parsed or dict(query)
-            parsed[field] = datetime.fromisoformat(value)
-    return parsed or query
+    return _of_run(raw, "nodeID", "a run result")
 
 
 def run_status_row(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -178,37 +178,3 @@ def test_a_bad_setting_names_its_key(arguments, key):
 def test_settings_never_show_the_token():
     settings = resolve_source_settings(base_url="eu", access_token="very-secret-token")
     assert "very-secret-token" not in repr(settings)
-
-
-def test_a_run_result_arrives_with_coalesce_query_times_parsed_and_nothing_else_changed():
-    from datetime import UTC, datetime
-
-    from coalesce_dagster.coalesce.rows import run_result_row
-
-    queries = [
-        {"name": "Insert", "startTime": "2026-12-01T06:00:00Z", "endTime": "2026-12-01T06:00:01.250Z"},
-        {"name": "Test", "startTime": "2026-12-01T07:00:01+01:00", "endTime": "not a time"},
-        {"name": "Running", "startTime": "2026-12-01T06:00:02Z"},  # no end time yet
-        "not an object",
-    ]
-    render = {"name": "Render", "startTime": "2026-12-01T05:59:58Z"}
-    raw = {"nodeID": "n1", "_runs_id": "7", "renderQueryResult": render, "queryResults": queries}
-
-    row = run_result_row(raw)
-
-    insert, test, running, odd = row["queryResults"]
-    assert insert == {
-        "name": "Insert",
-        "startTime": datetime(2026, 12, 1, 6, 0, tzinfo=UTC),
-        "endTime": datetime(2026, 12, 1, 6, 0, 1, 250000, tzinfo=UTC),
-    }
-    assert insert["startTime"].utcoffset().total_seconds() == 0
-    assert test == queries[1]  # not Coalesce's UTC form: left to dlt, as before
-    assert running == {"name": "Running", "startTime": datetime(2026, 12, 1, 6, 0, 2, tzinfo=UTC)}
-    assert odd == "not an object"
-    assert row["renderQueryResult"] == {
-        "name": "Render",
-        "startTime": "2026-12-01T05:59:58Z",
-    }  # JSON: as sent
-    assert queries[0]["startTime"] == "2026-12-01T06:00:00Z"  # the answer itself is left as it was
-    assert row["run_id"] == 7 and row["nodeID"] == "n1"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
@@ -80,35 +78,3 @@ def test_new_fields_become_columns_and_old_rows_keep_their_values(simulator, war
         == before
     )
     assert warehouse.count("users", "WHERE simulator_extra__a = 1") == len(simulator.state.users)
-
-
-@on_every_destination
-def test_query_times_land_as_timestamps_at_their_instants_in_either_form(simulator, warehouse):
-    """Coalesce's UTC times are parsed on the way in (`rows.parsed_query_times`) and any other form
-    is left to dlt, as all were before: both land in one timestamp column, each at its instant."""
-    run_id = min(simulator.state.runs)
-    results = [dict(result) for result in simulator.state.results[run_id]]
-    changed = next(result for result in results if result["queryResults"])
-    first_query = {
-        **changed["queryResults"][0],
-        "startTime": "2026-12-01T06:00:00.250Z",  # Coalesce's form: parsed by this project
-        "endTime": "2026-12-01T07:00:01+01:00",  # an offset: parsed by dlt
-    }
-    changed["queryResults"] = [first_query, *changed["queryResults"][1:]]
-    simulator.state.results[run_id] = results
-
-    load(simulator)
-
-    cols = columns(warehouse, "run_results__query_results")
-    assert cols["start_time"] == cols["end_time"] == warehouse.type_name("timestamp")
-    loaded = warehouse.rows(
-        "SELECT q.start_time, q.end_time FROM coalesce_data.run_results__query_results q "
-        "JOIN coalesce_data.run_results r ON q._dlt_parent_id = r._dlt_id "
-        "WHERE r.run_id = ? AND r.node_id = ? AND q._dlt_list_idx = 0",
-        run_id,
-        changed["nodeID"],
-    )
-    assert loaded == [
-        (datetime(2026, 12, 1, 6, 0, 0, 250000, tzinfo=UTC), datetime(2026, 12, 1, 6, 0, 1, tzinfo=UTC))
-    ]
-    assert_matches_simulator(warehouse, simulator)
