@@ -488,9 +488,9 @@ def render_table(document: dict[str, Any]) -> str:
         f"{sizes['nodes_per_environment']:,} nodes, {sizes['runs']:,} runs x {sizes['results_per_run']} results, "
         f"latency {document['latency_ms']:g} ms; {document['machine']['cpu_count']} CPUs, "
         f"Python {document['machine']['python']}, dlt {document['machine']['packages']['dlt']}",
-        "",
-        *table_lines(header, rows),
     ]
+    if rows:
+        out += ["", *table_lines(header, rows)]
     out += render_dagster(document)
     tick = scenarios.get("sensor_tick")
     if tick and tick.get("ok"):

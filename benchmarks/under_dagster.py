@@ -342,9 +342,11 @@ def render_dagster(document: dict[str, Any]) -> list[str]:
         rows.append((name, under, fmt(entry["wall_seconds"]), fmt(entry.get("load_step_seconds")),
                      fmt(entry["requests"]), fmt(entry["peak_rss_mb"], 0), fmt(floor),
                      fmt(entry["wall_seconds"] / floor if floor else None)))  # fmt: skip
-    out = ["", f"Under Dagster (`dagster asset materialize`; load step: {LOAD_STEP} STEP_START -> STEP_SUCCESS "
-               f"in Dagster's event log; floor: requests x {latency_ms:g} ms / {concurrency} requests at once):",
-           *table_lines(header, rows)]  # fmt: skip
+    out = []
+    if any(name in scenarios for name in MATERIALIZE_SCENARIOS):
+        out += ["", f"Under Dagster (`dagster asset materialize`; load step: {LOAD_STEP} STEP_START -> STEP_SUCCESS "
+                    f"in Dagster's event log; floor: requests x {latency_ms:g} ms / {concurrency} requests at once):",
+                *table_lines(header, rows)]  # fmt: skip
     sensor = scenarios.get("sensor_latency")
     if sensor and sensor.get("ok"):
         seconds = sensor["seconds"]
