@@ -214,6 +214,7 @@ class Benchmark:
         entry: dict[str, Any] = {
             "ok": measured.returncode == 0 and child is not None,
             "wall_seconds": round(measured.wall_seconds, 3),
+            "cpu_seconds": round(measured.cpu_seconds, 3),
             "timed_out": measured.timed_out,
             "requests": stats["requests"],
             "max_concurrency": stats["max_concurrency"],

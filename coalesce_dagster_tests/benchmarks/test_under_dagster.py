@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import MAIN_TABLES
 from benchmarks.compare import REGRESSION_FLAG
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MAIN_TABLES = ("environments", "environment", "environment_nodes", "jobs", "runs", "run_results",
-               "run_status", "projects", "users")  # fmt: skip
 
 
 def recorded(path: Path, size: str, wall_seconds: float) -> Path:
