@@ -1,8 +1,10 @@
 """Benchmark this project's Coalesce load against the plain pipeline, on the bundled simulator.
 
-    python -m benchmarks.run [--size small|large] [--latency-ms 20] [--output benchmarks/results/<name>.json]
-                             [--scenarios baseline,full,incremental,one_percent,sensor_tick,definitions,node_definitions]
-                             [--baseline-timeout SECONDS] [--definition-nodes N]
+    python -m benchmarks.run [--size small|medium|harness|large] [--latency-ms 20] [--output benchmarks/results/<name>.json]
+                             [--scenarios baseline,full,incremental,one_percent,sensor_tick,definitions,node_definitions,
+                                          dagster_full,dagster_no_change,sensor_latency]
+                             [--baseline-timeout SECONDS] [--definition-nodes N] [--sensor-runs N] [--sensor-spacing S]
+                             [--compare benchmarks/recorded/<size>.json]
 
 The simulator runs in its own process (its CPU and memory do not count), at the chosen size and
 per-request latency. Each scenario runs in a fresh subprocess (`python -m benchmarks.scenario`);
@@ -20,6 +22,12 @@ Scenarios, each into its own new DuckDB file and pipelines dir unless noted:
                `--definition-nodes` nodes (default: the size's nodes per environment) stored at a
                file of its own (`python -m benchmarks.scenario node_snapshot`), then the import
                timed, best of 3; its node assets are counted against the nodes
+Under Dagster (`benchmarks/under_dagster.py`; asked for by name, not run by default):
+  dagster_full, dagster_no_change  `dagster asset materialize` of the load's assets, fresh Dagster home
+  sensor_latency  `dagster-daemon run` with the run-status sensor on: Coalesce run finished -> rows
+
+`--compare` prints each scenario's change against a recorded run of the same size and flags a full
+sync more than 20% slower (`benchmarks/compare.py`).
 
 Peak RSS is the larger of the child's own peak (`os.wait4` rusage: the largest single process of the
 tree) and the peak of the whole tree's summed memory (Pss, so pages a forked worker shares with its
