@@ -1,8 +1,10 @@
 """Benchmark this project's Coalesce load against the plain pipeline, on the bundled simulator.
 
-    python -m benchmarks.run [--size small|large] [--latency-ms 20] [--output benchmarks/results/<name>.json]
-                             [--scenarios baseline,full,incremental,one_percent,sensor_tick,definitions,node_definitions]
-                             [--baseline-timeout SECONDS] [--definition-nodes N]
+    python -m benchmarks.run [--size small|medium|harness|large] [--latency-ms 20] [--output benchmarks/results/<name>.json]
+                             [--scenarios baseline,full,incremental,one_percent,sensor_tick,definitions,node_definitions,
+                                          dagster_full,dagster_no_change,sensor_latency]
+                             [--baseline-timeout SECONDS] [--definition-nodes N] [--sensor-runs N] [--sensor-spacing S]
+                             [--compare benchmarks/recorded/<size>.json]
 
 The simulator runs in its own process (its CPU and memory do not count), at the chosen size and
 per-request latency. Each scenario runs in a fresh subprocess (`python -m benchmarks.scenario`);
@@ -20,6 +22,12 @@ Scenarios, each into its own new DuckDB file and pipelines dir unless noted:
                `--definition-nodes` nodes (default: the size's nodes per environment) stored at a
                file of its own (`python -m benchmarks.scenario node_snapshot`), then the import
                timed, best of 3; its node assets are counted against the nodes
+Under Dagster (`benchmarks/under_dagster.py`; asked for by name, not run by default):
+  dagster_full, dagster_no_change  `dagster asset materialize` of the load's assets, fresh Dagster home
+  sensor_latency  `dagster-daemon run` with the run-status sensor on: Coalesce run finished -> rows
+
+`--compare` prints each scenario's change against a recorded run of the same size and flags a full
+sync more than 20% slower (`benchmarks/compare.py`).
 
 Peak RSS is the larger of the child's own peak (`os.wait4` rusage: the largest single process of the
 tree) and the peak of the whole tree's summed memory (Pss, so pages a forked worker shares with its
@@ -46,7 +54,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -54,135 +61,19 @@ from typing import Any
 
 import requests
 
-from .scenario import RESULT_MARKER
+from .common import MAIN_TABLES, TOKEN, child_env, fmt, log, table_counts, table_lines
+from .compare import comparison_text
+from .measure import ROOT, Measured, measure
 from .sizes import SIZES, Size
+from .under_dagster import DAGSTER_SCENARIOS, MATERIALIZE_SCENARIOS, DagsterScenarios, render_dagster
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-TOKEN = "bench-token"
-DATASET = "coalesce_data"
-MAIN_TABLES = ("environments", "environment", "environment_nodes", "jobs", "runs", "run_results",
-               "run_status", "projects", "users")  # fmt: skip
 PIPELINE_SCENARIOS = ("baseline", "full", "incremental", "one_percent")
-ALL_SCENARIOS = (*PIPELINE_SCENARIOS, "sensor_tick", "definitions", "node_definitions")
+# What runs without --scenarios; the Dagster scenarios (minutes at the larger sizes) are asked for by name.
+DEFAULT_SCENARIOS = (*PIPELINE_SCENARIOS, "sensor_tick", "definitions", "node_definitions")
+ALL_SCENARIOS = (*DEFAULT_SCENARIOS, *DAGSTER_SCENARIOS)
 SIMULATOR_START_TIMEOUT = 300.0
 PACKAGES = ("dlt", "dagster", "dagster-dlt", "duckdb", "requests")
-
-
-def log(message: str) -> None:
-    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
-
-
-# -- measuring a child process -----------------------------------------------------------------
-
-
-@dataclass
-class Measured:
-    wall_seconds: float
-    peak_rss_mb: float
-    cpu_seconds: float  # user + system of the child and the children it waited for
-    returncode: int | None
-    timed_out: bool
-    stdout: str
-    stderr: str
-
-    def result(self) -> dict[str, Any] | None:
-        """The child's `BENCHMARK_RESULT` JSON, if it printed one."""
-        lines = [line for line in self.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-        return json.loads(lines[-1][len(RESULT_MARKER) :]) if lines else None
-
-
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
-
-
-class TreeRssSampler(threading.Thread):
-    """Samples the summed memory (Pss) of a process and all its descendants (Linux /proc; elsewhere a no-op)."""
-
-    INTERVAL = 0.1
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.peak_mb = 0.0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.wait(self.INTERVAL):
-            self.peak_mb = max(self.peak_mb, _tree_rss_mb(self.pid))
-
-    def stop(self) -> float:
-        self._halt.set()
-        self.join()
-        return self.peak_mb
-
-
-def _tree_rss_mb(root: int) -> float:
-    """Memory of `root` and its descendants (found through /proc/<pid>/task/<tid>/children).
-
-    Each process counts its proportional set size (Pss): pages a forked worker still shares with its
-    parent are split between them rather than counted twice. Falls back to RSS without smaps_rollup."""
-    total_kb, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        try:
-            total_kb += _process_memory_kb(pid)
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children") as children:
-                    stack.extend(int(child) for child in children.read().split())
-        except (OSError, ValueError, IndexError):
-            continue  # exited meanwhile, or not Linux
-    return total_kb / 1024
-
-
-def _process_memory_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            match = re.search(r"^Pss:\s+(\d+) kB", rollup.read(), re.M)
-        if match:
-            return int(match.group(1))
-    except OSError:
-        pass
-    with open(f"/proc/{pid}/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE_KB
-
-
-def measure(command: list[str], env: dict[str, str], timeout: float | None = None) -> Measured:
-    """Run `command`, reaping it with `os.wait4` to read its own rusage (ru_maxrss: KB on Linux),
-    while a sampler follows the memory of its whole process tree."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
-        sampler = TreeRssSampler(process.pid)
-        sampler.start()
-        timed_out = False
-        if timeout is None:
-            _, status, usage = os.wait4(process.pid, 0)
-        else:
-            while True:
-                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.perf_counter() - started >= timeout:
-                    process.kill()  # only this child, which we started
-                    _, status, usage = os.wait4(process.pid, 0)
-                    timed_out = True
-                    break
-                time.sleep(0.01)
-        wall = time.perf_counter() - started
-        tree_peak_mb = sampler.stop()
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        out.seek(0)
-        err.seek(0)
-        maxrss_kb = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
-        return Measured(
-            wall_seconds=wall,
-            peak_rss_mb=max(maxrss_kb / 1024, tree_peak_mb),
-            cpu_seconds=usage.ru_utime + usage.ru_stime,
-            returncode=process.returncode,
-            timed_out=timed_out,
-            stdout=out.read().decode("utf-8", "replace"),
-            stderr=err.read().decode("utf-8", "replace"),
-        )
 
 
 # -- the simulator process -----------------------------------------------------------------------
@@ -261,35 +152,19 @@ class Simulator:
         response.raise_for_status()
         return response.json()["run_ids"]
 
+    def set_run_status(self, run_id: int, status: str) -> None:
+        response = requests.post(self._url(f"runs/{run_id}/status"), json={"status": status}, timeout=60)
+        response.raise_for_status()
+
+    def result_count(self, run_id: int) -> int:
+        """How many results Coalesce's API gives for the run (what a load of it must hold)."""
+        response = requests.get(f"{self.base_url}/api/v1/runs/{run_id}/results",
+                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)  # fmt: skip
+        response.raise_for_status()
+        return len(response.json()["data"])
+
 
 # -- scenarios -------------------------------------------------------------------------------------
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
-    env.update(extra)
-    return env
-
-
-def table_counts(duckdb_path: Path) -> dict[str, int | None]:
-    import duckdb
-
-    counts: dict[str, int | None] = {}
-    with duckdb.connect(str(duckdb_path), read_only=True) as connection:
-        present = {
-            name
-            for (name,) in connection.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [DATASET]
-            ).fetchall()
-        }
-        for table in MAIN_TABLES:
-            counts[table] = (
-                connection.execute(f'SELECT count(*) FROM {DATASET}."{table}"').fetchone()[0]  # type: ignore[index]
-                if table in present
-                else None
-            )
-    return counts
 
 
 class Benchmark:
@@ -304,6 +179,7 @@ class Benchmark:
         self.checks: list[dict[str, Any]] = []
         self.failures: list[str] = []
         self.extra: dict[str, Any] = {}
+        self.dagster = DagsterScenarios(self)
 
     # one pipeline scenario in a child, measured
     def run_pipeline(self, name: str) -> None:
@@ -346,6 +222,7 @@ class Benchmark:
         entry: dict[str, Any] = {
             "ok": measured.returncode == 0 and child is not None,
             "wall_seconds": round(measured.wall_seconds, 3),
+            "cpu_seconds": round(measured.cpu_seconds, 3),
             "timed_out": measured.timed_out,
             "requests": stats["requests"],
             "max_concurrency": stats["max_concurrency"],
@@ -483,6 +360,10 @@ class Benchmark:
                     self.run_definitions()
                 elif name == "node_definitions":
                     self.run_node_definitions()
+                elif name in MATERIALIZE_SCENARIOS:
+                    self.dagster.run_materialize(name)
+                elif name == "sensor_latency":
+                    self.dagster.run_sensor_latency()
             self.extra["simulator_memory_end"] = self.simulator.memory()
         finally:
             self.simulator.stop()
@@ -525,8 +406,13 @@ class Benchmark:
             RESULTS_DIR / f"{self.args.size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
         )  # fmt: skip
         output.parent.mkdir(parents=True, exist_ok=True)
+        if self.args.compare:
+            text, rows = comparison_text(document, self.args.compare)
+            document["compared_with"] = {"recorded": self.args.compare, "rows": rows}
         output.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         print(render_table(document))
+        if self.args.compare:
+            print("\n" + text)
         print(f"\nJSON: {output}")
 
     def comparisons(self) -> dict[str, dict[str, Any]]:
@@ -573,16 +459,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def render_table(document: dict[str, Any]) -> str:
     scenarios, comparisons = document["scenarios"], document["comparisons"]
     # rows: every table loaded, nested ones included; main rows: the nine resource tables only.
@@ -605,34 +481,26 @@ def render_table(document: dict[str, Any]) -> str:
         requests_vs_full = comparison.get("requests_vs_full")
         rows.append((
             name + ("" if entry.get("ok") or killed else " (FAILED)"),
-            (">= " if killed else "") + _fmt(entry["wall_seconds"]),
-            _fmt(entry["requests"]) + (" (partial)" if killed else ""),
-            _fmt(entry["max_concurrency"]),
-            _fmt(entry["peak_rss_mb"], 0),
-            _fmt(entry.get("total_rows")),
-            _fmt(entry.get("main_rows")),
-            _fmt(entry.get("rows_per_second"), 0),
+            (">= " if killed else "") + fmt(entry["wall_seconds"]),
+            fmt(entry["requests"]) + (" (partial)" if killed else ""),
+            fmt(entry["max_concurrency"]),
+            fmt(entry["peak_rss_mb"], 0),
+            fmt(entry.get("total_rows")),
+            fmt(entry.get("main_rows")),
+            fmt(entry.get("rows_per_second"), 0),
             speedup_text,
             "-" if requests_vs_full is None else f"{requests_vs_full:.2%}",
         ))  # fmt: skip
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: tuple[Any, ...]) -> str:
-        return "  ".join(
-            str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        )
-
     sizes, sim = document["sizes"], document["simulator"]
     out = [
         f"Coalesce load benchmark, size {document['size']}: {sizes['environments']} environments x "
         f"{sizes['nodes_per_environment']:,} nodes, {sizes['runs']:,} runs x {sizes['results_per_run']} results, "
         f"latency {document['latency_ms']:g} ms; {document['machine']['cpu_count']} CPUs, "
         f"Python {document['machine']['python']}, dlt {document['machine']['packages']['dlt']}",
-        "",
-        line(header),
-        line(tuple("-" * w for w in widths)),
-        *[line(row) for row in rows],
     ]
+    if rows:
+        out += ["", *table_lines(header, rows)]
+    out += render_dagster(document)
     tick = scenarios.get("sensor_tick")
     if tick and tick.get("ok"):
         discover, poll = tick["ticks"]["discover"], tick["ticks"]["poll"]
@@ -664,8 +532,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=None,
                         help="simulator latency per request (default: the size's, small 2, large 20)")  # fmt: skip
     parser.add_argument("--output", help="JSON file (default: benchmarks/results/<size>-<timestamp>.json)")
-    parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
-                        help=f"comma-separated subset of {','.join(ALL_SCENARIOS)} (default: all)")  # fmt: skip
+    parser.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
+                        help=f"comma-separated subset of {','.join(ALL_SCENARIOS)} "
+                             f"(default: {','.join(DEFAULT_SCENARIOS)})")  # fmt: skip
+    parser.add_argument("--compare", metavar="RECORDED_JSON",
+                        help="print each scenario's change against a recorded run of the same size "
+                             "(benchmarks/recorded/<size>.json), flagging a full sync > 20%% slower")  # fmt: skip
+    parser.add_argument("--sensor-runs", type=int, default=20, metavar="N",
+                        help="sensor_latency: Coalesce runs that finish (default: 20)")  # fmt: skip
+    parser.add_argument("--sensor-spacing", type=float, default=13.0, metavar="SECONDS",
+                        help="sensor_latency: seconds between two runs finishing (default: 13, which "
+                             "does not divide the sensor's 60 s interval)")  # fmt: skip
     parser.add_argument("--baseline-timeout", type=float, default=None, metavar="SECONDS",
                         help="kill the baseline after this long; reported as >= SECONDS (default: none)")  # fmt: skip
     parser.add_argument("--keep-files", action="store_true", help="keep the temporary DuckDB files and logs")
@@ -687,6 +564,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--definition-repeats must be >= 1")
     if args.definition_nodes is not None and args.definition_nodes < 1:
         parser.error("--definition-nodes must be >= 1")
+    if args.sensor_runs < 1 or args.sensor_spacing < 0:
+        parser.error("--sensor-runs must be >= 1 and --sensor-spacing >= 0")
+    if args.compare and not Path(args.compare).is_file():
+        parser.error(f"--compare: no file {args.compare}")
+    if "dagster_no_change" in chosen and "dagster_full" not in chosen:
+        parser.error("dagster_no_change runs on dagster_full's files: include dagster_full")
     if args.latency_ms is not None and args.latency_ms < 0:
         parser.error("--latency-ms must be >= 0")
     args.scenarios = [name for name in ALL_SCENARIOS if name in chosen]  # always in dependency order

@@ -41,6 +41,10 @@ SIZES = {
     # A fifth of large, for iterating on performance in a few minutes.
     "medium": Size(environments=5, nodes_per_environment=2000, runs=4_000, results_per_run=50, users=20,
                    projects=3, latency_ms=20),
+    # The independent harness's organisation (issue 22): 5 x 400 nodes, 1,500 runs x 20 results, 50 ms
+    # per request, as a slow real account answers.
+    "harness": Size(environments=5, nodes_per_environment=400, runs=1_500, results_per_run=20, users=20,
+                    projects=3, latency_ms=50),
     # A large organisation: 40,000 nodes and 1,000,000 run results.
     "large": Size(environments=20, nodes_per_environment=2000, runs=20_000, results_per_run=50, users=50,
                   projects=5, latency_ms=20),
