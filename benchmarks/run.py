@@ -542,7 +542,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="sensor_latency: Coalesce runs that finish (default: 20)")  # fmt: skip
     parser.add_argument("--sensor-spacing", type=float, default=13.0, metavar="SECONDS",
                         help="sensor_latency: seconds between two runs finishing (default: 13, which "
-                             "does not divide the sensor's 60 s interval)")  # fmt: skip
+                             "does not divide the sensor's 30 s interval)")  # fmt: skip
     parser.add_argument("--baseline-timeout", type=float, default=None, metavar="SECONDS",
                         help="kill the baseline after this long; reported as >= SECONDS (default: none)")  # fmt: skip
     parser.add_argument("--keep-files", action="store_true", help="keep the temporary DuckDB files and logs")

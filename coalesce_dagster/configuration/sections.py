@@ -367,7 +367,10 @@ class SensorSettings(SettingsSection):
 
     SECTION: ClassVar[str] = "coalesce_dagster.sensor"
 
-    minimum_interval_seconds: int = _setting(60, _whole_number(minimum=1))
+    # How often the daemon ticks. 30 s: a finished run waits at most this long for a tick, and with the
+    # queue, the run's start and the load, its results are queryable within about a minute; a quiet
+    # tick costs one or two requests.
+    minimum_interval_seconds: int = _setting(30, _whole_number(minimum=1))
     lookback_hours: float = _setting(6.0, _at_least(0))
     time_budget_seconds: float = _setting(40.0, _at_least(1))
     max_runs_per_request: int = _setting(50, _whole_number(minimum=1))

@@ -3,7 +3,7 @@
 Configuration (`.dlt/config.toml` or COALESCE_DAGSTER__SENSOR__<KEY>):
 
     [coalesce_dagster.sensor]
-    minimum_interval_seconds = 60     # how often the daemon ticks
+    minimum_interval_seconds = 30     # how often the daemon ticks
     lookback_hours = 6                # on a first start, only runs started this recently
     time_budget_seconds = 40          # per tick, below Dagster's 60 s sensor timeout
     max_runs_per_request = 50         # finished runs loaded together by one Dagster run
@@ -182,7 +182,7 @@ def _node_events(
 
 def build_run_status_sensor(
     *,
-    minimum_interval_seconds: int = 60,
+    minimum_interval_seconds: int = 30,
     default_status: Status = "stopped",
 ) -> dg.SensorDefinition:
     """The run-status sensor, as Dagster schedules it (the per-tick settings are read at each tick)."""

@@ -46,7 +46,7 @@ def test_defaults_when_nothing_is_set():
     )
     assert configuration_problems() == []
     assert SensorSettings() == SensorSettings(
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=30,
         lookback_hours=6,
         time_budget_seconds=40,
         max_runs_per_request=50,
@@ -158,7 +158,7 @@ def test_lenient_uses_each_bad_keys_default_with_a_warning(monkeypatch, caplog):
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 2
     assert any("runs_cron = 'every morning'" in w and w.endswith("Using '30 5 * * *'.") for w in warnings)
-    assert any("minimum_interval_seconds = 'soon'" in w and w.endswith("Using 60.") for w in warnings)
+    assert any("minimum_interval_seconds = 'soon'" in w and w.endswith("Using 30.") for w in warnings)
 
 
 def test_only_the_section_asked_for_is_read(monkeypatch):
