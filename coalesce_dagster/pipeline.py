@@ -77,12 +77,16 @@ def make_pipeline(
 
 
 def definition_pipeline() -> dlt.Pipeline:
-    """The pipeline Dagster's definitions describe (never run). A bad `[coalesce_dagster]` value, or
-    a destination that cannot be set up here (a missing extra), is logged and its default used, so
-    the code location still loads; a load then fails naming the key, or with dlt's own message."""
+    """The pipeline Dagster's definitions describe (never run): only its destination's name and its
+    dataset are read. Its destination is dlt's factory without credentials, so loading the
+    definitions imports no destination driver (for DuckDB: `duckdb`, and `sqlalchemy` to parse the
+    path) and reads no destination config; each run builds its own pipeline (`make_pipeline`).
+    A bad `[coalesce_dagster]` value, or a destination that cannot be set up here (a missing extra),
+    is logged and its default used, so the code location still loads; a load then fails naming the
+    key, or with dlt's own message."""
     configured = read_section(DestinationSettings, strict=False)
     try:
-        return make_pipeline(destination=configured)
+        return _described_pipeline(configured.destination, configured.dataset_name)
     except Exception as error:
         logger.warning(
             "[coalesce_dagster] destination %r cannot be used (%s); describing the assets with %s.",
@@ -90,12 +94,16 @@ def definition_pipeline() -> dlt.Pipeline:
             str(error).splitlines()[0][:200],
             DEFAULT_DESTINATION,
         )
-        return dlt.pipeline(
-            pipeline_name=settings.PIPELINE_NAME,
-            pipelines_dir=str(settings.pipelines_dir()),
-            destination=DEFAULT_DESTINATION,
-            dataset_name=configured.dataset_name,
-        )
+        return _described_pipeline(DEFAULT_DESTINATION, configured.dataset_name)
+
+
+def _described_pipeline(destination: str, dataset_name: str) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=settings.PIPELINE_NAME,
+        pipelines_dir=str(settings.pipelines_dir()),
+        destination=Destination.from_reference(destination),
+        dataset_name=dataset_name,
+    )
 
 
 def duckdb_file(pipeline: dlt.Pipeline) -> Path | None:

@@ -1,5 +1,6 @@
 """Pins the code location: every asset key, dependency, group and resource."""
 
+import json
 import os
 import subprocess
 import sys
@@ -130,3 +131,25 @@ def test_the_product_never_imports_the_simulator():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_loading_the_definitions_imports_no_destination_driver():
+    """Every process that loads the code location (webserver, daemon, each run) pays for what the
+    definitions import: the destination's driver (DuckDB's, and SQLAlchemy, which dlt uses to parse
+    its path) waits until a run builds its pipeline. The same probe sees both once it builds one."""
+    probe = (
+        "import json, sys\n"
+        "import coalesce_dagster.definitions\n"
+        "drivers = ('duckdb', 'sqlalchemy')\n"
+        "loaded = [name for name in drivers if name in sys.modules]\n"
+        "from coalesce_dagster.pipeline import make_pipeline\n"
+        "make_pipeline()\n"
+        "print(json.dumps([loaded, [name for name in drivers if name in sys.modules]]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    at_load, after_a_run_pipeline = json.loads(result.stdout.strip().splitlines()[-1])
+    assert at_load == []
+    assert after_a_run_pipeline == ["duckdb", "sqlalchemy"]
