@@ -80,6 +80,12 @@ def simulator(
         yield sim
 
 
+# How long the simulated scheduler waits for Dagster to start a Coalesce run: a run Dagster starts in
+# a subprocess (`dagster asset materialize`) loads the definitions first, which on a busy 2-core
+# machine has taken over a minute.
+STARTED_RUN_SECONDS = 180
+
+
 @pytest.fixture
 def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
     """Play Coalesce's scheduler for the next runs Dagster starts: each entry of `plan` is
@@ -91,7 +97,7 @@ def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
         def play() -> None:
             try:
                 for number, (status, failed_node) in enumerate(plan, start=1):
-                    run_id = simulator.state.wait_for_started_run(number)
+                    run_id = simulator.state.wait_for_started_run(number, timeout=STARTED_RUN_SECONDS)
                     simulator.state.set_run_status(run_id, "running")
                     simulator.state.set_run_status(run_id, status, failed_node=failed_node)
             except BaseException as error:  # reported by the test, not lost in a thread
@@ -103,8 +109,10 @@ def coalesce_scheduler(simulator) -> Iterator[Callable[..., None]]:
 
     yield drive
     for thread in threads:
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the simulated scheduler was still waiting for a started run after 60 s"
+        thread.join(timeout=STARTED_RUN_SECONDS + 10)
+        assert not thread.is_alive(), (
+            f"the simulated scheduler was still waiting for a started run after {STARTED_RUN_SECONDS + 10} s"
+        )
     assert not errors, errors
 
 
