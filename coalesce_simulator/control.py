@@ -41,6 +41,7 @@ class ControlApi:
         router.add("GET", "/_simulator/sizes", self.sizes)
         router.add("POST", "/_simulator/runs/add", self.add_runs)
         router.add("POST", "/_simulator/runs/{run_id}/status", self.set_run_status)
+        router.add("POST", "/_simulator/environments/{environment_id}/deploy", self.deploy)
 
     def handle(self, request: Request) -> Response:
         try:
@@ -78,6 +79,30 @@ class ControlApi:
         except ValueError as error:
             raise ApiError(400, str(error)) from None
         return json_response({"run_ids": run_ids})
+
+    def deploy(self, request: Request, environment_id: str) -> Response:
+        """``{"add": N, "remove": ["<node id>", ...], "status": "completed"}`` -> ``{"run_id", "added"}``:
+        a deploy run that changes the environment's nodes (`SimulatorState.deploy`)."""
+        body = parse_json_object(request.body)
+        add, remove, status = body.get("add", 0), body.get("remove", []), body.get("status", "completed")
+        if (
+            isinstance(add, bool)
+            or not isinstance(add, int)
+            or not 0 <= add <= MAX_ADDED_RUNS
+            or not isinstance(remove, list)
+            or not all(isinstance(node_id, str) for node_id in remove)
+            or not isinstance(status, str)
+        ):
+            raise ApiError(
+                400, 'Body must be {"add": N, "remove": ["<node id>", ...], "status": "<run status>"}'
+            )
+        try:
+            run_id, added = self.state.deploy(environment_id, add=add, remove=remove, status=status)
+        except KeyError as error:
+            raise ApiError(404, str(error.args[0])) from None
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        return json_response({"run_id": run_id, "added": added})
 
     def reset_log(self, request: Request) -> Response:
         self.log.reset()

@@ -681,6 +681,39 @@ class SimulatorState:
             created.append(run["id"])
         return created
 
+    @_locked
+    def deploy(
+        self,
+        environment_id: str,
+        *,
+        add: int = 0,
+        remove: Iterable[str] = (),
+        status: str = "completed",
+        message: str = "Deploy from the simulator",
+    ) -> tuple[int, list[str]]:
+        """A deploy run in ``environment_id`` that removes the nodes ``remove`` (ids) and adds ``add``
+        new ones, left in ``status``; returns the run id and the added node ids.
+
+        Nodes change only through deploys in Coalesce, so tests change them this way. The change is
+        visible as soon as the run exists: a deploy left ``running`` plays one in progress whose
+        changes have started to land."""
+        env = self._environment(environment_id)
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        removed = list(remove)
+        for node_id in removed:
+            self._node(env["id"], node_id)  # every one exists, or nothing changes
+        for node_id in removed:
+            self.delete_node(env["id"], node_id)
+        added = [self.add_node(env["id"]) for _ in range(add)]
+        details = {"deployCommit": new_hex(self._rng, 40), "deployCommitMessage": message}
+        nodes = [run_node_snapshot(node) for node in self.nodes[env["id"]].values()]
+        run = self._create_run(
+            env["id"], "deploy", self.now(), nodes, details=details, user_id=self._api_user_id()
+        )
+        self._transition(run, status)
+        return int(run["id"]), added
+
     # ---------------------------------------------------------------------------------------
     # demo driving
 

@@ -13,7 +13,7 @@ import logging
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -29,6 +29,9 @@ from .requestlog import CONTROL_PREFIX, RequestLog, RequestRecord
 from .responses import ApiError, Response, error_response, json_response
 from .routing import Request
 from .run_driver import RunDriver
+
+# Which requests an `after_answering` action waits for, by their query.
+_QueryTest = Callable[[Mapping[str, str]], bool]
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             simulator._log.end(record, 0 if outcome is None else outcome[0].status)
             logged = True
             if outcome is not None and outcome[0].status == 200:
-                simulator._after_answer(path)
+                simulator._after_answer(path, query)
             if outcome is None:
                 self._reset_connection()
             else:
@@ -213,7 +216,7 @@ class CoalesceSimulator:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()  # interrupts fault sleeps on stop()
         self._demo: RunDriver | None = None
-        self._after_answer_actions: dict[str, list[Callable[[], None]]] = {}
+        self._after_answer_actions: dict[str, list[tuple[Callable[[], None], _QueryTest | None]]] = {}
         self._after_answer_lock = threading.Lock()
 
     # -- faults -------------------------------------------------------------------------------
@@ -319,21 +322,27 @@ class CoalesceSimulator:
 
     # -- changes in the middle of a client's sync -------------------------------------------------
 
-    def after_answering(self, path: str, action: Callable[[], None]) -> None:
+    def after_answering(self, path: str, action: Callable[[], None], when: _QueryTest | None = None) -> None:
         """Run ``action`` once, right after the first 200 answer to a request for ``path`` (exact
-        path, any query) is made and before it is sent.
+        path, any query, or one ``when`` accepts) is made and before it is sent.
 
         Lets a test change the organisation at a known point of a client's sync, e.g. delete an
         environment between the list that names it and the client's request for its detail:
         whatever the client asks after reading that answer sees the change.
         """
         with self._after_answer_lock:
-            self._after_answer_actions.setdefault(path, []).append(action)
+            self._after_answer_actions.setdefault(path, []).append((action, when))
 
-    def _after_answer(self, path: str) -> None:
+    def _after_answer(self, path: str, query: Mapping[str, str]) -> None:
         with self._after_answer_lock:
-            actions = self._after_answer_actions.pop(path, [])
-        for action in actions:
+            waiting = self._after_answer_actions.pop(path, [])
+            due = [action for action, when in waiting if when is None or when(query)]
+            kept: list[tuple[Callable[[], None], _QueryTest | None]] = [
+                (action, when) for action, when in waiting if not (when is None or when(query))
+            ]
+            if kept:
+                self._after_answer_actions[path] = kept
+        for action in due:
             action()
 
     # -- the request pipeline -------------------------------------------------------------------

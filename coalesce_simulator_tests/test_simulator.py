@@ -766,9 +766,13 @@ def test_after_answering_changes_the_state_once_between_two_requests(
     client: Client, sim: CoalesceSimulator
 ) -> None:
     run_id, env_id = max(sim.state.runs), sorted(sim.state.environments)[0]
-    sim.after_answering("/api/v1/runs", lambda: sim.state.delete_run(run_id))
+    sim.after_answering(
+        "/api/v1/runs", lambda: sim.state.delete_run(run_id), when=lambda q: "runType" not in q
+    )
     sim.after_answering("/api/v1/environments", lambda: sim.state.delete_environment(env_id))
     client.get("/api/v1/environments/999")  # a 404 for another path does not fire anything
+    client.get("/api/v1/runs", runType="deploy", limit=1)  # nor an answer the action does not wait for
+    assert run_id in sim.state.runs
 
     listed = client.get("/api/v1/runs", orderBy="id", orderByDirection="desc", limit=1).json()["data"]
     assert listed[0]["id"] == run_id  # the answer that fired the action was made before it
@@ -923,3 +927,29 @@ def test_cli_refuses_non_loopback_host() -> None:
         timeout=10,
     )
     assert result.returncode == 2 and "--allow-remote" in result.stderr
+
+
+def test_a_deploy_run_changes_the_nodes_of_its_environment(client: Client, sim: CoalesceSimulator) -> None:
+    before = set(sim.state.nodes["2"])
+    removed = sorted(before)[0]
+    response = requests.post(
+        sim.base_url + "/_simulator/environments/2/deploy",
+        json={"add": 2, "remove": [removed], "status": "running"},
+        timeout=5,
+    )
+    assert response.status_code == 200
+    run_id, added = response.json()["run_id"], response.json()["added"]
+    assert len(added) == 2 and not set(added) & before
+    nodes, _, _ = client.collect("/api/v1/environments/2/nodes", limit=100)
+    assert {node["id"] for node in nodes} == (before - {removed}) | set(added)
+    (deploy,) = client.get("/api/v1/runs", runType="deploy", limit=1).json()["data"]
+    assert (deploy["id"], deploy["runStatus"], deploy["environmentID"]) == (run_id, "running", "2")
+    assert sim.state.environments["2"]["status"] == "Deploying"
+    sim.state.set_run_status(run_id, "completed")
+    assert client.get(f"/api/v1/runs/{run_id}").json()["runStatus"] == "completed"
+    # A bad request changes nothing: an unknown node, or an unknown status.
+    for body in ({"remove": ["no-such-node"]}, {"add": 1, "status": "exploded"}, {"add": -1}):
+        assert_error(requests.post(sim.base_url + "/_simulator/environments/2/deploy", json=body, timeout=5),
+                     404 if "remove" in body else 400)  # fmt: skip
+    assert_error(requests.post(sim.base_url + "/_simulator/environments/99/deploy", json={}, timeout=5), 404)
+    assert set(sim.state.nodes["2"]) == (before - {removed}) | set(added)

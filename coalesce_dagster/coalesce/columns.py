@@ -30,7 +30,21 @@ def node_columns() -> dict[str, Any]:
 
 
 def node_column_columns() -> dict[str, Any]:
-    return _columns(sources="json", config="json", hash_details="json", applied_column_tests="json")
+    # The root key declared, not left to dlt: the node tables are merged on most syncs and replaced on
+    # a full re-read, and a row loaded by a replace must still be found by the next merge's delete.
+    root_key = {"name": "_dlt_root_id", "data_type": "text", "nullable": False, "root_key": True}
+    return {**_columns(sources="json", config="json", hash_details="json", applied_column_tests="json"),
+            "_dlt_root_id": root_key}  # fmt: skip
+
+
+# A row that stands for "this environment has no nodes now": it makes a merge delete the
+# environment's old rows (its `environment_id` is the merge key), and is itself never stored.
+NO_NODES_COLUMN = "_environment_has_no_nodes"
+
+
+def no_nodes_column(*, merging: bool) -> dict[str, Any]:
+    # dlt honours (and warns about) `hard_delete` only in a merge.
+    return {"name": NO_NODES_COLUMN, "data_type": "bool", "nullable": True, "hard_delete": merging}
 
 
 def job_columns() -> dict[str, Any]:

@@ -131,15 +131,22 @@ def read_runs_newest_first(
     *,
     detail: bool,
     is_known: Callable[[dict[str, Any]], bool],
+    filters: Mapping[str, str] | None = None,
 ) -> Iterator[RunsPage]:
     """`/api/v1/runs`, newest first, each run once, down to the runs already known.
 
     Paging stops after the first page that reached a known run, so the cost grows with new runs,
     not with history; a server that ignored `orderByDirection` (a page not in descending order) is
     read to the end instead. Used by the `runs` resource (known: at or below its frontier) and the
-    run-status sensor (known: at or below its cursor, or older than its look-back).
+    run-status sensor (known: at or below its cursor, or older than its look-back), and the node
+    re-read plan (`filters` {"runType": "deploy"}: the deploy runs since the last sync).
     """
-    params = {"detail": "true" if detail else "false", "orderBy": "id", "orderByDirection": "desc"}
+    params = {
+        **(filters or {}),
+        "detail": "true" if detail else "false",
+        "orderBy": "id",
+        "orderByDirection": "desc",
+    }
     seen: set[int] = set()
     # The order is judged over every id read so far, across pages: one run (a page of one) shows
     # no order at all, and stopping on it could stop at the oldest run of a server that ignored

@@ -131,7 +131,7 @@ def runs_resource(
     @dlt.resource(name="runs", primary_key="id", write_disposition="merge", columns=run_columns())
     def runs() -> Iterator[list[dict[str, Any]]]:
         if run_ids is not None:
-            yield from _runs_by_id(client, sorted({int(r) for r in run_ids}))
+            yield from runs_by_id(client, sorted({int(r) for r in run_ids}))
             return
         state = dlt.current.resource_state()
         frontier = RunFrontier.from_state(state)
@@ -145,7 +145,7 @@ def runs_resource(
                 yield page.new_runs
 
         revisit = sorted(set(frontier.revisit) - seen.keys())
-        for batch in _runs_by_id(client, revisit):
+        for batch in runs_by_id(client, revisit):
             for run in batch:
                 seen[run["id"]] = run.get("runStatus")
             yield batch
@@ -157,7 +157,9 @@ def runs_resource(
     return runs
 
 
-def _runs_by_id(client: RESTClient, run_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
+def runs_by_id(client: RESTClient, run_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
+    """The runs `run_ids`, read one by one, in batches of 100; a run Coalesce no longer knows (404)
+    is skipped."""
     batch: list[dict[str, Any]] = []
     for run_id in run_ids:
         response = client.get(f"{RUNS_PATH}/{run_id}")

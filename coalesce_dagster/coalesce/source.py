@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import dlt
 from dlt.extract.source import DltSource
@@ -32,9 +32,11 @@ from requests import HTTPError
 
 from ..configuration import SourceSettings, resolve_source_settings
 from .columns import (
+    NO_NODES_COLUMN,
     environment_columns,
     id_columns,
     job_columns,
+    no_nodes_column,
     node_column_columns,
     node_columns,
     run_result_columns,
@@ -42,6 +44,7 @@ from .columns import (
 )
 from .http import coalesce_headers
 from .lists import ASCENDING, FirstSeen, PageSize, read_pages
+from .nodes.rereads import NodeRereads
 from .nodes.snapshot import NodeCollector, read_environment_nodes, rest_clients
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
 from .rows import environment_row, job_row, node_row, row_by_id, run_result_row, run_status_row
@@ -77,6 +80,7 @@ def coalesce_source(
     nodes_timeout: float | None = None,
     run_ids: Sequence[int] | None = None,
     node_collector: NodeCollector | None = None,
+    nodes_full_reread_hours: float | None = None,
 ) -> DltSource:
     """Coalesce environments, nodes, jobs, runs, run results, run statuses, projects and users.
 
@@ -92,7 +96,10 @@ def coalesce_source(
         nodes_timeout: seconds to wait for one node page before asking for a smaller one.
         run_ids: load exactly these runs (and their results/status) instead of syncing new runs.
         node_collector: receives every environment's node bodies as they are read (the node
-            assets' snapshot is refreshed from them after a successful load).
+            assets' snapshot is refreshed from them after a successful load), and says which
+            environments the snapshot needs read whether they changed or not.
+        nodes_full_reread_hours: how often every environment's nodes are read, deploy or not
+            (`nodes.rereads`); 0: on every sync.
     """
     settings = resolve_source_settings(
         base_url=base_url,
@@ -101,6 +108,7 @@ def coalesce_source(
         runs_page_size=runs_page_size,
         nodes_page_size=nodes_page_size,
         nodes_timeout=nodes_timeout,
+        nodes_full_reread_hours=nodes_full_reread_hours,
     )
     ids = None if run_ids is None else [int(run_id) for run_id in run_ids]
     return _coalesce_source(settings, ids, node_collector)
@@ -135,11 +143,15 @@ def _resources(
 
     ledger = RunLedger()
     environments = environments_resource(client, PageSize("environments", settings.page_size))
+    rereads = NodeRereads(
+        client, PageSize("deploy runs", settings.runs_page_size), settings.nodes_full_reread_hours
+    )
     nodes = environment_nodes_resource(
         environments,
         nodes_client,
         PageSize("environment nodes", settings.nodes_page_size),
         settings.nodes_timeout,
+        rereads,
         node_collector,
     )
     runs = runs_resource(client, settings.runs_page_size, ledger, run_ids=run_ids)
@@ -245,30 +257,43 @@ def environment_nodes_resource(
     client: RESTClient,
     page_size: PageSize,
     timeout: float,
+    rereads: NodeRereads,
     node_collector: NodeCollector | None = None,
 ) -> Any:
-    """Every node of every environment, with detail; one environment per task on dlt's extract pool."""
+    """The nodes of every environment that changed since it was last read (`nodes.rereads`), with
+    detail; one environment per task on dlt's extract pool.
+
+    The table is merged per environment (`delete-insert`, merge key `environment_id`): a re-read
+    environment's rows are replaced exactly, the others' stay. A full re-read replaces the tables."""
 
     @dlt.transformer(
         data_from=environments,
         name="environment_nodes",
         primary_key=["environment_id", "id"],
-        write_disposition="replace",
-        columns=node_columns(),
+        merge_key="environment_id",
+        write_disposition="merge",  # dlt's default merge strategy: delete-insert
+        columns=cast(Any, {**node_columns(), NO_NODES_COLUMN: no_nodes_column(merging=True)}),
         nested_hints={"columns": {"columns": node_column_columns()}},
     )
-    def environment_nodes(page: list[dict[str, Any]]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    def environment_nodes(page: list[dict[str, Any]]) -> Iterator[Any]:
+        state = dlt.current.resource_state()
+        plan = rereads.plan(state)
+        read_any = False
         for environment in page:
+            env_id, name = str(environment["id"]), str(environment.get("name") or "")
+            wanted_by_snapshot = node_collector is not None and node_collector.lacks(env_id, name)
+            if not (plan.reads(env_id) or wanted_by_snapshot):
+                if node_collector is not None:
+                    node_collector.keep(env_id, name)
+                continue
+            rereads.record_read(state, env_id)
+            read_any = True
             # A callable is a deferred item: dlt runs it on its extract pool (as rest_api does).
-            yield partial(
-                _nodes_of,
-                client,
-                str(environment["id"]),
-                str(environment.get("name") or ""),
-                page_size,
-                timeout,
-                node_collector,
-            )
+            yield partial(_nodes_of, client, env_id, name, page_size, timeout, plan.full, node_collector)
+        if not read_any:
+            # The table is still written (nothing merged): Dagster reports a row count for every
+            # table of the load, and a load without this one would leave it none.
+            yield dlt.mark.materialize_table_schema()
 
     return environment_nodes
 
@@ -279,12 +304,21 @@ def _nodes_of(
     environment_name: str,
     page_size: PageSize,
     timeout: float,
+    replacing: bool,
     node_collector: NodeCollector | None,
-) -> list[dict[str, Any]]:
+) -> Any:
     raw_nodes = read_environment_nodes(client, environment_id, page_size, timeout)
     if node_collector is not None:
         node_collector.add(environment_id, environment_name, raw_nodes)
-    return [node_row({**raw, "_environments_id": environment_id}) for raw in raw_nodes]
+    rows = [node_row({**raw, "_environments_id": environment_id}) for raw in raw_nodes]
+    if not rows and not replacing:
+        rows = [{"environment_id": environment_id, "id": "", NO_NODES_COLUMN: True}]
+    # Every item carries this sync's write disposition: replace on a full re-read, else merge.
+    hints = dlt.mark.make_hints(
+        write_disposition="replace" if replacing else "merge",
+        columns=cast(Any, [no_nodes_column(merging=not replacing)]),
+    )
+    return dlt.mark.with_hints(rows, hints)
 
 
 def jobs_resource(environments: Any, client: RESTClient, page_size: PageSize) -> Any:

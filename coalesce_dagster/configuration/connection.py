@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import dlt
 
 from .sections import (
+    DEFAULT_NODES_FULL_REREAD_HOURS,
     DEFAULT_NODES_PAGE_SIZE,
     DEFAULT_NODES_TIMEOUT_SECONDS,
     DEFAULT_PAGE_SIZE,
@@ -60,6 +61,7 @@ class SourceSettings:
     runs_page_size: int = DEFAULT_RUNS_PAGE_SIZE
     nodes_page_size: int = DEFAULT_NODES_PAGE_SIZE
     nodes_timeout: float = DEFAULT_NODES_TIMEOUT_SECONDS
+    nodes_full_reread_hours: float = DEFAULT_NODES_FULL_REREAD_HOURS
 
 
 def resolve_source_settings(
@@ -69,6 +71,7 @@ def resolve_source_settings(
     runs_page_size: int | None = None,
     nodes_page_size: int | None = None,
     nodes_timeout: float | None = None,
+    nodes_full_reread_hours: float | None = None,
 ) -> SourceSettings:
     """Explicit values win; the rest come from `[sources.coalesce_source]` or the defaults.
 
@@ -81,6 +84,7 @@ def resolve_source_settings(
         "runs_page_size": runs_page_size,
         "nodes_page_size": nodes_page_size,
         "nodes_timeout": nodes_timeout,
+        "nodes_full_reread_hours": nodes_full_reread_hours,
     }
     connection = read_section(ConnectionSettings, given=given)
     return SourceSettings(access_token=resolve_access_token(access_token), **asdict(connection))

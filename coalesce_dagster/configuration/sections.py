@@ -50,6 +50,10 @@ MAX_PAGE_SIZE = 500
 DEFAULT_NODES_PAGE_SIZE = 50
 DEFAULT_NODES_TIMEOUT_SECONDS = 180.0
 
+# How often every environment's nodes are read whether a deploy ran or not (`coalesce/nodes/rereads.py`):
+# weekly. The environments sync runs daily, so a day would make every scheduled sync a full one.
+DEFAULT_NODES_FULL_REREAD_HOURS = 168.0
+
 DEFAULT_DESTINATION = "duckdb"
 DEFAULT_DATASET_NAME = "coalesce_data"
 # DuckDB's default memory limit is 80% of RAM; merging a million run results then holds a large part
@@ -335,6 +339,8 @@ class ConnectionSettings(SettingsSection):
     runs_page_size: int = _setting(DEFAULT_RUNS_PAGE_SIZE, _page_size)
     nodes_page_size: int = _setting(DEFAULT_NODES_PAGE_SIZE, _page_size)
     nodes_timeout: float = _setting(DEFAULT_NODES_TIMEOUT_SECONDS, _seconds)  # one node page
+    # Every environment's nodes read at least this often, deploy or not; 0: on every sync.
+    nodes_full_reread_hours: float = _setting(DEFAULT_NODES_FULL_REREAD_HOURS, _at_least(0))
 
 
 @dataclass(frozen=True)

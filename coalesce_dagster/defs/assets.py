@@ -22,7 +22,7 @@ from ..pipeline import (
 from ..progress import LoadProgress
 from .health.load_checks import evaluate_load_checks, health_settings_for, load_check_specs
 from .health.load_metadata import readable_events
-from .nodes.state import configured_environments, store_snapshot
+from .nodes.state import configured_environments, store_snapshot, stored_snapshot_of
 from .resources import CoalesceResource
 from .translator import CoalesceTranslator, asset_key
 
@@ -72,7 +72,7 @@ def coalesce_assets(
     # without node assets configured there is no snapshot to refresh, and no node worth keeping.
     loads_nodes = asset_key("environment_nodes") in context.selected_asset_keys
     wants_snapshot = loads_nodes and not config.run_ids and bool(configured_environments())
-    collector = NodeCollector() if wants_snapshot else None
+    collector = node_collector(coalesce) if wants_snapshot else None
     source = coalesce.build_source(run_ids=config.run_ids or None, node_collector=collector)
     # A private working dir per run: dlt state and schema are restored from the destination.
     with private_working_dir(f"run-{context.run_id[:8]}-") as working_dir:
@@ -100,6 +100,13 @@ def coalesce_assets(
             raise dg.Failure(description=explanation, allow_retries=is_transient(error)) from error
 
 
+def node_collector(coalesce: CoalesceResource) -> NodeCollector:
+    """Collects the nodes the load reads for the snapshot; an environment it does not re-read keeps
+    the stored snapshot's nodes, and one the stored snapshot lacks is read."""
+    wanted = configured_environments()
+    return NodeCollector(wanted, stored_snapshot_of(coalesce.resolved_base_url()) if wanted else None)
+
+
 def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeCollector, base_url: str) -> None:
     """Store the nodes this load read from the account at `base_url` as the node assets' snapshot
     (they appear at the next definitions reload). Never fails the load: the tables are in already."""
@@ -114,6 +121,9 @@ def refresh_node_snapshot(context: dg.AssetExecutionContext, collector: NodeColl
                 "read; their node assets are left as they were."
             )
         if snapshot is None:
+            return
+        if collector.unchanged(snapshot):
+            context.log.info("Node snapshot unchanged: no environment it holds changed since it was stored.")
             return
         path = store_snapshot(snapshot, context.instance)
         context.log.info(

@@ -73,7 +73,7 @@ def change_coalesce(sim) -> None:
     state = sim.state
     state.add_runs(3)
     env_id = next(iter(state.nodes))
-    state.delete_node(env_id, next(iter(state.nodes[env_id])))
+    state.deploy(env_id, remove=[next(iter(state.nodes[env_id]))])
 
 
 @pytest.mark.parametrize("target", list(TARGETS.values()), ids=list(TARGETS))

@@ -35,8 +35,14 @@ def _check(sim: CoalesceSimulator, faults: dict, page_size: int) -> None:
     users = [u["id"] for u in source.resources["users"]]
     assert sorted(users) == sorted(sim.state.users)
 
+    # Every environment's nodes (0: a full re-read): iterated outside a pipeline, the resource's state
+    # is whichever pipeline this process last made, which may say the environments were read.
     source = coalesce_source(
-        base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, nodes_page_size=page_size
+        base_url=sim.base_url,
+        access_token=sim.config.token,
+        page_size=page_size,
+        nodes_page_size=page_size,
+        nodes_full_reread_hours=0,
     )
     nodes = [
         (n["environment_id"], n["id"])

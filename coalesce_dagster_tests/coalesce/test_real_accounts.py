@@ -75,6 +75,7 @@ def test_a_refused_page_size_is_halved_once_per_list_and_the_sync_completes(simu
         "environment nodes": 1,
         "jobs": 1,
         "runs": 1,
+        "deploy runs": 1,  # the node sync's question (`nodes/rereads.py`)
         "users": 1,
     }
 

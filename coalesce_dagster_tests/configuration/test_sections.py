@@ -61,12 +61,14 @@ def test_values_are_typed(monkeypatch):
     monkeypatch.setenv("COALESCE_DAGSTER__SCHEDULES__TIMEZONE", "Europe/Berlin")
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__BASE_URL", "eu")
     monkeypatch.setenv("SOURCES__COALESCE_SOURCE__NODES_TIMEOUT", "90")
+    monkeypatch.setenv("SOURCES__COALESCE_SOURCE__NODES_FULL_REREAD_HOURS", "0")
     settings = load_settings(strict=True)
     assert (settings.sensor.lookback_hours, settings.sensor.max_runs_per_request) == (1.5, 7)
     assert settings.sensor.default_status == "running"
     assert settings.schedules.timezone == "Europe/Berlin"
     assert settings.connection.base_url == "https://app.eu.coalescesoftware.io"
     assert settings.connection.nodes_timeout == 90.0
+    assert settings.connection.nodes_full_reread_hours == 0.0  # 0 is a value, not "unset"
 
 
 def test_a_blank_value_means_the_default(monkeypatch):
@@ -112,6 +114,12 @@ def test_a_blank_value_means_the_default(monkeypatch):
             "-1",
             "[coalesce_dagster.sensor] lookback_hours = '-1' must be a number of at least 0 "
             "(COALESCE_DAGSTER__SENSOR__LOOKBACK_HOURS; default 6).",
+        ),
+        (
+            "SOURCES__COALESCE_SOURCE__NODES_FULL_REREAD_HOURS",
+            "weekly",
+            "[sources.coalesce_source] nodes_full_reread_hours = 'weekly' must be a number of at least 0 "
+            "(SOURCES__COALESCE_SOURCE__NODES_FULL_REREAD_HOURS; default 168).",
         ),
         (
             "COALESCE_DAGSTER__SENSOR__DEFAULT_STATUS",

@@ -43,7 +43,7 @@ def change_coalesce(sim) -> None:
     """Changes to runs, nodes and users, so the next load has something new for every kind of table."""
     sim.state.add_runs(4)
     env_id = next(iter(sim.state.nodes))
-    sim.state.delete_node(env_id, next(iter(sim.state.nodes[env_id])))
+    sim.state.deploy(env_id, remove=[next(iter(sim.state.nodes[env_id]))])
     for user in sim.state.users.values():
         user["lastName"] += " (renamed)"
 
@@ -106,4 +106,32 @@ def test_sigkill_during_load_leaves_every_table_old_or_new(simulator, instance, 
     assert not changed, f"tables neither old nor new after the kill: {changed}"
     assert [table for table in new if old.get(table) != new[table]] != [LAST_TABLE], (
         "the kill was not mid-load"
+    )
+
+
+def test_sigkill_after_the_nodes_merged_reads_the_deployed_environment_again(simulator, instance, warehouse):
+    """The node rows of a deployed environment are merged before the kill, but the state saying they
+    were read is stored only with a complete load: the next run reads that environment again (and
+    only it), and its rows end exactly Coalesce's, once each."""
+    for run_id, run in simulator.state.runs.items():  # a deploy in flight is read on every sync
+        if run["runStatus"] not in ("completed", "failed", "canceled"):
+            simulator.state.set_run_status(run_id, "completed")
+    assert materialize(instance).success
+    env_id = sorted(simulator.state.nodes)[0]
+    _, (added,) = simulator.state.deploy(env_id, add=1, remove=[sorted(simulator.state.nodes[env_id])[0]])
+
+    load = start_load("before-users-load", LOAD__WORKERS="1")
+    assert load.wait(timeout=120) == -signal.SIGKILL
+    assert (env_id, added) in set(warehouse.keys("environment_nodes", "environment_id", "id"))
+
+    simulator.reset_request_log()
+    assert materialize(instance).success
+    assert {r.path for r in simulator.requests if r.path.endswith("/nodes")} == {
+        f"/api/v1/environments/{env_id}/nodes"
+    }
+    assert_matches_simulator(warehouse, simulator)
+    assert warehouse.count("environment_nodes__columns") == sum(
+        len(node["metadata"]["columns"])
+        for nodes in simulator.state.nodes.values()
+        for node in nodes.values()
     )

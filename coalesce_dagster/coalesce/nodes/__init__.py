@@ -5,7 +5,9 @@
 - `column_lineage`: which node columns each column is computed from.
 - `scope`: which environments of a snapshot are kept, for the account and environments configured now.
 - `snapshot`: reading nodes from Coalesce (`fetch_node_snapshot`, and the `NodeCollector` of the
-  environments sync). The only module here that makes requests; imported on its own.
+  environments sync). Imported on its own, as is `rereads`: the two modules here that make requests.
+- `rereads`: which environments' nodes a sync reads again (a deploy since the last read, or the
+  periodic full re-read).
 """
 
 from .model import (

@@ -5,7 +5,8 @@ Two ways, one result:
 * `fetch_node_snapshot`: asks Coalesce directly (`dg utils refresh-defs-state`, the node assets'
   state-backed component);
 * `NodeCollector`: catches the node bodies the daily environments sync reads anyway, so that sync
-  refreshes the snapshot without asking Coalesce twice.
+  refreshes the snapshot without asking Coalesce twice. An environment that sync does not re-read
+  (no deploy since its last read, `rereads.py`) keeps its nodes from the previous snapshot.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,12 +143,32 @@ NO_ENVIRONMENTS_HELP = (
 class NodeCollector:
     """Node bodies seen by a load, per environment, for a snapshot once the load has succeeded.
 
+    wanted: the environments (ids or names) the snapshot holds; previous: the stored snapshot of the
+    same account, whose nodes stand for an environment the load does not re-read.
     Filled from dlt's extract threads, hence the lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: Sequence[str] = (), previous: NodeSnapshot | None = None) -> None:
         self._lock = threading.Lock()
         self._environments: dict[str, EnvironmentNodes] = {}
         self._listed: list[dict[str, str]] = []
+        self._wanted = tuple(wanted)
+        self.previous = previous
+        self._previous = {env.id: env for env in previous.environments} if previous is not None else {}
+
+    def lacks(self, environment_id: str, environment_name: str) -> bool:
+        """Whether the snapshot needs this environment's nodes and the previous one does not hold
+        them: the load must read them, changed or not."""
+        chosen, _ = select_environments([{"id": environment_id, "name": environment_name}], self._wanted)
+        return bool(chosen) and environment_id not in self._previous
+
+    def keep(self, environment_id: str, environment_name: str) -> None:
+        """The load did not re-read this environment: its nodes are the previous snapshot's."""
+        kept = self._previous.get(environment_id)
+        if kept is None:
+            return  # not one the snapshot holds (`lacks` made the load read those)
+        with self._lock:
+            self._environments[environment_id] = replace(kept, name=environment_name)
+            self._listed.append({"id": environment_id, "name": environment_name})
 
     def add(self, environment_id: str, environment_name: str, raw_nodes: Sequence[Mapping[str, Any]]) -> None:
         environment = EnvironmentNodes(
@@ -155,6 +177,15 @@ class NodeCollector:
         with self._lock:
             self._environments[environment_id] = environment
             self._listed.append({"id": environment_id, "name": environment_name})
+
+    def unchanged(self, snapshot: NodeSnapshot) -> bool:
+        """Whether `snapshot` holds what the previous one does: then it need not be stored again."""
+        previous = self.previous
+        return previous is not None and (previous.base_url, previous.requested, previous.environments) == (
+            snapshot.base_url,
+            snapshot.requested,
+            snapshot.environments,
+        )
 
     def snapshot(self, environments: Sequence[str], base_url: str) -> tuple[NodeSnapshot | None, list[str]]:
         """The snapshot of `environments` (ids or names) of the account at `base_url` (the load's),

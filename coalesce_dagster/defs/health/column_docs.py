@@ -82,6 +82,8 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "metadata": "The node's metadata as Coalesce sends it (JSON).",
         "config": "The node type's configuration values (JSON).",
         "storage_locations": "Storage locations the node references (JSON).",
+        "_environment_has_no_nodes": "Always NULL here: it marks the row a sync sends when a re-read "
+        "environment has no nodes left, so its old rows are deleted; that row is never stored.",
     },
     "environment_nodes__columns": {
         "column_id": "Column id within the node.",

@@ -80,6 +80,17 @@ def read_snapshot(path: Path | None) -> NodeSnapshot | None:
         return None
 
 
+def stored_snapshot_of(base_url: str) -> NodeSnapshot | None:
+    """The stored snapshot if it was made for the account at `base_url`; None otherwise, quietly
+    (a load that refreshes the snapshot then reads every environment it needs)."""
+    path = local_state_path()
+    try:
+        snapshot = NodeSnapshot.from_json(path.read_text()) if path.exists() else None
+    except ValueError:
+        return None
+    return snapshot if snapshot is not None and snapshot.base_url == base_url else None
+
+
 def store_snapshot(snapshot: NodeSnapshot, instance: dg.DagsterInstance | None = None) -> Path:
     """Replace the stored snapshot (atomically: a definitions load never reads half a file)."""
     path = local_state_path()

@@ -140,6 +140,47 @@ def test_the_daily_environments_sync_refreshes_the_snapshot(simulator, instance,
     assert len(node_asset_keys(build_definitions())) == len(simulator.state.nodes[ENVIRONMENT])
 
 
+def test_the_environments_sync_reads_and_stores_the_snapshot_only_when_it_changed(
+    simulator, instance, monkeypatch
+):
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps(["Development"]))
+    for run_id, run in simulator.state.runs.items():  # a deploy in flight is read on every sync
+        if run["runStatus"] not in ("completed", "failed", "canceled"):
+            simulator.state.set_run_status(run_id, "completed")
+    family = ["environments", "environment", "environment_nodes"]
+    nodes_path = f"/api/v1/environments/{ENVIRONMENT}/nodes"
+
+    def sync() -> None:
+        simulator.reset_request_log()
+        assert materialize(instance, selection=family).success
+
+    def snapshot_nodes() -> set[str]:
+        (environment,) = json.loads(local_state_path().read_text())["environments"]
+        return {node["id"] for node in environment["nodes"]}
+
+    sync()
+    stored = local_state_path().read_text()
+
+    # A deploy in another environment: the snapshot's is not read, and the snapshot not rewritten.
+    other = next(env_id for env_id in simulator.state.environments if env_id != ENVIRONMENT)
+    simulator.state.deploy(other, add=1)
+    sync()
+    assert nodes_path not in {r.path for r in simulator.requests}
+    assert local_state_path().read_text() == stored
+
+    # A deploy in it: read, and the snapshot follows.
+    simulator.state.deploy(ENVIRONMENT, remove=[sorted(simulator.state.nodes[ENVIRONMENT])[0]])
+    sync()
+    assert nodes_path in {r.path for r in simulator.requests}
+    assert snapshot_nodes() == set(simulator.state.nodes[ENVIRONMENT])
+
+    # The snapshot lost: the environment it holds is read again, deploy or not.
+    local_state_path().unlink()
+    sync()
+    assert {r.path for r in simulator.requests if r.path.endswith("/nodes")} == {nodes_path}
+    assert snapshot_nodes() == set(simulator.state.nodes[ENVIRONMENT])
+
+
 tick = tick_run_status_sensor
 
 
