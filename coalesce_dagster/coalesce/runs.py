@@ -128,7 +128,9 @@ def runs_resource(
     """
     pages = PageSize("runs", page_size)
 
-    @dlt.resource(name="runs", primary_key="id", write_disposition="merge", columns=run_columns())
+    @dlt.resource(
+        name="runs", primary_key="id", write_disposition="merge", columns=run_columns(), parallelized=True
+    )
     def runs() -> Iterator[list[dict[str, Any]]]:
         if run_ids is not None:
             yield from runs_by_id(client, sorted({int(r) for r in run_ids}))

@@ -5,7 +5,11 @@ Coalesce's cursor pagination. The paged lists (environments, nodes, jobs, runs, 
 `lists.read_pages`, which adapts page sizes to what Coalesce answers; `runs` carries the incremental
 run frontier (`runs.py`), and `users` the path the docs disagree on. Child resources (one request per
 environment or run) are `parallelized`: dlt runs them on its extract thread pool, whose size,
-`[extract] workers`, bounds how many requests are in flight against Coalesce at once.
+`[extract] workers`, bounds how many requests are in flight against Coalesce at once. The lists
+`runs`, `projects` and `users` are `parallelized` too: their pages are read on that pool, not on the
+extract's main thread, which would otherwise hand out no child request while it waits for a runs
+page (docs/benchmark.md, "Extract CPU"). `environments` is read first, on the main thread: when
+Coalesce cannot be reached, that one request fails (after its retries) before any other is sent.
 
 Settings are resolved by `config.resolve_source_settings` when the source is *called* (never at
 import), from explicit arguments or `[sources.coalesce_source]` only:
@@ -226,6 +230,7 @@ def _rest_api_config(
             },
             {
                 "name": "projects",
+                "parallelized": True,
                 "primary_key": "id",
                 "write_disposition": "replace",
                 "columns": id_columns(),
@@ -386,7 +391,9 @@ class JobsListMissing:
 
 
 def users_resource(client: RESTClient, page_size: PageSize) -> Any:
-    @dlt.resource(name="users", primary_key="id", write_disposition="replace", columns=id_columns())
+    @dlt.resource(
+        name="users", primary_key="id", write_disposition="replace", columns=id_columns(), parallelized=True
+    )
     def users() -> Iterator[list[dict[str, Any]]]:
         first_seen = FirstSeen("id")
         for path in USERS_PATHS:
