@@ -229,8 +229,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Where the suite's CPU goes (scripts/test.sh on a shared 2-core machine: wall-clock durations move
 # with the neighbours' load, CPU seconds much less). With COALESCE_TESTS_CPU_REPORT=FILE each test
-# appends a line "cpu_seconds wall_seconds nodeid" (CPU of the test process and of every subprocess
-# it waited for); `sort -rn FILE | head` names the most expensive.
+# appends a line "cpu_seconds wall_seconds worker nodeid" (CPU of the test process and of every
+# subprocess it waited for; the xdist worker that ran it): `sort -rn FILE | head` names the most
+# expensive, `awk '{w[$3] += $2} END {for (k in w) print k, w[k]}' FILE` each worker's busy time.
 _CPU_REPORT = os.environ.get("COALESCE_TESTS_CPU_REPORT")
 
 
@@ -248,6 +249,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
     cpu_before, wall_before = cpu(), time.monotonic()
     yield
-    line = f"{cpu() - cpu_before:.2f} {time.monotonic() - wall_before:.2f} {item.nodeid}\n"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    line = f"{cpu() - cpu_before:.2f} {time.monotonic() - wall_before:.2f} {worker} {item.nodeid}\n"
     with open(_CPU_REPORT, "a") as report:
         report.write(line)
