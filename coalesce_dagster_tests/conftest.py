@@ -22,7 +22,7 @@ from coalesce_dagster_tests.warehouse import DuckDbWarehouse, PostgresWarehouse,
 from coalesce_simulator import CoalesceSimulator, SimulatorConfig
 
 # Variables that would point a test at a real account or a shared file if inherited.
-_ISOLATED_ENV = (
+ISOLATED_ENV = (
     "SOURCES__COALESCE_SOURCE__ACCESS_TOKEN",
     "SOURCES__COALESCE_SOURCE__BASE_URL",
     "SOURCES__COALESCE_SOURCE__PAGE_SIZE",
@@ -51,7 +51,7 @@ os.environ["COALESCE_DAGSTER__NODES__SNAPSHOT_PATH"] = str(
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _ISOLATED_ENV:
+    for name in ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     # Fail fast in tests: a retried request costs at most a few hundred milliseconds.
@@ -198,12 +198,58 @@ def warehouse(destination: str, request: pytest.FixtureRequest, duckdb_file: Pat
     return DuckDbWarehouse(duckdb_file)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, which names the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `long` run first: xdist hands tests out in this order, so the longest start at
-    once on their own workers instead of being the last ones everything waits for."""
+    once on their own workers instead of being the last ones everything waits for.
+
+    And `xdist_group` works: with `--dist loadgroup`, xdist sends the tests whose ids end in the same
+    `@group` to one worker, but pytest-xdist 3.8 writes that suffix to `item._nodeid`, which pytest 9
+    no longer reads (the id is `item._id`), so every group was silently spread over the workers (the
+    README's serve snippets of one port then held several workers waiting on the port's lock)."""
 
     def expected_seconds(item: pytest.Item) -> float:
         marker = item.get_closest_marker("long")
         return 0.0 if marker is None else float(marker.kwargs.get("seconds", 15))
 
     items.sort(key=expected_seconds, reverse=True)
+    if getattr(config.option, "loadgroup", False):  # set in xdist workers by --dist loadgroup
+        for item in items:
+            groups = sorted(
+                {
+                    str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")
+                }
+            )
+            if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+                from _pytest.nodeid import NodeId
+
+                item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+# Where the suite's CPU goes (scripts/test.sh on a shared 2-core machine: wall-clock durations move
+# with the neighbours' load, CPU seconds much less). With COALESCE_TESTS_CPU_REPORT=FILE each test
+# appends a line "cpu_seconds wall_seconds worker nodeid" (CPU of the test process and of every
+# subprocess it waited for; the xdist worker that ran it): `sort -rn FILE | head` names the most
+# expensive, `awk '{w[$3] += $2} END {for (k in w) print k, w[k]}' FILE` each worker's busy time.
+_CPU_REPORT = os.environ.get("COALESCE_TESTS_CPU_REPORT")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if not _CPU_REPORT:
+        yield
+        return
+    import resource
+    import time
+
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    cpu_before, wall_before = cpu(), time.monotonic()
+    yield
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    line = f"{cpu() - cpu_before:.2f} {time.monotonic() - wall_before:.2f} {worker} {item.nodeid}\n"
+    with open(_CPU_REPORT, "a") as report:
+        report.write(line)

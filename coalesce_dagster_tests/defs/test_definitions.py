@@ -1,14 +1,18 @@
 """Pins the code location: every asset key, dependency, group and resource."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from coalesce_dagster.definitions import defs
+from coalesce_dagster_tests.conftest import ISOLATED_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,37 +123,60 @@ def test_definitions_validate_without_credentials(tmp_path):
     assert "Validation successful" in result.stdout + result.stderr
 
 
+# What a process that loads the code location imports, asked once for the tests below (an interpreter
+# that loads the definitions costs seconds of CPU): the destination drivers once the definitions are
+# loaded and again once a run's pipeline is built, and the simulator's modules once the assets'
+# module is imported too.
+LOADED_MODULES_PROBE = """
+import json, sys
+import coalesce_dagster.definitions
+drivers = ("duckdb", "sqlalchemy")
+at_load = [name for name in drivers if name in sys.modules]
+import coalesce_dagster.defs.assets
+simulator = sorted(m for m in sys.modules if m.startswith("coalesce_simulator"))
+from coalesce_dagster.pipeline import make_pipeline
+make_pipeline()
+print(json.dumps({"drivers_at_load": at_load, "simulator": simulator,
+                  "drivers_after_a_run_pipeline": [name for name in drivers if name in sys.modules]}))
+"""
+
+
+@functools.cache
+def probe_loaded_modules() -> dict[str, list[str]]:
+    """The probe's findings, in a process configured as the tests' own are (conftest.py): nothing
+    inherited that points at an account or a shared file, dlt's folders in a temporary one. Cached
+    in the test process, not a fixture: xdist may tear a module's fixtures down between two tests."""
+    with tempfile.TemporaryDirectory(prefix="loaded-modules-") as folder:
+        env = {name: value for name, value in os.environ.items() if name not in ISOLATED_ENV}
+        env.update(
+            RUNTIME__DLTHUB_TELEMETRY="false",
+            COALESCE_DAGSTER_PIPELINES_DIR=str(Path(folder) / "pipelines"),
+            DESTINATION__DUCKDB__CREDENTIALS=str(Path(folder) / "coalesce.duckdb"),
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", LOADED_MODULES_PROBE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=PROJECT_ROOT,
+        )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.xdist_group("definitions-loaded-modules")  # one worker, one probe (--dist loadgroup)
 def test_the_product_never_imports_the_simulator():
     """The simulator is a package of its own, for the demo and the tests: loading the code location
     (what a deployment runs) does not import it."""
-    probe = (
-        "import sys, coalesce_dagster.definitions, coalesce_dagster.defs.assets; "
-        "print(sorted(m for m in sys.modules if m.startswith('coalesce_simulator')))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert probe_loaded_modules()["simulator"] == []
 
 
+@pytest.mark.xdist_group("definitions-loaded-modules")
 def test_loading_the_definitions_imports_no_destination_driver():
     """Every process that loads the code location (webserver, daemon, each run) pays for what the
     definitions import: the destination's driver (DuckDB's, and SQLAlchemy, which dlt uses to parse
     its path) waits until a run builds its pipeline. The same probe sees both once it builds one."""
-    probe = (
-        "import json, sys\n"
-        "import coalesce_dagster.definitions\n"
-        "drivers = ('duckdb', 'sqlalchemy')\n"
-        "loaded = [name for name in drivers if name in sys.modules]\n"
-        "from coalesce_dagster.pipeline import make_pipeline\n"
-        "make_pipeline()\n"
-        "print(json.dumps([loaded, [name for name in drivers if name in sys.modules]]))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT
-    )
-    assert result.returncode == 0, result.stderr
-    at_load, after_a_run_pipeline = json.loads(result.stdout.strip().splitlines()[-1])
-    assert at_load == []
-    assert after_a_run_pipeline == ["duckdb", "sqlalchemy"]
+    loaded = probe_loaded_modules()
+    assert loaded["drivers_at_load"] == []
+    assert loaded["drivers_after_a_run_pipeline"] == ["duckdb", "sqlalchemy"]
