@@ -34,10 +34,19 @@ def make_destination(configured: DestinationSettings) -> Destination:
         return destination
     path: Any = dlt.config.get("destination.duckdb.credentials")
     if path is not None and not isinstance(path, str):
-        return dlt.destinations.duckdb()  # a full credentials section: dlt resolves it as given
+        # a full credentials section: dlt resolves it as given
+        return dlt.destinations.duckdb(loader_parallelism_strategy="sequential")
     credentials = DuckDbCredentials(str(path or settings.DEFAULT_DUCKDB_PATH))
-    credentials.global_config = {"memory_limit": configured.duckdb_memory_limit}
-    return dlt.destinations.duckdb(credentials=credentials)
+    credentials.global_config = {"memory_limit": configured.duckdb_memory_limit, **DUCKDB_LOAD_SETTINGS}
+    return dlt.destinations.duckdb(credentials=credentials, loader_parallelism_strategy="sequential")
+
+
+# How a load runs in DuckDB (docs/benchmark.md, "Memory"): one load job at a time ("sequential"
+# above; dlt's default runs up to `[load] workers`, 20, at once, each copy into staging with buffers of
+# its own) and one DuckDB thread per statement. Measured: the load alone peaked 25-70 MB lower, for
+# no more CPU (DuckDB's second thread cost CPU on two cores rather than saving it). Other destinations
+# keep dlt's parallel loads.
+DUCKDB_LOAD_SETTINGS: dict[str, Any] = {"threads": 1}
 
 
 @contextmanager

@@ -34,3 +34,24 @@ def test_postgres_loads_csv_and_duckdb_parquet(monkeypatch):
     assert preferred_file_format(make_pipeline()) == "parquet"
     monkeypatch.setenv("COALESCE_DAGSTER__DESTINATION", "postgres")
     assert preferred_file_format(make_pipeline()) == "csv"
+
+
+def test_duckdb_loads_one_job_at_a_time_on_one_thread(simulator, warehouse):
+    """The load settings measured to lower a sync's peak memory (docs/benchmark.md, "Memory"): dlt
+    runs DuckDB's load jobs one after another, and DuckDB runs each statement on one thread within
+    the configured memory limit. A real load (replaced tables, the run results' merge with nested
+    rows) goes through with them, and the connections dlt opens carry them."""
+    from coalesce_dagster.coalesce.source import coalesce_source
+    from coalesce_dagster.pipeline import make_pipeline, run_load
+    from coalesce_dagster_tests.expectations import assert_matches_simulator
+
+    pipeline = make_pipeline()
+    assert pipeline.destination.capabilities().loader_parallelism_strategy == "sequential"
+    run_load(pipeline, coalesce_source(base_url=simulator.base_url, access_token=simulator.config.token))
+    with pipeline.sql_client() as client:
+        threads, memory_limit = client.execute_sql(
+            "SELECT current_setting('threads'), current_setting('memory_limit')"
+        )[0]
+    assert threads == 1
+    assert memory_limit == "122.0 MiB"  # DuckDB's rendering of the shipped 128MB
+    assert_matches_simulator(warehouse, simulator)
