@@ -20,6 +20,7 @@ from ..pipeline import (
     private_working_dir,
 )
 from ..progress import LoadProgress
+from ..runtime import freeze_long_lived_objects
 from .health.load_checks import evaluate_load_checks, health_settings_for, load_check_specs
 from .health.load_metadata import readable_events
 from .nodes.state import configured_environments, store_snapshot, stored_snapshot_of
@@ -65,6 +66,7 @@ def coalesce_assets(
     config: CoalesceLoadConfig,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     health_settings = health_settings_for(context)  # a bad value stops the run before any request
+    freeze_long_lived_objects()
     if not context.selected_asset_keys:  # a checks-only run (the hourly freshness checks): no load
         yield from evaluate_load_checks(context, make_pipeline(), health_settings)
         return

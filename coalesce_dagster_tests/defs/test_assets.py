@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 
 import dagster as dg
@@ -27,6 +28,8 @@ def _row_counts(result: dg.ExecuteInProcessResult) -> dict[str, int]:
 def test_full_load_matches_the_simulator(simulator, instance, warehouse):
     result = materialize(instance)
     assert result.success
+    # The load froze the process's start-up objects (runtime.freeze_long_lived_objects).
+    assert gc.get_freeze_count() > 0
 
     assert_matches_simulator(warehouse, simulator)
     assert {
