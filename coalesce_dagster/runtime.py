@@ -11,9 +11,9 @@ _frozen = threading.Event()
 def freeze_long_lived_objects() -> None:
     """Move every object alive now out of reach of Python's cyclic garbage collector, once per process.
 
-    A load runs in a process that holds about a million long-lived objects before it reads a byte
-    (Dagster, dlt, pydantic, the definitions, the instance), and then creates hundreds of thousands
-    of short-lived rows. Without this, every full collection during the load walks the long-lived
+    A load runs in a process that holds hundreds of thousands of long-lived objects before it reads
+    a byte (Dagster, dlt, pydantic, the definitions, the instance), and then creates many more
+    short-lived ones (rows). Without this, every full collection during the load walks the long-lived
     ones again, and so do the collections of the interpreter's shutdown, which `dagster asset
     materialize` waits for after the run has finished (docs/benchmark.md, "Garbage collection").
     Frozen objects are still freed by reference counting; only cycles among them are never
