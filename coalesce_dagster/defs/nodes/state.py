@@ -3,7 +3,7 @@
 The snapshot is the node assets' "defs state" in Dagster's sense: by default a local file under
 `coalesce_dagster/dg_defs/.local_defs_state/` (Dagster's LOCAL_FILESYSTEM management, git-ignored),
 written by `dg utils refresh-defs-state` and by every daily environments sync, read when the
-definitions load. A deployment whose code servers do not share a disk sets the component's
+definitions load (which create nothing there when there is none). A deployment whose code servers do not share a disk sets the component's
 `defs_state.management_type` to VERSIONED_STATE_STORAGE; the daily sync then also uploads each new
 snapshot to the instance's defs state storage.
 """
