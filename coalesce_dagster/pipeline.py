@@ -88,9 +88,9 @@ def make_pipeline(
 def definition_pipeline() -> dlt.Pipeline:
     """The pipeline Dagster's definitions describe (never run): only its destination's name and its
     dataset are read, and it is built in a temporary folder, removed at once. Its destination is
-    dlt's factory without credentials, so loading the
-    definitions imports no destination driver (for DuckDB: `duckdb`, and `sqlalchemy` to parse the
-    path) and reads no destination config; each run builds its own pipeline (`make_pipeline`).
+    dlt's factory without credentials, so loading the definitions imports no destination driver (for
+    DuckDB: `duckdb`, and `sqlalchemy` to parse the path) and reads no destination config; each run
+    builds its own pipeline (`make_pipeline`).
     A bad `[coalesce_dagster]` value, or a destination that cannot be set up here (a missing extra),
     is logged and its default used, so the code location still loads; a load then fails naming the
     key, or with dlt's own message."""
