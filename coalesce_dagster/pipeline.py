@@ -87,9 +87,10 @@ def make_pipeline(
 
 def definition_pipeline() -> dlt.Pipeline:
     """The pipeline Dagster's definitions describe (never run): only its destination's name and its
-    dataset are read. Its destination is dlt's factory without credentials, so loading the
-    definitions imports no destination driver (for DuckDB: `duckdb`, and `sqlalchemy` to parse the
-    path) and reads no destination config; each run builds its own pipeline (`make_pipeline`).
+    dataset are read, and it is built in a temporary folder, removed at once. Its destination is
+    dlt's factory without credentials, so loading the definitions imports no destination driver (for
+    DuckDB: `duckdb`, and `sqlalchemy` to parse the path) and reads no destination config; each run
+    builds its own pipeline (`make_pipeline`).
     A bad `[coalesce_dagster]` value, or a destination that cannot be set up here (a missing extra),
     is logged and its default used, so the code location still loads; a load then fails naming the
     key, or with dlt's own message."""
@@ -107,12 +108,17 @@ def definition_pipeline() -> dlt.Pipeline:
 
 
 def _described_pipeline(destination: str, dataset_name: str) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name=settings.PIPELINE_NAME,
-        pipelines_dir=str(settings.pipelines_dir()),
-        destination=Destination.from_reference(destination),
-        dataset_name=dataset_name,
-    )
+    # dlt writes a pipeline's working folder (its first-run state) as it builds the object, and the
+    # definitions only read the object's names: build it in a throwaway folder, so that loading the
+    # definitions writes nothing into the project (issue 22). The object keeps dlt's own naming
+    # rules (a `dataset_name_layout`, say); a run never uses it (`make_pipeline`).
+    with tempfile.TemporaryDirectory(prefix="coalesce-definitions-") as folder:
+        return dlt.pipeline(
+            pipeline_name=settings.PIPELINE_NAME,
+            pipelines_dir=folder,
+            destination=Destination.from_reference(destination),
+            dataset_name=dataset_name,
+        )
 
 
 def duckdb_file(pipeline: dlt.Pipeline) -> Path | None:

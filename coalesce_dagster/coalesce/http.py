@@ -179,6 +179,7 @@ def coalesce_session(
     retry_read_timeouts: bool = True,
     idempotent: bool = True,
     observer: ResponseObserver | None = None,
+    runtime: RuntimeConfiguration | None = None,
 ) -> Session:
     """dlt's retrying session for calls to `base_url`, configured by `[runtime]` (429 honouring
     Retry-After, 5xx, connection errors and timeouts retried with exponential backoff), with the
@@ -192,8 +193,9 @@ def coalesce_session(
         retried only on 429 and on connections that failed before the request was sent
         (`failed_before_sending`), never on a 5xx, a read timeout or a dropped connection, after
         which Coalesce may have acted on the first attempt.
+    runtime: `[runtime]` as resolved already (`runtime_settings`); by default resolved now.
     """
-    runtime = runtime_settings()
+    runtime = runtime or runtime_settings()
     request_timeout = float(timeout if timeout is not None else runtime.request_timeout)
     retry_delay = float(runtime.request_max_retry_delay)
     if idempotent:

@@ -11,8 +11,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from coalesce_dagster.coalesce.nodes.snapshot import fetch_node_snapshot
+from coalesce_dagster.configuration import resolve_source_settings
 from coalesce_dagster.definitions import defs
 from coalesce_dagster_tests.conftest import ISOLATED_ENV
+from coalesce_dagster_tests.project_copy import make_project_copy, newcomer_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,3 +183,67 @@ def test_loading_the_definitions_imports_no_destination_driver():
     loaded = probe_loaded_modules()
     assert loaded["drivers_at_load"] == []
     assert loaded["drivers_after_a_run_pipeline"] == ["duckdb", "sqlalchemy"]
+
+
+# Two definitions loads in a copy of the project, as a newcomer's process runs them: the files of the
+# project each load added or rewrote, and how many assets it built. The first finds no node snapshot;
+# then the snapshot is stored as the daily sync stores it (Dagster's state folder is created then),
+# and the second load builds the node assets from it.
+LOAD_PROBE = """
+import json, os, sys
+from pathlib import Path
+
+def files():
+    return {os.path.join(folder, name): os.stat(os.path.join(folder, name)).st_mtime_ns
+            for folder, _, names in os.walk(".") for name in names}  # the .venv link is not followed
+
+def changed(before):
+    return sorted(name for name, written in files().items() if before.get(name) != written)
+
+before = files()
+from coalesce_dagster.definitions import build_definitions, defs
+first = {"assets": len(list(defs.resolve_all_asset_keys())), "written": changed(before)}
+from coalesce_dagster.coalesce.nodes import NodeSnapshot
+from coalesce_dagster.defs.nodes.state import store_snapshot
+store_snapshot(NodeSnapshot.from_json(Path(sys.argv[1]).read_text()))
+before = files()
+second = {"assets": len(list(build_definitions().resolve_all_asset_keys())), "written": changed(before)}
+print(json.dumps({"without_snapshot": first, "with_snapshot": second}))
+"""
+
+
+@pytest.mark.long(seconds=10)
+@pytest.mark.timeout(180)
+def test_loading_the_definitions_writes_nothing_into_the_project(simulator, tmp_path: Path):
+    """Every process that loads the code location (webserver, daemon, each run, `dg` commands)
+    leaves the project as it found it: dlt's pipeline for the asset specs writes no first-run state
+    under `.dlt_pipelines/`, and the node component creates no empty `.local_defs_state/` folder,
+    with no node snapshot stored and with one. Nothing asks Coalesce either."""
+    project = make_project_copy(tmp_path / "project")
+    snapshot = fetch_node_snapshot(resolve_source_settings(), ["Development"])
+    (tmp_path / "snapshot.json").write_text(snapshot.to_json())
+    requests_before = len(simulator.requests)
+    env = newcomer_environment(
+        # Python's bytecode cache is Python's own, not the load's (a deployment that wants none sets
+        # this variable too): without it the copy would gain __pycache__ folders.
+        PYTHONDONTWRITEBYTECODE="1",
+        # The copy's package, not the checkout's (the shared .venv's editable install points at the
+        # checkout): the state folder and dlt's folders it would write are the copy's.
+        PYTHONPATH=str(project),
+        SOURCES__COALESCE_SOURCE__BASE_URL=simulator.base_url,  # the snapshot's account
+        COALESCE_DAGSTER__NODES__ENVIRONMENTS='["Development"]',
+    )
+    result = subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), "-c", LOAD_PROBE, str(tmp_path / "snapshot.json")],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loads = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loads["without_snapshot"] == {"assets": len(EXPECTED_DEPS), "written": []}
+    assert loads["with_snapshot"]["written"] == []
+    assert loads["with_snapshot"]["assets"] >= len(EXPECTED_DEPS) + snapshot.node_count  # an asset per node
+    assert len(simulator.requests) == requests_before

@@ -24,7 +24,7 @@ from requests import HTTPError
 
 from ...configuration import ConfigurationError, SourceSettings
 from ..errors import UnexpectedResponseError
-from ..http import ResponseObserver, coalesce_headers, coalesce_session
+from ..http import ResponseObserver, coalesce_headers, coalesce_session, runtime_settings
 from ..lists import ASCENDING, FirstSeen, PageSize, read_pages
 from .model import EnvironmentNodes, NodeSnapshot, parse_node, select_environments
 
@@ -70,19 +70,28 @@ def rest_clients(
     timeout with a smaller page (`lists.read_pages`), so their session has its own timeout and does
     not retry the same slow page first. `observer` sees every answer (`http.coalesce_session`)."""
     auth = BearerTokenAuth(token=settings.access_token)
+    # `[runtime]` resolved once for both clients and their sessions, not four times: each resolution
+    # looks every field up in every config provider, and the definitions build these at every load.
+    runtime = runtime_settings()
     client = RESTClient(
         base_url=settings.base_url,
         auth=auth,
         headers=coalesce_headers(),
-        session=coalesce_session(settings.base_url, observer=observer),
+        session=coalesce_session(settings.base_url, observer=observer, runtime=runtime),
+        config=runtime,
     )
     nodes_client = RESTClient(
         base_url=settings.base_url,
         auth=auth,
         headers=coalesce_headers(),
         session=coalesce_session(
-            settings.base_url, timeout=settings.nodes_timeout, retry_read_timeouts=False, observer=observer
+            settings.base_url,
+            timeout=settings.nodes_timeout,
+            retry_read_timeouts=False,
+            observer=observer,
+            runtime=runtime,
         ),
+        config=runtime,
     )
     return client, nodes_client
 

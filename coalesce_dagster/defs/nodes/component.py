@@ -30,6 +30,7 @@ from .state import (
     configured_environments,
     configured_orchestrate,
     configured_snapshot_path,
+    dagster_state_path,
     local_state_path,
     read_snapshot,
     store_snapshot,
@@ -90,9 +91,18 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         chosen = configured_snapshot_path()
-        if chosen is None:
-            return super().build_defs(context)  # Dagster's defs state (LOCAL_FILESYSTEM by default)
-        return self.build_defs_from_state(context, chosen if chosen.exists() else None)
+        if chosen is not None:
+            return self.build_defs_from_state(context, chosen if chosen.exists() else None)
+        config = self.defs_state_config
+        if (
+            config.management_type == DefsStateManagementType.LOCAL_FILESYSTEM
+            and not config.refresh_if_dev
+            and not dagster_state_path(context.project_root).exists()
+        ):
+            # No snapshot stored: what Dagster's own `build_defs` does below, without asking for the
+            # state path, which creates Dagster's empty state folder in the project (`state.py`).
+            return self.build_defs_from_state(context, None)
+        return super().build_defs(context)  # Dagster's defs state (LOCAL_FILESYSTEM by default)
 
     def build_defs_from_state(
         self, context: dg.ComponentLoadContext, state_path: Path | None

@@ -3,7 +3,7 @@
 The snapshot is the node assets' "defs state" in Dagster's sense: by default a local file under
 `coalesce_dagster/dg_defs/.local_defs_state/` (Dagster's LOCAL_FILESYSTEM management, git-ignored),
 written by `dg utils refresh-defs-state` and by every daily environments sync, read when the
-definitions load. A deployment whose code servers do not share a disk sets the component's
+definitions load (which create nothing there when there is none). A deployment whose code servers do not share a disk sets the component's
 `defs_state.management_type` to VERSIONED_STATE_STORAGE; the daily sync then also uploads each new
 snapshot to the instance's defs state storage.
 """
@@ -11,12 +11,17 @@ snapshot to the instance's defs state storage.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import uuid
 from pathlib import Path
 
 import dagster as dg
-from dagster.components.utils.project_paths import get_local_state_path
+from dagster.components.utils.project_paths import (
+    _LOCAL_DEFS_STATE_DIR,
+    get_defs_module_path_for_project,
+    get_local_state_path,
+)
 from dagster_shared.serdes.objects.models.defs_state_info import LOCAL_STATE_VERSION
 
 from ...coalesce.nodes import NodeSnapshot
@@ -61,8 +66,18 @@ def configured_snapshot_path() -> Path | None:
 
 def local_state_path(project_root: Path = names.USER_PROJECT_ROOT) -> Path:
     """Where the snapshot is read and written: `snapshot_path` if set, else the LOCAL_FILESYSTEM
-    state file `dg utils refresh-defs-state` writes for the node assets."""
-    return configured_snapshot_path() or get_local_state_path(NODES_STATE_KEY, project_root)
+    state file `dg utils refresh-defs-state` writes for the node assets. Asking creates nothing."""
+    return configured_snapshot_path() or dagster_state_path(project_root)
+
+
+def dagster_state_path(project_root: Path = names.USER_PROJECT_ROOT) -> Path:
+    """Dagster's LOCAL_FILESYSTEM state file of the node assets (`get_local_state_path`), without
+    creating its folder: Dagster's function creates `<defs folder>/.local_defs_state/<key>/` (and a
+    `.gitignore` in it) whenever it is asked, and a definitions load asks even when there is no
+    snapshot, which would leave an empty folder in the project at every load (issue 22). The folder is
+    created when a snapshot is stored (`store_snapshot`, `dg utils refresh-defs-state`)."""
+    key = re.sub(r"[^A-Za-z0-9._-]", "__", NODES_STATE_KEY)  # as Dagster names the key's folder
+    return get_defs_module_path_for_project(project_root) / _LOCAL_DEFS_STATE_DIR / key / "state"
 
 
 def read_snapshot(path: Path | None) -> NodeSnapshot | None:
@@ -93,13 +108,17 @@ def stored_snapshot_of(base_url: str) -> NodeSnapshot | None:
 
 def store_snapshot(snapshot: NodeSnapshot, instance: dg.DagsterInstance | None = None) -> Path:
     """Replace the stored snapshot (atomically: a definitions load never reads half a file)."""
-    path = local_state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    chosen = configured_snapshot_path()
+    if chosen is None:  # Dagster's state folder, created as Dagster creates it (with its .gitignore)
+        path = get_local_state_path(NODES_STATE_KEY, names.USER_PROJECT_ROOT)
+    else:
+        path = chosen
+        path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as file:
         file.write(snapshot.to_json())
     Path(file.name).replace(path)
     storage = instance.defs_state_storage if instance is not None else None
-    if storage is not None and configured_snapshot_path() is None:
+    if storage is not None and chosen is None:
         latest = storage.get_latest_version(NODES_STATE_KEY)
         if latest is not None and latest != LOCAL_STATE_VERSION:
             # The component keeps its state in the instance's storage: upload a new version there.

@@ -279,8 +279,8 @@ REPO_STATE_FOLDER = Path(__file__).resolve().parents[3] / "coalesce_dagster" / "
 
 def folder_state(folder: Path) -> dict[str, int]:
     """Each state file under `folder` with the time it was last written (nanoseconds). Dagster's
-    own `.gitignore` is left out: any process that loads the checkout's package may create the empty
-    state folder with it (another test's `dagster dev`, say), which writes no snapshot."""
+    own `.gitignore` is left out: Dagster writes it whenever it makes the state folder, which a
+    developer's refresh may have done, and it holds no snapshot."""
     return {
         str(path): path.stat().st_mtime_ns
         for path in folder.rglob("*")
