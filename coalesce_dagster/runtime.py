@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _frozen = threading.Event()
 
@@ -24,3 +26,20 @@ def freeze_long_lived_objects() -> None:
         return
     _frozen.set()
     gc.freeze()
+
+
+@contextmanager
+def collections_paused() -> Iterator[None]:
+    """No cyclic garbage collection within the block; the objects alive at its end are frozen.
+
+    For a block that makes objects which live as long as the process (loading the definitions):
+    collecting while they are made finds nothing to free, and walks all of them each time. Garbage
+    cycles made within the block stay frozen too (about 1 MB for the definitions load)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.freeze()

@@ -131,15 +131,16 @@ def test_definitions_validate_without_credentials(tmp_path):
 # loaded and again once a run's pipeline is built, and the simulator's modules once the assets'
 # module is imported too.
 LOADED_MODULES_PROBE = """
-import json, sys
+import gc, json, sys
 import coalesce_dagster.definitions
+collector = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
 drivers = ("duckdb", "sqlalchemy")
 at_load = [name for name in drivers if name in sys.modules]
 import coalesce_dagster.defs.assets
 simulator = sorted(m for m in sys.modules if m.startswith("coalesce_simulator"))
 from coalesce_dagster.pipeline import make_pipeline
 make_pipeline()
-print(json.dumps({"drivers_at_load": at_load, "simulator": simulator,
+print(json.dumps({"collector": collector, "drivers_at_load": at_load, "simulator": simulator,
                   "drivers_after_a_run_pipeline": [name for name in drivers if name in sys.modules]}))
 """
 
@@ -166,6 +167,15 @@ def probe_loaded_modules() -> dict[str, list[str]]:
         )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.xdist_group("definitions-loaded-modules")
+def test_loading_the_definitions_freezes_what_it_made_and_collects_again_after():
+    """The definitions load pauses Python's garbage collector and freezes the objects it made
+    (`runtime.collections_paused`): the collector is on again once the module is loaded."""
+    collector = probe_loaded_modules()["collector"]
+    assert collector["enabled"] is True
+    assert collector["frozen"] > 100_000
 
 
 @pytest.mark.xdist_group("definitions-loaded-modules")  # one worker, one probe (--dist loadgroup)
