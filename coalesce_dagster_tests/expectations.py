@@ -52,6 +52,11 @@ def assert_matches_simulator(
     warehouse: Any, sim: CoalesceSimulator, tables: tuple[str, ...] | None = None
 ) -> None:
     """Every table holds exactly the simulator's keys, once each, and run states agree."""
+    with warehouse.session():  # one connection for the dozen queries
+        _assert_matches_simulator(warehouse, sim, tables)
+
+
+def _assert_matches_simulator(warehouse: Any, sim: CoalesceSimulator, tables: tuple[str, ...] | None) -> None:
     expected = expected_keys(sim)
     for table in tables or tuple(KEY_COLUMNS):
         keys = loaded_keys(warehouse, table)

@@ -24,6 +24,11 @@ _BOOKKEEPING_COLUMNS = ("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_
 def contents(warehouse: Any) -> dict[str, list[str]]:
     """Every row of every table of the dataset (without dlt's per-load ids), to compare the whole
     destination before and after something happened."""
+    with warehouse.session():  # one connection for two queries a table
+        return _contents(warehouse)
+
+
+def _contents(warehouse: Any) -> dict[str, list[str]]:
     snapshot = {}
     excluded = ", ".join(f"'{name}'" for name in _BOOKKEEPING_COLUMNS)
     for table in sorted(warehouse.tables()):
@@ -48,7 +53,11 @@ def stored_text_containing(warehouse: Any, needles: Iterable[str]) -> list[str]:
     JSON column of every schema (the dataset, its staging dataset, dlt's own tables), and dlt's
     pipeline state, which is stored compressed and would hide a secret from a byte search (as
     DuckDB's string compression can)."""
-    needles = list(needles)
+    with warehouse.session():  # one connection for a query a column
+        return _stored_text_containing(warehouse, list(needles))
+
+
+def _stored_text_containing(warehouse: Any, needles: list[str]) -> list[str]:
     hits = []
     for schema, table, column, _data_type in warehouse.rows(
         "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "

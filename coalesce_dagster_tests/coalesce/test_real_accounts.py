@@ -179,16 +179,17 @@ def test_every_stored_run_link_is_the_one_the_scheduler_returned(simulator, ware
     assert all(str(simulator.state.run_uuid(run_id)) in link for run_id, link in links.items())
     # No other column anywhere holds a link of our own making.
     scheduler_links = set(links.values())
-    for table in warehouse.tables() - {"run_status"}:
-        for (column,) in warehouse.rows(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' "
-            "AND table_name = ? AND data_type = 'VARCHAR'",
-            table,
-        ):
-            stray = warehouse.rows(
-                f'SELECT "{column}" FROM coalesce_data."{table}" WHERE "{column}" LIKE \'%/runs/%\''
-            )
-            assert not [value for (value,) in stray if value not in scheduler_links], (table, column)
+    with warehouse.session():  # a query per text column: one connection for all of them
+        for table in warehouse.tables() - {"run_status"}:
+            for (column,) in warehouse.rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'coalesce_data' "
+                "AND table_name = ? AND data_type = 'VARCHAR'",
+                table,
+            ):
+                stray = warehouse.rows(
+                    f'SELECT "{column}" FROM coalesce_data."{table}" WHERE "{column}" LIKE \'%/runs/%\''
+                )
+                assert not [value for (value,) in stray if value not in scheduler_links], (table, column)
 
 
 def test_failed_nodes_keep_the_state_coalesce_reported(simulator, warehouse):
