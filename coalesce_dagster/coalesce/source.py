@@ -266,7 +266,13 @@ def environment_nodes_resource(
     node_collector: NodeCollector | None = None,
 ) -> Any:
     """The nodes of every environment that changed since it was last read (`nodes.rereads`), with
-    detail; one environment per task on dlt's extract pool.
+    detail; read on dlt's extract pool one environment after another.
+
+    One environment at a time: an environment's nodes with detail are held whole until written
+    (about 20 MB per 2,000 nodes), and read side by side, every environment's were in memory at once
+    early in the extract. The memory they took stayed with the process through the load, so the
+    peak grew with the number of environments (docs/benchmark.md, "Memory"). Read in turn, they take
+    one pool thread: the other threads keep fetching runs and their results meanwhile.
 
     The table is merged per environment (`delete-insert`, merge key `environment_id`): a re-read
     environment's rows are replaced exactly, the others' stay. A full re-read replaces the tables."""
@@ -279,6 +285,9 @@ def environment_nodes_resource(
         write_disposition="merge",  # dlt's default merge strategy: delete-insert
         columns=cast(Any, {**node_columns(), NO_NODES_COLUMN: no_nodes_column(merging=True)}),
         nested_hints={"columns": {"columns": node_column_columns()}},
+        # dlt steps this generator on its extract pool, one step at a time: each step reads one
+        # environment's nodes, so only one environment's are held at once.
+        parallelized=True,
     )
     def environment_nodes(page: list[dict[str, Any]]) -> Iterator[Any]:
         state = dlt.current.resource_state()
@@ -293,8 +302,7 @@ def environment_nodes_resource(
                 continue
             rereads.record_read(state, env_id)
             read_any = True
-            # A callable is a deferred item: dlt runs it on its extract pool (as rest_api does).
-            yield partial(_nodes_of, client, env_id, name, page_size, timeout, plan.full, node_collector)
+            yield _nodes_of(client, env_id, name, page_size, timeout, plan.full, node_collector)
         if not read_any:
             # The table is still written (nothing merged): Dagster reports a row count for every
             # table of the load, and a load without this one would leave it none.

@@ -186,3 +186,13 @@ NOW = datetime(2026, 12, 7, 5, 0, 0, tzinfo=UTC)
 )
 def test_full_reread_due(last, hours, due):
     assert full_reread_due(None if last is None else last.isoformat(), NOW, hours) is due
+
+
+def test_environments_nodes_are_read_one_environment_after_another(simulator, warehouse):
+    # One environment's nodes in memory at a time (docs/benchmark.md, "Memory"): every node page of
+    # an environment is asked for before any page of the next one, the rows all the same.
+    load(simulator, nodes_page_size=2)
+    order = [r.path.split("/")[4] for r in simulator.requests if r.path.endswith("/nodes")]
+    grouped = [env for position, env in enumerate(order) if position == 0 or order[position - 1] != env]
+    assert len(order) > len(grouped) == len(set(order)) == 3, order
+    assert_nodes_match(warehouse, simulator)
