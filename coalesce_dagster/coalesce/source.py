@@ -85,6 +85,7 @@ def coalesce_source(
     run_ids: Sequence[int] | None = None,
     node_collector: NodeCollector | None = None,
     nodes_full_reread_hours: float | None = None,
+    nodes_environments_at_once: int | None = None,
 ) -> DltSource:
     """Coalesce environments, nodes, jobs, runs, run results, run statuses, projects and users.
 
@@ -104,6 +105,8 @@ def coalesce_source(
             environments the snapshot needs read whether they changed or not.
         nodes_full_reread_hours: how often every environment's nodes are read, deploy or not
             (`nodes.rereads`); 0: on every sync.
+        nodes_environments_at_once: how many environments' nodes are read at once (1: in turn,
+            so that one environment's nodes are in memory at a time).
     """
     settings = resolve_source_settings(
         base_url=base_url,
@@ -113,6 +116,7 @@ def coalesce_source(
         nodes_page_size=nodes_page_size,
         nodes_timeout=nodes_timeout,
         nodes_full_reread_hours=nodes_full_reread_hours,
+        nodes_environments_at_once=nodes_environments_at_once,
     )
     ids = None if run_ids is None else [int(run_id) for run_id in run_ids]
     return _coalesce_source(settings, ids, node_collector)
@@ -146,7 +150,9 @@ def _resources(
     auth, session = client.auth, client.session  # rest_api's resources share them
 
     ledger = RunLedger()
-    environments = environments_resource(client, PageSize("environments", settings.page_size))
+    environments = environments_resource(
+        client, PageSize("environments", settings.page_size), settings.nodes_environments_at_once
+    )
     rereads = NodeRereads(
         client, PageSize("deploy runs", settings.runs_page_size), settings.nodes_full_reread_hours
     )
@@ -246,15 +252,27 @@ def _rest_api_config(
     }
 
 
-def environments_resource(client: RESTClient, page_size: PageSize) -> Any:
+def environments_resource(client: RESTClient, page_size: PageSize, groups: int = 1) -> Any:
+    """The environments list, each page yielded as up to `groups` lists: `environment_nodes` reads
+    each list's environments one after another, and the lists side by side (its docstring)."""
+
     @dlt.resource(name="environments", primary_key="id", write_disposition="replace", columns=id_columns())
     def environments() -> Iterator[list[dict[str, Any]]]:
         first_seen = FirstSeen("id")
         params = {**ASCENDING, "detail": "false"}
         for page in read_pages(client, "api/v1/environments", params, page_size):
-            yield [env for env in map(row_by_id, page) if first_seen(env)]
+            yield from in_groups([env for env in map(row_by_id, page) if first_seen(env)], groups)
 
     return environments
+
+
+def in_groups(items: list[dict[str, Any]], groups: int) -> Iterator[list[dict[str, Any]]]:
+    """`items` in up to `groups` consecutive lists of near-equal length, in order; one empty list
+    for no items (a page still reaches the child resources, as before)."""
+    size = max(1, -(-len(items) // max(1, groups)))
+    yield items[:size]
+    for start in range(size, len(items), size):
+        yield items[start : start + size]
 
 
 def environment_nodes_resource(
@@ -266,13 +284,14 @@ def environment_nodes_resource(
     node_collector: NodeCollector | None = None,
 ) -> Any:
     """The nodes of every environment that changed since it was last read (`nodes.rereads`), with
-    detail; read on dlt's extract pool one environment after another.
+    detail; read on dlt's extract pool, the environments of each list `environments` yields one
+    after another, and its lists side by side (`nodes_environments_at_once` of them per page).
 
-    One environment at a time: an environment's nodes with detail are held whole until written
-    (about 20 MB per 2,000 nodes), and read side by side, every environment's were in memory at once
-    early in the extract. The memory they took stayed with the process through the load, so the
-    peak grew with the number of environments (docs/benchmark.md, "Memory"). Read in turn, they take
-    one pool thread: the other threads keep fetching runs and their results meanwhile.
+    By default one environment at a time: an environment's nodes with detail are held whole until
+    written (about 20 MB per 2,000 nodes), and read side by side, every environment's were in memory
+    at once early in the extract. The memory they took stayed with the process through the load, so
+    the peak grew with the number of environments (docs/benchmark.md, "Memory"). Read in turn, they
+    take one pool thread: the other threads keep fetching runs and their results meanwhile.
 
     The table is merged per environment (`delete-insert`, merge key `environment_id`): a re-read
     environment's rows are replaced exactly, the others' stay. A full re-read replaces the tables."""
@@ -285,8 +304,8 @@ def environment_nodes_resource(
         write_disposition="merge",  # dlt's default merge strategy: delete-insert
         columns=cast(Any, {**node_columns(), NO_NODES_COLUMN: no_nodes_column(merging=True)}),
         nested_hints={"columns": {"columns": node_column_columns()}},
-        # dlt steps this generator on its extract pool, one step at a time: each step reads one
-        # environment's nodes, so only one environment's are held at once.
+        # dlt steps each list's generator on its extract pool, one step at a time, and the lists'
+        # generators side by side: each step reads one environment's nodes.
         parallelized=True,
     )
     def environment_nodes(page: list[dict[str, Any]]) -> Iterator[Any]:

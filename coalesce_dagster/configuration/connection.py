@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import dlt
 
 from .sections import (
+    DEFAULT_NODES_ENVIRONMENTS_AT_ONCE,
     DEFAULT_NODES_FULL_REREAD_HOURS,
     DEFAULT_NODES_PAGE_SIZE,
     DEFAULT_NODES_TIMEOUT_SECONDS,
@@ -62,6 +63,7 @@ class SourceSettings:
     nodes_page_size: int = DEFAULT_NODES_PAGE_SIZE
     nodes_timeout: float = DEFAULT_NODES_TIMEOUT_SECONDS
     nodes_full_reread_hours: float = DEFAULT_NODES_FULL_REREAD_HOURS
+    nodes_environments_at_once: int = DEFAULT_NODES_ENVIRONMENTS_AT_ONCE
 
 
 def resolve_source_settings(
@@ -72,6 +74,7 @@ def resolve_source_settings(
     nodes_page_size: int | None = None,
     nodes_timeout: float | None = None,
     nodes_full_reread_hours: float | None = None,
+    nodes_environments_at_once: int | None = None,
 ) -> SourceSettings:
     """Explicit values win; the rest come from `[sources.coalesce_source]` or the defaults.
 
@@ -85,6 +88,7 @@ def resolve_source_settings(
         "nodes_page_size": nodes_page_size,
         "nodes_timeout": nodes_timeout,
         "nodes_full_reread_hours": nodes_full_reread_hours,
+        "nodes_environments_at_once": nodes_environments_at_once,
     }
     connection = read_section(ConnectionSettings, given=given)
     return SourceSettings(access_token=resolve_access_token(access_token), **asdict(connection))

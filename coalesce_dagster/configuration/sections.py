@@ -53,6 +53,12 @@ DEFAULT_NODES_TIMEOUT_SECONDS = 180.0
 # How often every environment's nodes are read whether a deploy ran or not (`coalesce/nodes/rereads.py`):
 # weekly. The environments sync runs daily, so a day would make every scheduled sync a full one.
 DEFAULT_NODES_FULL_REREAD_HOURS = 168.0
+# How many environments' nodes are read at once. Each environment's nodes are held whole until they
+# are written (about 20 MB per 2,000 nodes with detail), and the memory stays with the process: one
+# at a time keeps a sync's peak flat in the number of environments (docs/benchmark.md, "Memory").
+# Raise it where node pages are slow and there are many environments: reading them in turn takes
+# the sum of their times, not the longest.
+DEFAULT_NODES_ENVIRONMENTS_AT_ONCE = 1
 
 DEFAULT_DESTINATION = "duckdb"
 DEFAULT_DATASET_NAME = "coalesce_data"
@@ -341,6 +347,7 @@ class ConnectionSettings(SettingsSection):
     nodes_timeout: float = _setting(DEFAULT_NODES_TIMEOUT_SECONDS, _seconds)  # one node page
     # Every environment's nodes read at least this often, deploy or not; 0: on every sync.
     nodes_full_reread_hours: float = _setting(DEFAULT_NODES_FULL_REREAD_HOURS, _at_least(0))
+    nodes_environments_at_once: int = _setting(DEFAULT_NODES_ENVIRONMENTS_AT_ONCE, _whole_number(1))
 
 
 @dataclass(frozen=True)

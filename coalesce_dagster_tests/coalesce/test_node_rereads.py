@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coalesce_dagster.coalesce.nodes.rereads import full_reread_due
-from coalesce_dagster.coalesce.source import coalesce_source
+from coalesce_dagster.coalesce.source import coalesce_source, in_groups
 from coalesce_dagster.pipeline import make_pipeline, run_load
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 from coalesce_simulator import SimulatorConfig
@@ -196,3 +196,33 @@ def test_environments_nodes_are_read_one_environment_after_another(simulator, wa
     grouped = [env for position, env in enumerate(order) if position == 0 or order[position - 1] != env]
     assert len(order) > len(grouped) == len(set(order)) == 3, order
     assert_nodes_match(warehouse, simulator)
+
+
+def test_environments_can_be_read_side_by_side_with_one_plan(simulator, warehouse):
+    # `nodes_environments_at_once`: the environments' lists are read on several pool threads; the
+    # first to need the re-read plan makes it (one question about deploys), the rows all the same.
+    load(simulator, nodes_page_size=2, nodes_environments_at_once=3)
+    deploy_questions = [r for r in simulator.requests if r.query.get("runType") == "deploy"]
+    assert len(deploy_questions) == 1
+    assert environments_read(simulator) == set(simulator.state.nodes)
+    assert_nodes_match(warehouse, simulator)
+    assert_matches_simulator(warehouse, simulator)
+
+
+@pytest.mark.parametrize(
+    ("count", "groups", "expected"),
+    [
+        (0, 1, [0]),
+        (0, 3, [0]),
+        (5, 1, [5]),
+        (5, 2, [3, 2]),
+        (5, 3, [2, 2, 1]),
+        (2, 4, [1, 1]),
+        (6, 3, [2, 2, 2]),
+    ],
+)
+def test_environments_pages_split_into_groups_in_order(count, groups, expected):
+    items = [{"id": str(n)} for n in range(count)]
+    split = list(in_groups(items, groups))
+    assert [len(group) for group in split] == expected
+    assert [item for group in split for item in group] == items

@@ -25,6 +25,7 @@ same environments again.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -95,11 +96,15 @@ class NodeRereads:
         self._now = now
         self._plan: RereadPlan | None = None
         self._started_at = ""
+        # `environment_nodes` may read several lists of environments side by side, on pool threads:
+        # the first to ask makes the plan (reading the deploys once), the others wait for it.
+        self._planning = threading.Lock()
 
     def plan(self, state: dict[str, Any]) -> RereadPlan:
-        if self._plan is None:
-            self._plan = self._make_plan(state.setdefault(STATE_KEY, {}))
-        return self._plan
+        with self._planning:
+            if self._plan is None:
+                self._plan = self._make_plan(state.setdefault(STATE_KEY, {}))
+            return self._plan
 
     def record_read(self, state: dict[str, Any], environment_id: str) -> None:
         """Say in `state` that `environment_id`'s nodes are read by this sync."""
