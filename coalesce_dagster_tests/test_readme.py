@@ -18,6 +18,7 @@ in the order of their file names; each `serve` snippet gets a copy of its own.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -226,12 +227,21 @@ def _serve_and_stop(snippet: Snippet, project: Path, port: int) -> None:
             stderr=subprocess.STDOUT,
             text=True,
         )
+    locations: dict[str, str] | None = None
     try:
         answered = _wait_until_answering(snippet.argument, server, SERVE_TIMEOUT_SECONDS)
+        if answered and snippet.argument.endswith("/server_info"):
+            # Dagster's webserver: Ctrl-C once the UI shows the code location, as a person would
+            # (`dagster dev` has missed a Ctrl-C pressed while it was still starting, under load).
+            locations = _wait_until_code_locations_loaded(snippet.argument, server, SERVE_TIMEOUT_SECONDS)
     finally:
         _stop_with_ctrl_c(snippet, server, log_path)
     output = log_path.read_text(errors="replace")
     assert answered, f"{snippet.id} never answered {snippet.argument}:\n{output[-4000:]}"
+    if snippet.argument.endswith("/server_info"):
+        assert locations == {"coalesce": "LOADED"}, (
+            f"{snippet.id}: code locations {locations}\n{output[-4000:]}"
+        )
     # Whatever answered stopped with the snippet's processes: it was theirs, not another server's.
     assert _port_is_free(port), f"port {port} still answers after {snippet.id} stopped: it was not theirs"
 
@@ -279,6 +289,32 @@ def _wait_until_answering(url: str, server: subprocess.Popen, timeout: float) ->
         except subprocess.TimeoutExpired:
             pass
     return False
+
+
+WORKSPACE_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+
+
+def _wait_until_code_locations_loaded(server_info_url: str, server: subprocess.Popen, timeout: float):
+    """The webserver's code locations and their load status once none is loading any more (or
+    as last seen when the time ran out or the server exited), asked of its GraphQL API."""
+    url = server_info_url.removesuffix("/server_info") + "/graphql"
+    body = json.dumps({"query": WORKSPACE_QUERY}).encode()
+    deadline, seen = monotonic() + timeout, None
+    while monotonic() < deadline and server.poll() is None:
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+            seen = {entry["name"]: entry["loadStatus"] for entry in entries}
+            if seen and "LOADING" not in seen.values():
+                return seen
+        except (OSError, KeyError, TypeError, ValueError):
+            pass  # not answering GraphQL yet
+        try:
+            server.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            pass
+    return seen
 
 
 # `defs/test_crash.py::test_x`, `configuration/test_connection.py`, or `::test_y` (same file as the last one).
