@@ -24,6 +24,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import tomllib
 import urllib.error
@@ -219,7 +220,7 @@ def _serve_and_stop(snippet: Snippet, project: Path, port: int) -> None:
     log_path = project / f".serve-{port}.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            _command(snippet),
+            [*AS_A_TERMINAL_STARTS_IT, *_command(snippet)],
             cwd=project,
             env=newcomer_environment(),
             start_new_session=True,
@@ -246,6 +247,24 @@ def _serve_and_stop(snippet: Snippet, project: Path, port: int) -> None:
     assert _port_is_free(port), f"port {port} still answers after {snippet.id} stopped: it was not theirs"
 
 
+# A terminal starts a command with Ctrl-C's signal at its default and no signal blocked. A process
+# inherits both from whatever started it, across exec: started from a test worker that a library or
+# an earlier test left with SIGINT ignored or blocked, `dagster dev` would never see a Ctrl-C (Python
+# installs no KeyboardInterrupt handler for an ignored SIGINT). So the snippet starts as from a
+# terminal, whatever the worker's state (named in the failure below if it still does not stop).
+AS_A_TERMINAL_STARTS_IT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])",
+]
+
+
+def _signal_state() -> str:
+    blocked = sorted(signal.Signals(number).name for number in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    return f"the test worker's SIGINT handler {signal.getsignal(signal.SIGINT)!r}, blocked {blocked}"
+
+
 def _stop_with_ctrl_c(snippet: Snippet, server: subprocess.Popen, log_path: Path) -> None:
     """Press Ctrl-C, and once more if the first did not stop it, as a person would: `dagster dev` can
     miss a Ctrl-C that lands just as it finishes starting (seen twice in suites on 2026-12-07: its
@@ -262,7 +281,9 @@ def _stop_with_ctrl_c(snippet: Snippet, server: subprocess.Popen, log_path: Path
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
     output = log_path.read_text(errors="replace")
-    pytest.fail(f"{snippet.id} did not stop on Ctrl-C pressed {len(waits)} times:\n{output[-4000:]}")
+    pytest.fail(
+        f"{snippet.id} did not stop on Ctrl-C pressed {len(waits)} times ({_signal_state()}):\n{output[-4000:]}"
+    )
 
 
 def _port_is_free(port: int) -> bool:
