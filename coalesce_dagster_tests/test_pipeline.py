@@ -45,9 +45,9 @@ def test_duckdb_loads_one_job_at_a_time_on_one_thread(simulator, warehouse):
     from coalesce_dagster.pipeline import make_pipeline, run_load
     from coalesce_dagster_tests.expectations import assert_matches_simulator
 
+    assert make_pipeline().destination.capabilities().loader_parallelism_strategy == "sequential"
+    run_load(coalesce_source(base_url=simulator.base_url, access_token=simulator.config.token))
     pipeline = make_pipeline()
-    assert pipeline.destination.capabilities().loader_parallelism_strategy == "sequential"
-    run_load(pipeline, coalesce_source(base_url=simulator.base_url, access_token=simulator.config.token))
     with pipeline.sql_client() as client:
         threads, memory_limit = client.execute_sql(
             "SELECT current_setting('threads'), current_setting('memory_limit')"
@@ -55,3 +55,29 @@ def test_duckdb_loads_one_job_at_a_time_on_one_thread(simulator, warehouse):
     assert threads == 1
     assert memory_limit == "122.0 MiB"  # DuckDB's rendering of the shipped 128MB
     assert_matches_simulator(warehouse, simulator)
+
+
+def test_a_load_runs_on_one_duckdb_connection_closed_and_checkpointed_after(simulator, duckdb_file):
+    """`loading_pipeline`: the whole load (dlt's state sync, every load job, a look at the tables
+    after) goes through the block's one connection, which carries the load settings; when the block
+    ends the file is closed and checkpointed: no write-ahead log is left, and a read-only connection
+    (what a user's query opens) sees every row."""
+    import duckdb
+
+    from coalesce_dagster.coalesce.source import coalesce_source
+    from coalesce_dagster.pipeline import loading_pipeline
+
+    with loading_pipeline() as pipeline:
+        held = pipeline.destination.config_params["credentials"].external_conn()
+        assert held is not None and duckdb_file.exists()
+        pipeline.run(
+            coalesce_source(base_url=simulator.base_url, access_token=simulator.config.token),
+            loader_file_format="parquet",
+        ).raise_on_failed_jobs()
+        with pipeline.sql_client() as client:
+            (memory_limit,) = client.execute_sql("SELECT current_setting('memory_limit')")[0]
+        assert memory_limit == "122.0 MiB"
+        assert held.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (simulator.config.runs,)
+    assert not duckdb_file.with_name(duckdb_file.name + ".wal").exists()
+    with duckdb.connect(str(duckdb_file), read_only=True) as reader:
+        assert reader.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (simulator.config.runs,)

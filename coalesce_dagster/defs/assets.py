@@ -14,8 +14,8 @@ from ..configuration import names as settings
 from ..pipeline import (
     definition_pipeline,
     in_process_normalize,
+    loading_pipeline,
     make_pipeline,
-    no_new_file_left_on_failure,
     preferred_file_format,
     private_working_dir,
 )
@@ -78,11 +78,11 @@ def coalesce_assets(
     source = coalesce.build_source(run_ids=config.run_ids or None, node_collector=collector)
     # A private working dir per run: dlt state and schema are restored from the destination.
     with private_working_dir(f"run-{context.run_id[:8]}-") as working_dir:
-        pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
         # A load of given runs (the sensor's) is small: normalize it without worker processes.
         normalize_scope = in_process_normalize() if config.run_ids else contextlib.nullcontext()
         try:
-            with normalize_scope, no_new_file_left_on_failure(pipeline):  # span the lazy iteration
+            # Both span the lazy iteration of the events, and the checks on the loaded tables.
+            with normalize_scope, loading_pipeline(working_dir, LoadProgress(context.log)) as pipeline:
                 events = dagster_dlt.run(
                     context=context,
                     dlt_source=source,

@@ -32,12 +32,10 @@ def simulator_config() -> SimulatorConfig:
 
 
 def load(sim, page_size: int = 5, **kwargs):
-    pipeline = make_pipeline()
     run_load(
-        pipeline,
         coalesce_source(base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs),
     )
-    return pipeline
+    return make_pipeline()
 
 
 @pytest.mark.parametrize("faults", list(VARIANTS.values()), ids=list(VARIANTS))

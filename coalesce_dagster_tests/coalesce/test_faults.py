@@ -14,7 +14,7 @@ import pytest
 
 from coalesce_dagster.coalesce.errors import explain
 from coalesce_dagster.coalesce.source import coalesce_source
-from coalesce_dagster.pipeline import make_pipeline, run_load
+from coalesce_dagster.pipeline import run_load
 from coalesce_dagster_tests.expectations import KEY_COLUMNS, assert_matches_simulator
 from coalesce_dagster_tests.helpers import CountingServer, contents, on_every_destination, refused_port
 from coalesce_simulator import SimulatorConfig
@@ -55,11 +55,10 @@ def _short_timeouts(monkeypatch):
 
 
 def load(sim, page_size: int = 4, **kwargs):
-    pipeline = make_pipeline()
     source = coalesce_source(
         base_url=sim.base_url, access_token=sim.config.token, page_size=page_size, **kwargs
     )
-    run_load(pipeline, source)
+    run_load(source)
 
 
 def failed_load(sim) -> Exception:
@@ -166,9 +165,8 @@ def test_client_errors_are_not_retried(simulator, warehouse, status):
 
 
 def test_a_wrong_token_quotes_coalesce_and_says_where_to_get_one(simulator, warehouse):
-    pipeline = make_pipeline()
     with pytest.raises(Exception) as failure:
-        run_load(pipeline, coalesce_source(base_url=simulator.base_url, access_token="not-the-token"))
+        run_load(coalesce_source(base_url=simulator.base_url, access_token="not-the-token"))
     explanation = explain(failure.value)
     assert 'Coalesce said: "401: Unable to authenticate, please ensure your token is valid."' in explanation
     assert "Generate Access Token" in explanation
@@ -176,7 +174,7 @@ def test_a_wrong_token_quotes_coalesce_and_says_where_to_get_one(simulator, ware
 
 def _connection_failure(base_url: str) -> str:
     with pytest.raises(Exception) as failure:
-        run_load(make_pipeline(), coalesce_source(base_url=base_url, access_token="t"))
+        run_load(coalesce_source(base_url=base_url, access_token="t"))
     explanation = explain(failure.value)
     assert "Could not connect to Coalesce" in explanation and "app.eu.coalescesoftware.io" in explanation
     return explanation

@@ -25,9 +25,8 @@ def simulator_config() -> SimulatorConfig:
 
 def load(sim, **kwargs):
     sim.reset_request_log()
-    pipeline = make_pipeline()
-    run_load(pipeline, coalesce_source(base_url=sim.base_url, access_token=sim.config.token, **kwargs))
-    return pipeline
+    run_load(coalesce_source(base_url=sim.base_url, access_token=sim.config.token, **kwargs))
+    return make_pipeline()
 
 
 def environments_read(sim) -> set[str]:

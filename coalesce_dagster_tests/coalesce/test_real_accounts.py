@@ -31,9 +31,8 @@ def simulator_config() -> SimulatorConfig:
 
 
 def load(sim, **kwargs):
-    pipeline = make_pipeline()
-    run_load(pipeline, coalesce_source(base_url=sim.base_url, access_token=sim.config.token, **kwargs))
-    return pipeline
+    run_load(coalesce_source(base_url=sim.base_url, access_token=sim.config.token, **kwargs))
+    return make_pipeline()
 
 
 def failed_load(sim, **kwargs) -> Exception:
@@ -305,6 +304,5 @@ def test_a_token_meant_for_another_tool_is_never_sent(simulator, monkeypatch):
 
 
 def test_the_documented_variable_is_used(simulator, warehouse):
-    pipeline = make_pipeline()
-    run_load(pipeline, coalesce_source())  # base URL and token from SOURCES__COALESCE_SOURCE__*
+    run_load(coalesce_source())  # base URL and token from SOURCES__COALESCE_SOURCE__*
     assert_matches_simulator(warehouse, simulator, tables=("environments",))

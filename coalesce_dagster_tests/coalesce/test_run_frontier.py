@@ -22,12 +22,10 @@ def simulator_config() -> SimulatorConfig:
 
 
 def load(sim):
-    pipeline = make_pipeline()
     run_load(
-        pipeline,
         coalesce_source(base_url=sim.base_url, access_token=sim.config.token, runs_page_size=RUNS_PAGE_SIZE),
     )
-    return pipeline
+    return make_pipeline()
 
 
 def run_list_pages(sim):

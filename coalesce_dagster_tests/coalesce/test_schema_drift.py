@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
-from coalesce_dagster.pipeline import make_pipeline, run_load
+from coalesce_dagster.pipeline import run_load
 from coalesce_dagster_tests.expectations import assert_matches_simulator
 from coalesce_dagster_tests.helpers import on_every_destination
 from coalesce_simulator import SimulatorConfig
@@ -17,7 +17,7 @@ def simulator_config() -> SimulatorConfig:
 
 
 def load(sim):
-    run_load(make_pipeline(), coalesce_source(base_url=sim.base_url, access_token=sim.config.token))
+    run_load(coalesce_source(base_url=sim.base_url, access_token=sim.config.token))
 
 
 def columns(warehouse, table: str) -> dict[str, str]:

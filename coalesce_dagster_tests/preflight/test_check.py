@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from coalesce_dagster.coalesce.source import coalesce_source
-from coalesce_dagster.pipeline import make_pipeline, run_load
+from coalesce_dagster.pipeline import run_load
 from coalesce_dagster.preflight.cli import main
 from coalesce_dagster.preflight.node_test_results import NO_OUTCOMES, OUTCOMES_SEEN
 from coalesce_dagster_tests.expectations import assert_matches_simulator
@@ -89,7 +89,7 @@ def check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Checked:
 
 def load_succeeds(sim) -> bool:
     try:
-        run_load(make_pipeline(), coalesce_source())
+        run_load(coalesce_source())
     except Exception:
         return False
     return True

@@ -28,8 +28,7 @@ from ...coalesce.run_report import NodeOutcome, RunReport
 from ...coalesce.types import is_terminal
 from ...pipeline import (
     in_process_normalize,
-    make_pipeline,
-    no_new_file_left_on_failure,
+    loading_pipeline,
     preferred_file_format,
     private_working_dir,
 )
@@ -328,8 +327,7 @@ def _load_run_tables(
     with private_working_dir(f"nodes-{context.run_id[:8]}-") as working_dir:
         try:
             source = coalesce.build_source(run_ids=run_ids).with_resources(*RUN_TABLES)
-            pipeline = make_pipeline(working_dir, progress=LoadProgress(context.log))
-            with in_process_normalize(), no_new_file_left_on_failure(pipeline):
+            with in_process_normalize(), loading_pipeline(working_dir, LoadProgress(context.log)) as pipeline:
                 file_format = preferred_file_format(pipeline)
                 if file_format is None:
                     pipeline.run(source)
