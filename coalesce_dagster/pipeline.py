@@ -109,8 +109,8 @@ def loading_pipeline(working_dir: Path | None = None, progress: Any = None) -> I
     (`no_new_file_left_on_failure`).
 
     Left to itself, dlt opens the file, and checkpoints it on closing, for every load job and every
-    look at the destination: 27 times in a small sync. Measured (docs/benchmark.md, "One DuckDB
-    connection per load"): the load step of a first sync of the harness size 1.8-1.9 s -> 0.7-0.8 s,
+    look at the destination: 27 times in a small sync. Measured (docs/benchmark.md, "Where the time
+    goes", "The load"): the load step of a first sync of the harness size 1.8-1.9 s -> 0.7-0.8 s,
     of a sync without changes 1.05 -> 0.28 s. dlt's jobs borrow cursors of this one connection, one job
     at a time as before. Other destinations, and DuckDB credentials given as a whole section, are
     dlt's to connect to as before.
