@@ -80,4 +80,6 @@ def test_a_load_runs_on_one_duckdb_connection_closed_and_checkpointed_after(simu
         assert held.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (simulator.config.runs,)
     assert not duckdb_file.with_name(duckdb_file.name + ".wal").exists()
     with duckdb.connect(str(duckdb_file), read_only=True) as reader:
-        assert reader.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (simulator.config.runs,)
+        assert reader.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (
+            simulator.config.runs,
+        )
