@@ -34,22 +34,34 @@ def make_destination(configured: DestinationSettings, connection: Any = None) ->
         if destination is None:
             raise ValueError(f"[coalesce_dagster] destination {name!r} is not a dlt destination")
         return destination
-    path = configured_duckdb_file()
-    if path is None:
+    given = configured_duckdb_credentials()
+    if given is None:
         # a full credentials section: dlt resolves it as given
         return dlt.destinations.duckdb(loader_parallelism_strategy="sequential")
-    credentials = DuckDbCredentials(connection if connection is not None else str(path))
+    credentials = DuckDbCredentials(connection if connection is not None else given)
     credentials.global_config = {"memory_limit": configured.duckdb_memory_limit, **DUCKDB_LOAD_SETTINGS}
     return dlt.destinations.duckdb(credentials=credentials, loader_parallelism_strategy="sequential")
 
 
-def configured_duckdb_file() -> Path | None:
-    """The DuckDB file `destination.duckdb.credentials` names (the project's default file when it
-    names none); None when the credentials are a whole section, which dlt resolves itself."""
-    path: Any = dlt.config.get("destination.duckdb.credentials")
-    if path is not None and not isinstance(path, str):
+def configured_duckdb_credentials() -> str | None:
+    """`destination.duckdb.credentials` as given, a path or a `duckdb:///` URL (the project's default
+    file when unset); None when the credentials are a whole section, which dlt resolves itself."""
+    value: Any = dlt.config.get("destination.duckdb.credentials")
+    if value is not None and not isinstance(value, str):
         return None
-    return Path(str(path or settings.DEFAULT_DUCKDB_PATH))
+    return str(value or settings.DEFAULT_DUCKDB_PATH)
+
+
+def _file_a_load_can_open() -> Path | None:
+    """The configured DuckDB file as a plain path (also when given as a `duckdb:///` URL); None where
+    dlt must resolve the credentials itself: a whole section, `:pipeline:`, MotherDuck's `md:`."""
+    given = configured_duckdb_credentials()
+    if given is None:
+        return None
+    database = str(DuckDbCredentials(given).database or "")
+    if not database or database.startswith((":", "md:")):
+        return None
+    return Path(database)
 
 
 # How a load runs in DuckDB (docs/benchmark.md, "Memory"): one load job at a time ("sequential"
@@ -119,7 +131,7 @@ def loading_pipeline(working_dir: Path | None = None, progress: Any = None) -> I
     cannot open it meanwhile, as it could not during a load's own connections before.
     """
     configured = read_section(DestinationSettings)
-    path = configured_duckdb_file() if configured.destination == "duckdb" else None
+    path = _file_a_load_can_open() if configured.destination == "duckdb" else None
     if path is None:
         pipeline = make_pipeline(working_dir, progress, configured)
         with no_new_file_left_on_failure(pipeline):

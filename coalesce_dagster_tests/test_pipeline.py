@@ -83,3 +83,22 @@ def test_a_load_runs_on_one_duckdb_connection_closed_and_checkpointed_after(simu
         assert reader.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (
             simulator.config.runs,
         )
+
+
+def test_a_duckdb_file_given_as_a_url_is_loaded_on_one_connection(simulator, tmp_path, monkeypatch):
+    """dlt takes the DuckDB file as a path or as a `duckdb:///` URL: the load opens the file the URL
+    names (not a file named after the URL), and loads it."""
+    import duckdb
+
+    from coalesce_dagster.coalesce.source import coalesce_source
+    from coalesce_dagster.pipeline import run_load
+
+    target = tmp_path / "by-url.duckdb"
+    monkeypatch.chdir(tmp_path)  # the URL names a path relative to the working directory
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", "duckdb:///by-url.duckdb")
+    run_load(coalesce_source(base_url=simulator.base_url, access_token=simulator.config.token))
+    with duckdb.connect(str(target), read_only=True) as reader:
+        assert reader.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (
+            simulator.config.runs,
+        )
+    assert sorted(path.name for path in tmp_path.iterdir() if "duckdb" in path.name) == ["by-url.duckdb"]
