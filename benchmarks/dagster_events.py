@@ -108,3 +108,16 @@ def job_run_counts(home: Path) -> dict[str, int]:
         for run in instance.get_runs():
             counts[run.job_name] = counts.get(run.job_name, 0) + 1
     return counts
+
+
+def failed_run_counts(home: Path) -> dict[str, int]:
+    """How many runs of each job ended failed or canceled (a health-views run that found the DuckDB
+    file held by a load, say): none is expected."""
+    from dagster import DagsterRunStatus
+
+    with open_instance(home) as instance:
+        counts: dict[str, int] = {}
+        for run in instance.get_runs():
+            if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                counts[run.job_name] = counts.get(run.job_name, 0) + 1
+    return counts
