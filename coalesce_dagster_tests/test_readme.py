@@ -248,11 +248,11 @@ def _serve_and_stop(snippet: Snippet, project: Path, port: int) -> None:
 
 
 # A terminal starts a command with Ctrl-C's signal at its default and no signal blocked. A process
-# inherits both from whatever started it, across exec: started from a test worker that a library or
-# an earlier test left with SIGINT ignored (seen in full suites: the worker's handler was SIG_IGN),
-# `dagster dev` never sees a Ctrl-C (Python installs no KeyboardInterrupt handler for an ignored
-# SIGINT). So the snippet starts as from a terminal, whatever the worker's state (named in the
-# failure below if it still does not stop).
+# inherits both from whatever started it, across exec: in a suite started as a background job of a
+# non-interactive shell (`./scripts/test.sh &`: POSIX starts such jobs with SIGINT ignored), every
+# test worker's handler is SIG_IGN, and `dagster dev` never sees a Ctrl-C (Python installs no
+# KeyboardInterrupt handler for an ignored SIGINT). So the snippet starts as from a terminal,
+# whatever the worker's state (named in the failure below if it still does not stop).
 AS_A_TERMINAL_STARTS_IT = [
     sys.executable,
     "-c",
