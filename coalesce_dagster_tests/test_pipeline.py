@@ -53,7 +53,7 @@ def test_duckdb_loads_one_job_at_a_time_on_one_thread(simulator, warehouse):
             "SELECT current_setting('threads'), current_setting('memory_limit')"
         )[0]
     assert threads == 1
-    assert memory_limit == "122.0 MiB"  # DuckDB's rendering of the shipped 128MB
+    assert memory_limit == "91.5 MiB"  # DuckDB's rendering of the shipped 96MB
     assert_matches_simulator(warehouse, simulator)
 
 
@@ -76,7 +76,7 @@ def test_a_load_runs_on_one_duckdb_connection_closed_and_checkpointed_after(simu
         ).raise_on_failed_jobs()
         with pipeline.sql_client() as client:
             (memory_limit,) = client.execute_sql("SELECT current_setting('memory_limit')")[0]
-        assert memory_limit == "122.0 MiB"
+        assert memory_limit == "91.5 MiB"
         assert held.execute("SELECT count(*) FROM coalesce_data.runs").fetchone() == (simulator.config.runs,)
     assert not duckdb_file.with_name(duckdb_file.name + ".wal").exists()
     with duckdb.connect(str(duckdb_file), read_only=True) as reader:

@@ -64,7 +64,7 @@ DEFAULT_DESTINATION = "duckdb"
 DEFAULT_DATASET_NAME = "coalesce_data"
 # DuckDB's default memory limit is 80% of RAM; merging a million run results then holds a large part
 # of it. A limit makes DuckDB spill to disk instead.
-DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "96MB"
 
 
 class ConfigurationError(ValueError):

@@ -95,7 +95,7 @@ def test_a_blank_value_means_the_default(monkeypatch):
             "COALESCE_DAGSTER__DUCKDB_MEMORY_LIMIT",
             "lots",
             "[coalesce_dagster] duckdb_memory_limit = 'lots' is not a size such as '128MB' or '1GB' "
-            "(COALESCE_DAGSTER__DUCKDB_MEMORY_LIMIT; default '128MB').",
+            "(COALESCE_DAGSTER__DUCKDB_MEMORY_LIMIT; default '96MB').",
         ),
         (
             "COALESCE_DAGSTER__DESTINATION",
