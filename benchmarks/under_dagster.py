@@ -56,7 +56,11 @@ POLL_SECONDS = 2.0
 
 
 def extract_concurrency() -> int:
-    """Most requests the load has in flight at once: `[extract] workers` of the project's config."""
+    """Most requests the load has in flight at once: `[extract] workers` of the project's config,
+    or `EXTRACT__WORKERS` when set (dlt's environment override, which the measured load reads too)."""
+    override = os.environ.get("EXTRACT__WORKERS", "").strip()
+    if override:
+        return int(override)
     config = tomllib.loads((ROOT / ".dlt" / "config.toml").read_text())
     return int(config["extract"]["workers"])
 
