@@ -167,8 +167,9 @@ class DagsterScenarios:
             self.fail(name, f"exit code {measured.returncode}:\n{measured.stderr[-4000:]}", entry)
             return
         run = latest_run_steps(home)
-        entry.update(dagster_run_id=run["run_id"], step_seconds=run["step_seconds"],
-                     load_step_seconds=run["step_seconds"].get(LOAD_STEP))  # fmt: skip
+        step = run["step_seconds"].get(LOAD_STEP)
+        entry.update(dagster_run_id=run["run_id"], step_seconds=run["step_seconds"], load_step_seconds=step,
+                     load_step_x_floor=round(step / floor, 2) if floor and step is not None else None)  # fmt: skip
         if run["status"] != "SUCCESS" or entry["load_step_seconds"] is None:
             self.fail(
                 name, f"Dagster run {run['run_id']} {run['status']}, steps {run['step_seconds']}", entry
@@ -352,6 +353,7 @@ def render_dagster(document: dict[str, Any]) -> list[str]:
         "peak RSS MB",
         "floor s",
         "x floor",
+        "step x floor",
     )
     rows = []
     for name, under in SIDE_BY_SIDE:
@@ -361,11 +363,13 @@ def render_dagster(document: dict[str, Any]) -> list[str]:
         if not entry.get("ok"):
             rows.append((name + " (FAILED)", under, *[""] * (len(header) - 2)))
             continue
-        floor = latency_floor(entry["requests"], latency_ms, concurrency)
-        rows.append((name, under, fmt(entry["wall_seconds"]), fmt(entry.get("cpu_seconds")),
-                     fmt(entry.get("load_step_seconds")),
+        # The concurrency the load had (recorded since 2026-12-08), not this process's setting.
+        floor = latency_floor(entry["requests"], latency_ms, entry.get("concurrency", concurrency))
+        step = entry.get("load_step_seconds")
+        rows.append((name, under, fmt(entry["wall_seconds"]), fmt(entry.get("cpu_seconds")), fmt(step),
                      fmt(entry["requests"]), fmt(entry["peak_rss_mb"], 0), fmt(floor),
-                     fmt(entry["wall_seconds"] / floor if floor else None)))  # fmt: skip
+                     fmt(entry["wall_seconds"] / floor if floor else None),
+                     fmt(step / floor if floor and step is not None else None)))  # fmt: skip
     out = []
     if any(name in scenarios for name in MATERIALIZE_SCENARIOS):
         out += ["", f"Under Dagster (`dagster asset materialize`; load step: {LOAD_STEP} STEP_START -> STEP_SUCCESS "

@@ -64,6 +64,13 @@ def test_dagster_full_sync_is_measured_and_a_slower_one_is_flagged(tmp_path):
     assert full["concurrency"] == workers and 1 <= full["max_concurrency"] <= workers
     floor = full["requests"] * report["latency_ms"] / 1000 / workers
     assert full["latency_floor_seconds"] == pytest.approx(floor, abs=0.001)
+    # The load step against the same floor, the figure issue 22's goal is about, in the table too.
+    assert full["load_step_x_floor"] == pytest.approx(full["load_step_seconds"] / floor, abs=0.01)
+    (table_row,) = [
+        line for line in run.stdout.splitlines() if line.split()[:2] == ["dagster_full", "Dagster"]
+    ]
+    assert table_row.split()[-1] == f"{full['load_step_seconds'] / floor:.2f}"
+    assert "step x floor" in run.stdout
     assert full["peak_rss_mb"] > 0
 
     (line,) = flagged(run.stdout)
