@@ -281,7 +281,12 @@ class CoalesceApi:
         view = render.run_info if detail else render.run_summary
         faults = self.faults
         data = [
-            view(run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials)
+            view(
+                run,
+                id_as_string=faults.run_ids_as_strings,
+                echo_credentials=faults.echo_credentials,
+                nulls=faults.optional_fields_as_null,
+            )  # fmt: skip
             for run in page
         ]
         return json_response({"data": data, **meta})
@@ -290,7 +295,10 @@ class CoalesceApi:
         run = self._run(run_id)
         faults = self.faults
         view = render.run_info(
-            run, id_as_string=faults.run_ids_as_strings, echo_credentials=faults.echo_credentials
+            run,
+            id_as_string=faults.run_ids_as_strings,
+            echo_credentials=faults.echo_credentials,
+            nulls=faults.optional_fields_as_null,
         )
         return json_response(view)
 

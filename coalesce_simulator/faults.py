@@ -61,8 +61,12 @@ class Faults:
     next_style: str = "string"  # "string" (opaque base64url) | "number"
     end_style: str = "absent"  # last page: "absent" | "null" | "empty" next
     total_null: bool = False
+    total_absent: bool = False  # lists carry no `total` at all (optional, doc §4.3)
     inclusive_cursor: bool = False  # page after a cursor repeats the item it names
     run_ids_as_strings: bool = False
+    # Run objects send each optional field they lack as null instead of leaving it out, and detail
+    # runs carry a top-level "environmentID": null beside runDetails' (one nullable model for both).
+    optional_fields_as_null: bool = False
     # /api/v1/runs serves runs oldest first whatever orderByDirection asks (and echoes "asc"), as
     # a deployment that ignored the parameter would: the documented default is desc (doc §4.1).
     runs_oldest_first: bool = False

@@ -237,7 +237,7 @@ def paginate(
     more = 0 < len(page) < len(remaining) - start
 
     meta: dict[str, Any] = {}
-    if not v62:
+    if not v62 and not faults.total_absent:
         meta["total"] = None if faults.total_null else len(ordered)
     meta["limit"] = params.limit
     if not v62:

@@ -30,9 +30,10 @@ ECHOED_SECRET_VALUES: dict[str, str] = {
 RESULTS_LATE_NOTE = "What each node of this run did follows this note, not before it. ".ljust(200, ".")
 
 
-def _pick(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    # Optional fields are left out rather than sent as null (e.g. runEndTime of a live run).
-    return {key: record[key] for key in keys if record.get(key) is not None}
+def _pick(record: Mapping[str, Any], keys: tuple[str, ...], nulls: bool = False) -> dict[str, Any]:
+    # Optional fields are left out rather than sent as null (e.g. runEndTime of a live run), unless
+    # `nulls`: then each is sent as null, as an API serialising one model with nullable fields would.
+    return {key: record.get(key) for key in keys if nulls or record.get(key) is not None}
 
 
 def environment(env: Mapping[str, Any], detail: bool) -> dict[str, Any]:
@@ -53,14 +54,14 @@ def _echoed_credentials(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_summary(
-    run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False
+    run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False, nulls: bool = False
 ) -> dict[str, Any]:
     """RunSummary: environmentID is top-level.
 
     ``echo_credentials`` adds userCredentials with secrets even here, where RunSummary has none:
-    a misbehaving API need not stop at the detail view.
+    a misbehaving API need not stop at the detail view. ``nulls``: absent optional fields as null.
     """
-    view = _pick(run, _RUN_SUMMARY_FIELDS)
+    view = _pick(run, _RUN_SUMMARY_FIELDS, nulls)
     view["id"] = _run_id(run, id_as_string)
     if echo_credentials:
         view["userCredentials"] = _echoed_credentials(run)
@@ -68,15 +69,19 @@ def run_summary(
 
 
 def run_info(
-    run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False
+    run: Mapping[str, Any], *, id_as_string: bool = False, echo_credentials: bool = False, nulls: bool = False
 ) -> dict[str, Any]:
     """RunInfo: environmentID sits inside runDetails.
 
     ``runFailureReason`` is not in the v6.2 RunInfo schema; it is added for failed runs
     because a client polling ``/runs/{id}`` has no other way to learn why a run failed.
     ``echo_credentials`` adds the secret values of ECHOED_SECRET_VALUES to userCredentials.
+    ``nulls``: absent optional fields as null, and a top-level ``environmentID`` of null beside the
+    one in runDetails (one model for both views, its summary-only fields null).
     """
-    view = _pick(run, _RUN_INFO_FIELDS)
+    view = _pick(run, _RUN_INFO_FIELDS, nulls)
+    if nulls:
+        view["environmentID"] = None
     view["id"] = _run_id(run, id_as_string)
     details = {key: value for key, value in run["runDetails"].items() if value is not None}
     view["runDetails"] = {"environmentID": run["environmentID"], **details}

@@ -215,6 +215,14 @@ def test_total_null(client: Client, sim: CoalesceSimulator) -> None:
     assert "total" in body and body["total"] is None and body["next"]
 
 
+def test_total_absent(client: Client, sim: CoalesceSimulator) -> None:
+    sim.faults.total_absent = True
+    body = client.get("/api/v1/users", limit=2).json()
+    assert "total" not in body and body["next"]
+    last = client.get("/api/v1/users", limit=500).json()
+    assert "total" not in last and "next" not in last and last["data"]
+
+
 def test_inclusive_cursor_repeats_the_named_item(client: Client, sim: CoalesceSimulator) -> None:
     sim.faults.inclusive_cursor = True
     first = client.get("/api/v1/environments/1/nodes", limit=4, orderBy="id").json()
@@ -348,6 +356,15 @@ def test_run_summary_vs_detail(client: Client) -> None:
         )
         assert "snowflakePassword" not in run["userCredentials"]
     assert client.get("/api/v1/runs/38").json() == detail[2]
+
+
+def test_optional_run_fields_as_null(client: Client, sim: CoalesceSimulator) -> None:
+    sim.faults.optional_fields_as_null = True
+    live = client.get("/api/v1/runs", limit=1).json()["data"][0]  # the newest: waiting to run
+    assert "runEndTime" in live and live["runEndTime"] is None and live["environmentID"]
+    detail = client.get("/api/v1/runs/40").json()
+    assert detail["environmentID"] is None and detail["runDetails"]["environmentID"]
+    assert "runEndTime" in detail and detail["runEndTime"] is None
 
 
 def test_run_history_shape(client: Client, sim: CoalesceSimulator) -> None:

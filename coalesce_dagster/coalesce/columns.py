@@ -55,10 +55,12 @@ def job_columns() -> dict[str, Any]:
 
 
 def run_columns() -> dict[str, Any]:
-    # The job id (an int or a string, §10.8) and the end time typed up front: the health checks and
-    # views read them even when no loaded run has one yet.
-    return _columns(id="bigint!", run_time_parameters="json", run_history="json",
-                    run_details__job_id="text", run_end_time="timestamp")  # fmt: skip
+    # What the health checks and views read typed up front (the job id is an int or a string,
+    # §10.8): they read these columns even when no loaded run has a value in them yet (optional
+    # fields, or sent as null).
+    return _columns(id="bigint!", run_time_parameters="json", run_history="json", environment_id="text",
+                    run_status="text", run_start_time="timestamp", run_end_time="timestamp",
+                    run_details__job_id="text")  # fmt: skip
 
 
 def run_result_columns() -> dict[str, Any]:

@@ -29,6 +29,8 @@ from .rows import run_row
 
 logger = logging.getLogger(__name__)
 
+RUNS_PATH = "api/v1/runs"
+
 # Lists whose order does not matter to us are read oldest id first, so new items land on later pages.
 ASCENDING = {"orderBy": "id", "orderByDirection": "asc"}
 
@@ -93,7 +95,7 @@ def read_pages(
         query = {**params, "limit": size}
         if cursor is not None:
             query[CURSOR_PARAM] = cursor
-        paginator = CoalescePaginator()
+        paginator = CoalescePaginator(v62_runs=path.strip("/") == RUNS_PATH)
         try:
             for page in client.paginate(
                 path,
@@ -114,9 +116,6 @@ def read_pages(
             waited = f"within {timeout:g} s" if timeout else "in time"
             if not shrink_on_timeout or not page_size.shrink(size, f"did not answer {waited}"):
                 raise
-
-
-RUNS_PATH = "api/v1/runs"
 
 
 @dataclass(frozen=True)

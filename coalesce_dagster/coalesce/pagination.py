@@ -9,7 +9,9 @@ back as `startingFrom` with the same `orderBy`. Left open, and so all accepted h
 * `startingFrom` may be inclusive, repeating the last item of the previous page (callers de-duplicate
   by key; this class only makes sure a repeated cursor cannot loop forever);
 * the older v6.2 runs API has no `next`/`total` at all: the client passes the last id of a full page
-  as `startingFrom` (exclusive).
+  as `startingFrom` (exclusive). Only for the runs list (`v62_runs`): v6.2 paged nothing else, and
+  on any other list a page without `next` is the last, full or not (`total` is optional, §4.3); a
+  raw id sent there as a cursor would be refused.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ ROOT_SELECTOR = compile_path("$")
 class CoalescePaginator(BaseReferencePaginator):
     """Follows `next` into `startingFrom`; falls back to last-id paging for v6.2-style responses."""
 
-    def __init__(self, id_field: str = "id") -> None:
+    def __init__(self, id_field: str = "id", *, v62_runs: bool = False) -> None:
         super().__init__()
         self.id_field = id_field
+        self.v62_runs = v62_runs  # the runs list: a full page without `next` or `total` may go on
         self._limit: int | None = None
         self._seen_cursors: set[str] = set()
 
@@ -60,7 +63,7 @@ class CoalescePaginator(BaseReferencePaginator):
             self._next_reference = None
             return
         cursor = _as_cursor(body.get("next"))
-        if cursor is None and _is_v62_runs_page(body) and self._is_full_page(data):
+        if cursor is None and self.v62_runs and _is_v62_runs_page(body) and self._is_full_page(data):
             last_id = data[-1].get(self.id_field) if isinstance(data[-1], dict) else None
             cursor = _as_cursor(last_id)
         if cursor is not None and cursor in self._seen_cursors:

@@ -49,7 +49,10 @@ def run_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     run["id"] = run_id_of(raw["id"])
     given_details = raw.get("runDetails")
     details: Mapping[str, Any] = given_details if isinstance(given_details, Mapping) else {}
-    env_id = raw.get("environmentID", details.get("environmentID"))
+    # Explicit nulls count as absent: a detail run may carry `"environmentID": null` at the top.
+    env_id = raw.get("environmentID")
+    if env_id in (None, ""):
+        env_id = details.get("environmentID")
     run["environmentID"] = None if env_id is None else str(env_id)
     credentials = raw.get("userCredentials")
     if isinstance(credentials, Mapping):

@@ -56,7 +56,7 @@ def describe_list(
     else:
         line.note(f"pages of {asked} accepted")
     body = exchange.body if isinstance(exchange.body, dict) else {}
-    _envelope_variants(line, body, len(items), page_size.value)
+    _envelope_variants(line, body, len(items), page_size.value, runs=kind == "runs")
     new_keys = sorted(set(body) - ENVELOPE_FIELDS)
     if new_keys:
         line.variant(f"envelope keys the notes do not describe: {', '.join(new_keys)}", "WARN")
@@ -73,11 +73,15 @@ def _retried(result: CheckResult, line: Line, endpoint: str) -> None:
         line.variant("failing (5xx), retried")
 
 
-def _envelope_variants(line: Line, body: dict[str, Any], count: int, limit: int) -> None:
+def _envelope_variants(line: Line, body: dict[str, Any], count: int, limit: int, *, runs: bool) -> None:
     line.note("envelope {data: [...]} recognised")
     if "next" not in body and "total" not in body:
-        if count >= limit:
+        if count >= limit and runs:
             line.variant("no next and no total: v6.2 paging (continues from the last id)")
+        elif count >= limit:
+            line.variant("no next and no total: a full page taken as the last")
+        else:
+            line.variant("no total")
         return
     cursor = body.get("next")
     if isinstance(cursor, bool) or (cursor is not None and not isinstance(cursor, (str, int, float))):

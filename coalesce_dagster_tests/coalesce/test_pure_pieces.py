@@ -28,8 +28,10 @@ def response(body: object, status: int = 200, path: str = "/api/v1/runs") -> Jso
     return answer
 
 
-def paged(page: list[dict], **envelope: object) -> tuple[CoalescePaginator, JsonResponse]:
-    paginator = CoalescePaginator()
+def paged(
+    page: list[dict], *, v62_runs: bool = True, **envelope: object
+) -> tuple[CoalescePaginator, JsonResponse]:
+    paginator = CoalescePaginator(v62_runs=v62_runs)
     request = requests.Request("GET", BASE + "/api/v1/runs", params={"limit": 2})
     paginator.init_request(request)
     answer = response({"data": page, **envelope})
@@ -87,6 +89,12 @@ def test_v62_runs_paging_continues_from_the_last_id_of_a_full_page():
     assert full.next_cursor == "8"
     short, _ = paged([{"id": 7}])
     assert short.next_cursor is None
+
+
+def test_a_full_page_without_next_or_total_ends_any_other_list():
+    # v6.2 paged runs only; elsewhere `total` is optional and no `next` means the last page.
+    full, _ = paged([{"id": 9}, {"id": 8}], v62_runs=False)
+    assert full.next_cursor is None
 
 
 def test_a_list_without_a_data_list_is_refused():

@@ -170,6 +170,14 @@ VARIANTS = {
         "inclusive cursor",
     ),
     "total null": ({"total_null": True}, {}, "environments", "PASS", "total: null"),
+    # 2 environments read 2 at a time: a full first page with neither key is the last (doc §4.3).
+    "no total": (
+        {"total_absent": True},
+        {"PAGE_SIZE": "2"},
+        "environments",
+        "PASS",
+        "a full page taken as the last",
+    ),
     "v6.2 runs paging": (
         {"runs_v62_paging": True},
         {"RUNS_PAGE_SIZE": "3"},
@@ -178,6 +186,7 @@ VARIANTS = {
         "no next and no total: v6.2 paging",
     ),
     "run ids as strings": ({"run_ids_as_strings": True}, {}, "runs", "PASS", "run ids as text"),
+    "optional run fields as null": ({"optional_fields_as_null": True}, {}, "runs", "PASS", None),
     "results wrapper": ({"results_envelope": "results"}, {}, "run results", "PASS", "results as {results"),
     "results wrapper late": (
         {"results_envelope": "results_late"},
