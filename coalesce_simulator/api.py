@@ -362,7 +362,11 @@ class CoalesceApi:
         if run is None:
             raise ApiError(404, f"Run {raw} not found")
         with_status = not self.faults.run_status_without_status
-        return json_response(render.run_status(run, self.state.run_link(run["id"]), with_status=with_status))
+        body = render.run_status(run, self.state.run_link(run["id"]), with_status=with_status)
+        early = self.faults.scheduler_early_status
+        if early and with_status and run["runStatus"] == "waitingToRun":
+            body["runStatus"] = early
+        return json_response(body)
 
     def start_run(self, request: Request) -> Response:
         body = parse_json_object(request.body)

@@ -448,6 +448,13 @@ def test_run_status_endpoint(client: Client, sim: CoalesceSimulator) -> None:
     assert_error(client.get("/scheduler/runStatus", runCounter=12345), 404)
 
 
+def test_the_scheduler_may_say_initializing_for_a_waiting_run(client: Client, sim: CoalesceSimulator) -> None:
+    sim.faults.scheduler_early_status = "initializing"
+    assert client.get("/scheduler/runStatus", runCounter=40).json()["runStatus"] == "initializing"
+    assert client.get("/scheduler/runStatus", runCounter=39).json()["runStatus"] == "running"
+    assert client.get("/api/v1/runs/40").json()["runStatus"] == "waitingToRun"  # the REST API never says it
+
+
 def test_public_base_url_is_used_for_run_links() -> None:
     config = SimulatorConfig(runs=3, public_base_url="https://app.coalescesoftware.io/")
     with CoalesceSimulator(config) as simulator:

@@ -101,6 +101,26 @@ def test_a_run_is_followed_until_it_finishes_then_requested_once(live, instance)
     assert not again.run_requests
 
 
+@pytest.mark.parametrize("early", ["initializing", "rendering"])
+def test_a_run_the_scheduler_calls_initializing_or_rendering_is_followed_until_it_finishes(
+    live, instance, early
+):
+    # Only /scheduler/runStatus says these two (doc §5): still in progress, never a finished run.
+    live.faults.scheduler_early_status = early
+    cursor = tick(instance).cursor
+    run_id = live.state.start_run("1")
+    seen = tick(instance, cursor)  # found on the runs list, waiting to run
+    polled = tick(instance, seen.cursor)  # asked of the scheduler
+    assert not seen.run_requests and not polled.run_requests
+    assert live.request_count("/scheduler/runStatus") >= 1
+    assert json.loads(polled.cursor)["in_flight"] == {str(run_id): early}
+
+    finish(live.state, run_id)
+    done = tick(instance, polled.cursor)
+    assert requested_run_ids(done) == [[run_id]]
+    assert json.loads(done.cursor)["in_flight"] == {}
+
+
 def test_runs_that_start_and_finish_between_ticks_in_every_environment(live, instance):
     cursor = tick(instance).cursor
     started = [live.state.start_run(env_id) for env_id in sorted(live.state.environments)]
