@@ -91,6 +91,11 @@ def test_v62_runs_paging_continues_from_the_last_id_of_a_full_page():
     assert short.next_cursor is None
 
 
+def test_v62_runs_paging_judges_a_full_page_by_the_limit_the_page_says_it_had():
+    capped, _ = paged([{"id": 9}], limit=1)  # 2 asked for, 1 given and echoed: more may follow
+    assert capped.next_cursor == "9"
+
+
 def test_a_full_page_without_next_or_total_ends_any_other_list():
     # v6.2 paged runs only; elsewhere `total` is optional and no `next` means the last page.
     full, _ = paged([{"id": 9}, {"id": 8}], v62_runs=False)
