@@ -97,3 +97,15 @@ def test_a_failed_load_ends_with_its_reason_and_leaves_no_file(project, simulato
     assert last_line.startswith("FAILED: Coalesce rejected the access token (401)"), result.stderr[-2000:]
     assert "revoked-token" not in result.stdout + result.stderr
     assert not (project / "coalesce.duckdb").exists()  # a failed first load leaves no empty file
+
+    # A file that is there already is never touched by a load that fails.
+    with duckdb.connect(str(project / "coalesce.duckdb")) as connection:
+        connection.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+    kept = (project / "coalesce.duckdb").read_bytes()
+    again = demo(
+        project,
+        SOURCES__COALESCE_SOURCE__BASE_URL=simulator.base_url,
+        SOURCES__COALESCE_SOURCE__ACCESS_TOKEN="revoked-token",
+    )
+    assert again.returncode == 1
+    assert (project / "coalesce.duckdb").read_bytes() == kept

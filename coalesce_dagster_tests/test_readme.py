@@ -383,13 +383,15 @@ def rows_naming_a_whole_file(text: str) -> list[str]:
     ]
 
 
-GUARANTEE_TABLE = "| sensor guarantee |"
+# The headers of the guarantee tables: docs/guarantees.md's failure table, docs/keeping-fresh.md's.
+GUARANTEE_TABLES = ("| what happens | what the project does | proven by |", "| sensor guarantee |")
 
 
 def guarantees(text: str) -> str:
     """A document from its first guarantee table on (nothing when it has none): what the project
     promises."""
-    return text[text.index(GUARANTEE_TABLE) :] if GUARANTEE_TABLE in text else ""
+    starts = [text.index(header) for header in GUARANTEE_TABLES if header in text]
+    return text[min(starts) :] if starts else ""
 
 
 def test_every_test_the_documents_name_exists():
@@ -403,7 +405,8 @@ def test_no_guarantee_rests_on_a_simulator_test_or_a_whole_file():
     """The simulator's own tests pin its fidelity to the API; what the project promises is proven
     by loading through the product, by tests the guarantee tables name one by one."""
     texts = {document.name: document.read_text() for document in DOCUMENTS}
-    assert any(GUARANTEE_TABLE in text for text in texts.values()), "the guarantee tables are gone"
+    for header in GUARANTEE_TABLES:
+        assert any(header in text for text in texts.values()), f"the guarantee table {header!r} is gone"
     for name, text in texts.items():
         assert not simulator_tests_named(guarantees(text)), name
         assert not rows_naming_a_whole_file(text), name
@@ -421,6 +424,13 @@ def test_the_reference_checks_catch_what_they_exist_for():
         "test_nowhere.py",
     ]
     assert missing_tests(named_tests(simulator_row)) == ["coalesce_simulator_tests/test_api.py::test_paging"]
+    for (
+        header
+    ) in GUARANTEE_TABLES:  # a simulator test in either guarantee table is caught; prose before it is not
+        document = (
+            f"`coalesce_simulator_tests/test_x.py::test_y`\n\n{header}\n|---|---|---|\n{simulator_row}\n"
+        )
+        assert simulator_tests_named(guarantees(document)) == ["coalesce_simulator_tests/test_api.py"]
 
 
 # [text](target) and ![alt](target), outside code: a relative target is a file of the repository,

@@ -51,7 +51,7 @@ from .lists import ASCENDING, FirstSeen, PageSize, read_pages
 from .nodes.rereads import NodeRereads
 from .nodes.snapshot import NodeCollector, read_environment_nodes, rest_clients
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
-from .rows import environment_row, job_row, node_row, row_by_id, run_result_row, run_status_row
+from .rows import environment_row, job_row, node_row, project_row, row_by_id, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource
 
 logger = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def _rest_api_config(
                     "data_selector": DATA_SELECTOR,
                     "response_actions": [_require_data_list],
                 },
-                "processing_steps": [{"map": row_by_id}, {"filter": FirstSeen("id")}],
+                "processing_steps": [{"map": project_row}, {"filter": FirstSeen("id")}],
             },
         ],
     }
@@ -259,9 +259,10 @@ def environments_resource(client: RESTClient, page_size: PageSize, groups: int =
     @dlt.resource(name="environments", primary_key="id", write_disposition="replace", columns=id_columns())
     def environments() -> Iterator[list[dict[str, Any]]]:
         first_seen = FirstSeen("id")
+        environment = partial(row_by_id, what="an environment of /api/v1/environments")
         params = {**ASCENDING, "detail": "false"}
         for page in read_pages(client, "api/v1/environments", params, page_size):
-            yield from in_groups([env for env in map(row_by_id, page) if first_seen(env)], groups)
+            yield from in_groups([env for env in map(environment, page) if first_seen(env)], groups)
 
     return environments
 
@@ -426,9 +427,10 @@ def users_resource(client: RESTClient, page_size: PageSize) -> Any:
         for path in USERS_PATHS:
             started = False
             try:
+                user_row = partial(row_by_id, what=f"a user of /{path}")
                 for page in read_pages(client, path, ASCENDING, page_size):
                     started = True
-                    yield [user for user in map(row_by_id, page) if first_seen(user)]
+                    yield [user for user in map(user_row, page) if first_seen(user)]
                 return
             except HTTPError as error:
                 not_here = error.response is not None and error.response.status_code == 404

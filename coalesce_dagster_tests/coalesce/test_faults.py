@@ -207,16 +207,25 @@ def test_a_failed_tls_handshake_is_retried_then_could_not_connect(warehouse):
 
 
 @pytest.mark.parametrize(
-    "body_path, shape",
-    [("/api/v1/users", {"items": []}), ("/api/v1/environments", {"data": {"id": "1"}})],
-    ids=["list_without_data", "data_not_a_list"],
+    "body_path, shape, named",
+    [
+        (
+            "/api/v1/users",
+            {"items": []},
+            ["/api/v1/users", "expected an object with a `data` list", "'items'"],
+        ),
+        ("/api/v1/environments", {"data": {"id": "1"}}, ["/api/v1/environments", "a `data` list"]),
+        ("/api/v1/users", {"data": [{"firstName": "Ada"}]}, ["a user of /api/v1/users", "an item has no id"]),
+    ],
+    ids=["list_without_data", "data_not_a_list", "item_without_id"],
 )
-def test_a_body_of_the_wrong_shape_never_replaces_good_data(simulator, warehouse, body_path, shape):
+def test_a_body_of_the_wrong_shape_never_replaces_good_data(simulator, warehouse, body_path, shape, named):
     load(simulator)
     before = contents(warehouse)
     simulator.faults.update({"body_override": {body_path: shape}})
     explanation = explain(failed_load(simulator))
     assert "not what its API documents" in explanation
+    assert all(part in explanation for part in named), explanation
     assert contents(warehouse) == before
 
 

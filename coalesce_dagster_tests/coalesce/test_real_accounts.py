@@ -264,30 +264,56 @@ def test_results_whose_key_comes_late_in_the_body_load(simulator, warehouse):
 
 PARTIAL_OR_FAILED = {
     # The sync commits, but the run's results or status did not arrive.
-    "results_not_found": {"status_override": {"/api/v1/runs/{run}/results": 404}},
-    "status_not_found": {"status_override": {"/scheduler/runStatus": 404}},
+    "results_not_found": ("commits", {"status_override": {"/api/v1/runs/{run}/results": 404}}),
+    "status_not_found": ("commits", {"status_override": {"/scheduler/runStatus": 404}}),
     # The sync fails part-way.
-    "results_unknown_envelope": {"results_envelope": "items"},
-    "results_outage": {"status_override": {"/api/v1/runs/{run}/results": 503}},
+    "results_unknown_envelope": ("fails", {"results_envelope": "items"}),
+    "results_outage": ("fails", {"status_override": {"/api/v1/runs/{run}/results": 503}}),
 }
 
 
-@pytest.mark.parametrize("fault", list(PARTIAL_OR_FAILED.values()), ids=list(PARTIAL_OR_FAILED))
-def test_after_a_partial_or_failed_sync_the_next_one_ends_with_every_result_row(simulator, warehouse, fault):
+def result_run_ids(warehouse) -> set[int]:
+    return {run_id for (run_id,) in warehouse.rows("SELECT DISTINCT run_id FROM coalesce_data.run_results")}
+
+
+def status_run_ids(warehouse) -> set[int]:
+    return {run_id for (run_id,) in warehouse.rows("SELECT run_id FROM coalesce_data.run_status")}
+
+
+@pytest.mark.parametrize("outcome, fault", list(PARTIAL_OR_FAILED.values()), ids=list(PARTIAL_OR_FAILED))
+def test_after_a_partial_or_failed_sync_the_next_one_ends_with_every_result_row(
+    simulator, warehouse, outcome, fault
+):
     load(simulator)
+    before = contents(warehouse)
     new_runs = simulator.state.add_runs(3)
+    missing = new_runs[1]
     for name, value in fault.items():
         if isinstance(value, dict):
-            value = {path.format(run=new_runs[1]): status for path, status in value.items()}
+            value = {path.format(run=missing): status for path, status in value.items()}
         setattr(simulator.faults, name, value)
-    try:
-        load(simulator)
-    except Exception:
-        pass  # a failed sync is one of the cases; a committed partial one is the other
 
+    if outcome == "fails":
+        failed_load(simulator)
+        assert contents(warehouse) == before  # nothing of the failed sync landed
+    else:
+        load(simulator)  # the rest loads: every new run, and what did answer of the one that did not
+        loaded_runs = {run_id for (run_id,) in warehouse.rows("SELECT id FROM coalesce_data.runs")}
+        assert set(new_runs) <= loaded_runs
+        if "/scheduler/runStatus" in fault["status_override"]:  # every status 404s, results answer
+            assert not set(new_runs) & status_run_ids(warehouse)
+            assert set(new_runs) <= result_run_ids(warehouse)
+        else:  # one run's results 404, the rest answer
+            assert set(new_runs) - result_run_ids(warehouse) == {missing}
+            assert set(new_runs) <= status_run_ids(warehouse)
+
+    # Once Coalesce answers, the next sync reads what was missing again and ends with every row.
     simulator.faults.reset()
+    simulator.reset_request_log()
     load(simulator)
     assert_matches_simulator(warehouse, simulator)
+    asked = {int(r.query["runCounter"]) for r in simulator.requests if r.path == "/scheduler/runStatus"}
+    assert simulator.request_count(f"/api/v1/runs/{missing}/results") == 1 and missing in asked
 
 
 # -- the token comes from the documented places only -------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coalesce_dagster.defs.resources import CoalesceResource
-from coalesce_dagster_tests.helpers import materialize
+from coalesce_dagster_tests.helpers import materialize, on_every_destination
 
 
 def failure_description(result) -> str:
@@ -43,6 +43,21 @@ def test_failure_says_what_happened_and_what_to_do(simulator, instance, monkeypa
     description = failure_description(result)
     assert expected in description
     assert len(description) < 1200  # a paragraph, not a traceback
+
+
+@on_every_destination
+def test_a_first_load_that_fails_creates_nothing_in_the_destination(
+    simulator, instance, destination, warehouse, duckdb_file
+):
+    result = materialize(
+        instance, raise_on_error=False, resources={"coalesce": CoalesceResource(access_token="revoked")}
+    )
+    assert not result.success and "(401)" in failure_description(result)
+    if destination == "duckdb":
+        assert not duckdb_file.exists()  # no empty file left behind
+    else:  # no schema: the dataset and its staging are made by the load step, after the extract
+        schemas = {name for (name,) in warehouse.rows("SELECT schema_name FROM information_schema.schemata")}
+        assert not {schema for schema in schemas if schema.startswith("coalesce")}, schemas
 
 
 def test_a_duckdb_file_held_by_another_process_is_named_with_its_pid(simulator, instance, warehouse):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import types
 import uuid
 from pathlib import Path
@@ -104,6 +105,13 @@ def test_the_token_appears_nowhere(
     with dg.build_sensor_context(instance=instance, resources={"coalesce": CoalesceResource()}) as context:
         assert coalesce_run_status_sensor(context).skip_reason
 
+    # Coalesce was sent it in the Authorization header only (the simulator answered: it was there),
+    # never in a URL or a request body.
+    assert simulator.requests and not [
+        r.path
+        for r in simulator.requests
+        if TOKEN in r.path or TOKEN in repr(r.query) or TOKEN in repr(r.body)
+    ]
     needle = TOKEN.encode()
     captured = capfd.readouterr()
     assert TOKEN not in caplog.text
@@ -248,3 +256,19 @@ def test_warehouse_credentials_appear_nowhere(
     assert not any(secret in snapshot for secret in secrets)
     if variant == "keypair_as_envvar":
         assert "MY_SNOWFLAKE_KEY" in snapshot  # shown by name only
+
+
+def test_the_files_that_hold_secrets_or_data_are_git_ignored():
+    if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [
+        ".dlt/secrets.toml",
+        ".env",
+        "coalesce.duckdb",
+        "coalesce_demo.duckdb",
+        ".dagster_home/dagster.yaml",
+    ]
+    # --no-index: by the ignore rules alone, whatever happens to be tracked.
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert sorted(ignored.stdout.split()) == sorted(paths), ignored.stderr

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from coalesce_dagster.coalesce.client import CoalesceClient
-from coalesce_dagster.coalesce.run_tracker import TrackerCursor, track_runs
+from coalesce_dagster.coalesce.run_tracker import UNKNOWN_STATUS, TrackerCursor, track_runs
 from coalesce_dagster.coalesce.types import CoalesceRun
 from coalesce_dagster.definitions import defs
 from coalesce_dagster.defs.assets import LOAD_OP_NAME
@@ -119,6 +119,21 @@ def test_a_run_the_scheduler_calls_initializing_or_rendering_is_followed_until_i
     done = tick(instance, polled.cursor)
     assert requested_run_ids(done) == [[run_id]]
     assert json.loads(done.cursor)["in_flight"] == {}
+
+
+def test_a_run_whose_status_comes_without_run_status_is_still_followed(live, instance):
+    # `runStatus` is optional in the scheduler's answer (doc §3.5): not knowing is not finishing.
+    live.faults.run_status_without_status = True
+    cursor = tick(instance).cursor
+    run_id = live.state.start_run("3")
+    seen = tick(instance, cursor)
+    polled = tick(instance, seen.cursor)
+    assert not polled.run_requests
+    assert json.loads(polled.cursor)["in_flight"] == {str(run_id): UNKNOWN_STATUS}
+
+    live.faults.run_status_without_status = False
+    finish(live.state, run_id)
+    assert requested_run_ids(tick(instance, polled.cursor)) == [[run_id]]
 
 
 def test_runs_that_start_and_finish_between_ticks_in_every_environment(live, instance):
