@@ -79,6 +79,18 @@ def test_a_refused_page_size_is_halved_once_per_list_and_the_sync_completes(simu
     }
 
 
+def test_a_page_size_refused_again_after_halving_is_halved_until_accepted(simulator, warehouse, caplog):
+    simulator.faults.max_page_size = 2
+    with caplog.at_level(logging.WARNING):
+        load(simulator, page_size=10, runs_page_size=10, nodes_page_size=10)
+    assert_matches_simulator(warehouse, simulator)
+    refused = {int(r.query["limit"]) for r in list_requests(simulator) if r.status == 400}
+    assert refused == {10, 5}  # 10 -> 5, still refused -> 2, accepted
+    assert {int(r.query["limit"]) for r in list_requests(simulator) if r.status == 200} == {2}
+    users = [m for m in caplog.messages if " for users pages of " in m]
+    assert [re.search(r"asking for pages of (\d+)", m)[1] for m in users] == ["5", "2"]  # each halving once
+
+
 def test_a_page_size_coalesce_never_accepts_fails_with_its_message(simulator, warehouse):
     simulator.faults.status_override = {"/api/v1/environments": 400}
     error = failed_load(simulator, page_size=40)
