@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -110,6 +111,9 @@ class CoalesceApi:
     def __init__(self, state: SimulatorState, faults: Faults) -> None:
         self.state = state
         self.faults = faults
+        # /scheduler/runStatus 404s answered so far per started run (`started_run_status_404s`).
+        self._unknown_answers: dict[int, int] = {}
+        self._unknown_lock = threading.Lock()
         router = self.router = Router()
         router.add("GET", "/api/v1/environments", self.list_environments)
         router.add("GET", "/api/v1/environments/{environment_id}", self.get_environment)
@@ -359,7 +363,7 @@ class CoalesceApi:
         if not _DIGITS.fullmatch(raw):
             raise ApiError(400, f"runCounter must be an integer, got {raw!r}")
         run = self.state.runs.get(int(raw))
-        if run is None:
+        if run is None or self._not_known_yet(int(raw)):
             raise ApiError(404, f"Run {raw} not found")
         with_status = not self.faults.run_status_without_status
         body = render.run_status(run, self.state.run_link(run["id"]), with_status=with_status)
@@ -367,6 +371,18 @@ class CoalesceApi:
         if early and with_status and run["runStatus"] == "waitingToRun":
             body["runStatus"] = early
         return json_response(body)
+
+    def _not_known_yet(self, run_id: int) -> bool:
+        """Whether the scheduler answers 404 for a run startRun just created (the fault)."""
+        limit = self.faults.started_run_status_404s
+        if not limit or run_id not in self.state.started_run_ids:
+            return False
+        with self._unknown_lock:
+            answered = self._unknown_answers.get(run_id, 0)
+            if answered >= limit:
+                return False
+            self._unknown_answers[run_id] = answered + 1
+            return True
 
     def start_run(self, request: Request) -> Response:
         body = parse_json_object(request.body)

@@ -100,6 +100,9 @@ class Faults:
     # /scheduler/runStatus says this ("initializing" or "rendering", doc §5) for a run still waiting
     # to run: statuses only the scheduler reports, early in a run's life.
     scheduler_early_status: str | None = None
+    # /scheduler/runStatus answers 404 this many times for each run startRun created, before it
+    # knows the run (clients of real accounts wait 10 s before their first poll, doc §10).
+    started_run_status_404s: int = 0
     environment_detail_without_id: bool = False
     # Run objects (every /api/v1/runs view) carry userCredentials with secret values
     # (render.ECHOED_SECRET_VALUES), as a misbehaving API might: lets tests prove a client strips

@@ -40,6 +40,9 @@ from .events import node_metadata
 from .translator import RUN_CHECK_NAME
 
 STARTED_RUN_TAG_PREFIX = "coalesce/started_run/"
+# How long after starting a run its status may still be unknown (404) before that means it is gone:
+# clients of real accounts wait 10 s after startRun before they first ask (docs/coalesce-api.md §10).
+NOT_YET_KNOWN_SECONDS = 60.0
 RUN_TABLES = ("runs", "run_results", "run_status")
 
 NodeResult = dg.MaterializeResult | dg.AssetCheckResult
@@ -171,6 +174,7 @@ class _RunFollower:
         self.failed: dict[str, NodeOutcome] = {}
         self._finished = True
         self._deadline = time.monotonic() + config.timeout_seconds if config.timeout_seconds else None
+        self._started_at = time.monotonic()
 
     def start(self, start: Callable[[], int]) -> int:
         """Start a run (startRun or rerun) and record it. A termination that arrives meanwhile waits
@@ -184,6 +188,7 @@ class _RunFollower:
         return run_id
 
     def _started(self, run_id: int) -> None:
+        self._started_at = time.monotonic()
         self.run_ids.append(run_id)
         self._finished = False
         self.status, self.link = None, None
@@ -196,10 +201,24 @@ class _RunFollower:
     def follow(self, run_id: int) -> Iterator[NodeResult]:
         """Poll until the run ends, reporting nodes as they finish."""
         wait = self.config.poll_interval_seconds
+        known = False
         while True:
             answer = self.control.run_status(run_id)
             if answer is None:
-                raise dg.Failure(f"Coalesce no longer knows run {run_id} (404).", allow_retries=False)
+                waited = time.monotonic() - self._started_at
+                if known:
+                    raise dg.Failure(f"Coalesce no longer knows run {run_id} (404).", allow_retries=False)
+                if waited >= NOT_YET_KNOWN_SECONDS:
+                    raise dg.Failure(
+                        f"Coalesce does not know run {run_id} (404) {waited:.0f} s after starting it.",
+                        allow_retries=False,
+                    )
+                # Just started: the scheduler may not know it yet. Ask again, as a finished run would.
+                self.context.log.debug(f"Coalesce does not know run {run_id} yet (404); asking again.")
+                time.sleep(wait)
+                wait = min(wait * 2, self.config.max_poll_interval_seconds)
+                continue
+            known = True
             self.status, self.link = answer.status, answer.link or self.link
             finished = is_terminal(answer.status)
             yield from self._report(run_id, self.control.node_outcomes(run_id))

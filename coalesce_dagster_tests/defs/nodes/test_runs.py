@@ -122,6 +122,23 @@ def test_a_selection_starts_one_run_of_exactly_those_nodes(
     assert tags[f"{STARTED_RUN_TAG_PREFIX}{run_id}"] == "true"
 
 
+def test_a_run_the_scheduler_does_not_know_yet_is_asked_about_again(
+    simulator, defs, instance, coalesce_scheduler
+):
+    # Right after startRun the scheduler may answer 404 for the run (real clients wait before they
+    # first ask): that is not a run gone, within NOT_YET_KNOWN_SECONDS of its start.
+    simulator.faults.started_run_status_404s = 3
+    (chosen,) = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:1]
+    coalesce_scheduler(("completed", None))
+    result = materialize_nodes(defs, instance, [key_of(chosen)])
+    assert result.success
+    run_id = simulator.state.started_run_ids[0]
+    answers = [r.status for r in simulator.requests if r.path == "/scheduler/runStatus"]
+    assert answers[:3] == [404, 404, 404] and answers[-1] == 200
+    assert key_of(chosen) in [e.asset_key for e in result.get_asset_materialization_events()]
+    assert simulator.state.runs[run_id]["runStatus"] == "completed"
+
+
 def test_a_failed_node_fails_the_step_with_its_error_and_a_failed_check(
     simulator, defs, instance, coalesce_scheduler
 ):
