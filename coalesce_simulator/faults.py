@@ -103,6 +103,9 @@ class Faults:
     # /scheduler/runStatus answers 404 this many times for each run startRun created, before it
     # knows the run (clients of real accounts wait 10 s before their first poll, doc §10).
     started_run_status_404s: int = 0
+    # Error answers carry no body at all, only their status: v6.2 gives 401 no body schema (doc
+    # §2.2), and a gateway in front of Coalesce may answer others the same way.
+    bare_errors: bool = False
     environment_detail_without_id: bool = False
     # Run objects (every /api/v1/runs view) carry userCredentials with secret values
     # (render.ECHOED_SECRET_VALUES), as a misbehaving API might: lets tests prove a client strips

@@ -126,6 +126,9 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 request = Request(self.command, path, query, headers, body, self.client_address[0])
                 outcome = simulator._serve(request)
+                if outcome is not None and outcome[0].status >= 400 and simulator.faults.bare_errors:
+                    if not path.startswith(CONTROL_PREFIX):
+                        outcome = (outcome[0], None)  # the status alone, no envelope (doc §2.2: 401)
             # Log before answering, so a client that has its answer also sees it in the log.
             simulator._log.end(record, 0 if outcome is None else outcome[0].status)
             logged = True

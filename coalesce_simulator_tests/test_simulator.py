@@ -103,6 +103,14 @@ def test_bad_or_missing_token_gets_documented_401(
     assert response.json() == UNAUTHORIZED
 
 
+def test_bare_errors_carry_their_status_alone(sim: CoalesceSimulator) -> None:
+    sim.faults.bare_errors = True
+    response = requests.get(sim.base_url + "/api/v1/environments", timeout=5)
+    assert response.status_code == 401 and response.content == b""
+    stats = requests.get(sim.base_url + "/_simulator/stats", timeout=5)  # the control plane keeps its bodies
+    assert stats.status_code == 200 and "requests" in stats.json()
+
+
 def test_bearer_scheme_is_case_insensitive(sim: CoalesceSimulator) -> None:
     headers = {"Authorization": f"bearer {DEFAULT_TOKEN}"}
     assert requests.get(sim.base_url + "/api/v1/environments", headers=headers, timeout=5).status_code == 200

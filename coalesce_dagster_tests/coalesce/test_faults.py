@@ -172,6 +172,25 @@ def test_a_wrong_token_quotes_coalesce_and_says_where_to_get_one(simulator, ware
     assert "Generate Access Token" in explanation
 
 
+def test_error_answers_without_a_body_still_say_what_happened(simulator, warehouse):
+    # v6.2 gives 401 no body schema (doc §2.2); a gateway may answer any error with its status alone.
+    simulator.faults.bare_errors = True
+    with pytest.raises(Exception) as failure:
+        run_load(coalesce_source(base_url=simulator.base_url, access_token="not-the-token"))
+    explanation = explain(failure.value)
+    assert (
+        "Coalesce rejected the access token (401)" in explanation and "Generate Access Token" in explanation
+    )
+    assert [r.status for r in simulator.requests] == [401]  # not retried
+
+    simulator.faults.status_override = {"/api/v1/environments": 404}
+    assert "Regional hosts" in explain(failed_load(simulator))
+    simulator.faults.status_override = None
+    simulator.faults.update({"server_error_burst": 2})
+    load(simulator)  # retried through two bare 503s
+    assert_matches_simulator(warehouse, simulator)
+
+
 def _connection_failure(base_url: str) -> str:
     with pytest.raises(Exception) as failure:
         run_load(coalesce_source(base_url=base_url, access_token="t"))
