@@ -15,9 +15,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from coalesce_dagster.defs.component import CoalesceMetadataComponent
 from coalesce_dagster.defs.metadata import metadata_definitions
+from coalesce_dagster.defs.nodes.component import CoalesceNodesComponent
 from coalesce_dagster_tests.project_copy import copy_from_repo
 
 # dg's console script, run by the scratch venv's interpreter (the venv has no scripts of its own).
@@ -164,7 +166,9 @@ def test_a_dg_project_lists_scaffolds_and_loads_both_components(simulator, tmp_p
     )  # fmt: skip
     defs_folder = project / "scratch" / "defs"
     assert "sensor: running" in (defs_folder / "coalesce_metadata" / "defs.yaml").read_text()
-    assert "- Development" in (defs_folder / "coalesce_nodes" / "defs.yaml").read_text()
+    nodes_yaml = yaml.safe_load((defs_folder / "coalesce_nodes" / "defs.yaml").read_text())
+    # Only what was given: `orchestrate` left out defers to dlt config (an empty list would mean none).
+    assert nodes_yaml["attributes"] == {"environments": ["Development"]}
 
     # The node snapshot: the one command of the guide that asks Coalesce for anything.
     dg_command(project, env, "utils", "refresh-defs-state")
@@ -207,6 +211,39 @@ def node_key(node: dict) -> str:
     """A node's asset key as the translator makes it: its table, source nodes under their environment."""
     table = "/".join([node["database"], node["schema"], node["name"]]).lower()
     return f"coalesce_source/development/{table}" if node["nodeType"] == "Source" else table
+
+
+def test_orchestrate_left_out_defers_to_configuration_and_an_empty_list_builds_nowhere(monkeypatch):
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ORCHESTRATE", json.dumps(["Production"]))
+    assert CoalesceNodesComponent().chosen_orchestrate() == ["Production"]
+    assert CoalesceNodesComponent(orchestrate=[]).chosen_orchestrate() == []
+    assert CoalesceNodesComponent(orchestrate=["2"]).chosen_orchestrate() == ["2"]
+
+
+@pytest.mark.parametrize("management_type", ["VERSIONED_STATE_STORAGE", "LOCAL_FILESYSTEM"])
+def test_the_node_component_asks_coalesce_nothing_while_dagster_dev_loads_it(
+    simulator, monkeypatch, management_type
+):
+    # Dagster refreshes a state-backed component under `dagster dev` unless told not to: a refresh
+    # asks Coalesce, so this component never lets a load do it, whatever `defs_state` says.
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+    from dagster.components.core.component_tree import ComponentTree
+
+    monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")
+    monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps(["1"]))
+    monkeypatch.delenv("COALESCE_DAGSTER__NODES__SNAPSHOT_PATH", raising=False)
+    component = CoalesceNodesComponent.resolve_from_dict({"defs_state": {"management_type": management_type}})
+    with dg.instance_for_test() as instance, set_defs_state_storage(instance.defs_state_storage):
+        component.build_defs(ComponentTree.for_test().load_context)
+    assert simulator.requests == []
+
+
+def test_the_node_component_refuses_state_that_would_be_refreshed_on_every_load():
+    component = CoalesceNodesComponent.resolve_from_dict(
+        {"defs_state": {"management_type": "LEGACY_CODE_SERVER_SNAPSHOTS"}}
+    )
+    with pytest.raises(ValueError, match="would ask Coalesce every time a code server loads"):
+        _ = component.defs_state_config
 
 
 def test_the_component_sets_the_default_statuses_over_configuration(monkeypatch):

@@ -89,6 +89,10 @@ class CoalesceClient:
         body = self._object(f"api/v1/runs/{run_id}", f"run {run_id}")
         return None if body is None else run_row(body)
 
+    def environment(self, environment_id: str) -> dict[str, Any] | None:
+        """`GET /api/v1/environments/{id}`, or None if Coalesce does not know it (404)."""
+        return self._object(f"api/v1/environments/{environment_id}", f"environment {environment_id}")
+
     def _object(self, path: str, what: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """A JSON object from Coalesce; None for a 404 (Coalesce no longer knows it)."""
         response = self._rest.get(path, params=params)

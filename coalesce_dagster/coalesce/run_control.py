@@ -172,6 +172,10 @@ class CoalesceRunControl:
                 f"is unknown: {check}."
             ) from None
 
+    def environment(self, environment_id: str) -> dict[str, Any] | None:
+        """The environment as Coalesce describes it now, or None if it does not know it (404)."""
+        return self._client.environment(environment_id)
+
     # -- following runs ---------------------------------------------------------------------------
 
     def run_status(self, run_id: int) -> SchedulerStatus | None:

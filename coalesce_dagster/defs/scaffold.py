@@ -54,11 +54,17 @@ class CoalesceNodesScaffolder(dg.Scaffolder[NodesScaffoldParams]):
 # Coalesce's nodes as assets, with lineage (coalesce-dagster: docs/components.md).
 # The assets come from a snapshot of the nodes, written by `dg utils refresh-defs-state` (and by
 # each daily environments sync of CoalesceMetadataComponent): loading never calls Coalesce.
-#   environments: ids or names; empty: [coalesce_dagster.nodes] environments in dlt config.
-#   orchestrate: those Dagster may build by starting Coalesce runs; empty: all observed only."""
+#   environments: ids or names; left out: [coalesce_dagster.nodes] environments in dlt config.
+#   orchestrate: those Dagster may build by starting Coalesce runs; left out: [coalesce_dagster.nodes]
+#     orchestrate in dlt config, else none; [] (an empty list): none, all observed only."""
+        # Only what was given: a key left out defers to dlt config, and an empty list would not.
         attributes = {
-            "environments": list(request.params.environments or []),
-            "orchestrate": list(request.params.orchestrate or []),
+            name: list(values)
+            for name, values in (
+                ("environments", request.params.environments),
+                ("orchestrate", request.params.orchestrate),
+            )
+            if values
         }
         write_defs_yaml(request, comment, attributes)
 

@@ -15,10 +15,13 @@ Coalesce must not take the whole code location down.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 # Version 2 records the account and environments a snapshot was made for; version 1 (before that)
 # is still read, as a snapshot of an unknown account.
@@ -323,20 +326,32 @@ def select_environments(
     available: Iterable[Mapping[str, Any]], wanted: Sequence[str]
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The (id, name) of the environments `wanted` names, by id, else by name (exactly, else
-    ignoring case), and the entries that matched none. An empty `wanted` selects nothing."""
+    ignoring case), and the entries that matched none. An empty `wanted` selects nothing.
+
+    A name that several environments share selects none of them (it is among the unmatched, with a
+    warning naming their ids): which one it meant would depend on the order Coalesce lists them in,
+    and building in the wrong one starts work nobody chose."""
     environments = [(_text(env.get("id")), _text(env.get("name"))) for env in available]
     chosen: list[tuple[str, str]] = []
     unmatched: list[str] = []
     for entry in wanted:
-        match = (
-            next((env for env in environments if env[0] == entry), None)
-            or next((env for env in environments if env[1] == entry), None)
-            or next((env for env in environments if env[1].lower() == entry.lower()), None)
+        matches = (
+            [env for env in environments if env[0] == entry]
+            or [env for env in environments if env[1] == entry]
+            or [env for env in environments if env[1].lower() == entry.lower()]
         )
-        if match is None:
+        if len(matches) > 1:
+            logger.warning(
+                "%r names %d Coalesce environments (ids %s): name one of them by its id instead.",
+                entry,
+                len(matches),
+                ", ".join(env_id for env_id, _ in matches),
+            )
             unmatched.append(entry)
-        elif match not in chosen:
-            chosen.append(match)
+        elif not matches:
+            unmatched.append(entry)
+        elif matches[0] not in chosen:
+            chosen.append(matches[0])
     return chosen, unmatched
 
 

@@ -53,8 +53,9 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
     """Every node of the chosen Coalesce environments as an asset, with lineage.
 
     environments: ids or names; default `[coalesce_dagster.nodes] environments` in `.dlt/config.toml`.
-    orchestrate: those of them Dagster may build by starting Coalesce runs (ids or names); default
-    `[coalesce_dagster.nodes] orchestrate`, else none: every environment is observed only.
+    orchestrate: those of them Dagster may build by starting Coalesce runs (ids or names); left out,
+    `[coalesce_dagster.nodes] orchestrate`, else none; `[]`: none, whatever dlt config says (every
+    environment observed only).
     """
 
     environments: list[str] | None = None
@@ -71,13 +72,24 @@ class CoalesceNodesComponent(dg.StateBackedComponent, dg.Resolvable):
 
     @property
     def defs_state_config(self) -> DefsStateConfig:
-        return DefsStateConfig.from_args(self.defs_state, default_key=NODES_STATE_KEY)
+        # Never refreshed while the definitions load, whatever `defs_state` says: a refresh asks
+        # Coalesce, and loading must not (Dagster's own default refreshes under `dagster dev`).
+        given = DefsStateConfig.from_args(self.defs_state, default_key=NODES_STATE_KEY)
+        if given.management_type == DefsStateManagementType.LEGACY_CODE_SERVER_SNAPSHOTS:
+            raise ValueError(
+                "CoalesceNodesComponent: defs_state management_type LEGACY_CODE_SERVER_SNAPSHOTS would "
+                "ask Coalesce every time a code server loads the definitions; use LOCAL_FILESYSTEM (the "
+                "default) or VERSIONED_STATE_STORAGE, refreshed by `dg utils refresh-defs-state` or the "
+                "daily environments sync."
+            )
+        return DefsStateConfig(key=given.key, management_type=given.management_type, refresh_if_dev=False)
 
     def chosen_environments(self) -> list[str]:
         return list(self.environments) if self.environments else configured_environments()
 
     def chosen_orchestrate(self) -> list[str]:
-        return list(self.orchestrate) if self.orchestrate else configured_orchestrate()
+        # An empty list is a choice (nothing is built from Dagster), not a missing setting.
+        return list(self.orchestrate) if self.orchestrate is not None else configured_orchestrate()
 
     def get_translator(self) -> DagsterCoalesceTranslator:
         return DagsterCoalesceTranslator(warehouse_kind=warehouse_kind())

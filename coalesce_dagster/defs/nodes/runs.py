@@ -88,9 +88,10 @@ def run_selected_nodes(
     """The body of an environment's node multi-asset (module docstring). `keys`: node id -> key;
     `account`: the canonical base URL the node snapshot was made for."""
     _refuse_another_account(coalesce, environment, account)
+    control = coalesce.run_control()
+    _refuse_an_environment_changed_since_the_snapshot(control, environment)
     nodes = {node.id: node for node in environment.nodes if node.id in keys}
     selected = {node_id for node_id, key in keys.items() if key in context.selected_asset_keys}
-    control = coalesce.run_control()
     credentials = coalesce.credentials()
     if config.job_id:
         selector = None
@@ -131,6 +132,33 @@ def run_selected_nodes(
         _load_run_tables(context, coalesce, follower.run_ids)
     yield from follower.final_checks()
     follower.raise_if_failed()
+
+
+def _refuse_an_environment_changed_since_the_snapshot(
+    control: CoalesceRunControl, environment: EnvironmentNodes
+) -> None:
+    """Ask Coalesce for the environment by the snapshot's id just before starting work there, and
+    start nothing unless it still has the snapshot's name: a rename, or another organisation's token
+    on the same host (where ids are small numbers that other accounts use too), would otherwise send
+    the run to an environment nobody chose."""
+    refresh = (
+        "Refresh the node snapshot (`dg utils refresh-defs-state` or the coalesce_environments_job) and "
+        "reload the code location."
+    )
+    current = control.environment(environment.id)
+    if current is None:
+        raise dg.Failure(
+            description=f"Coalesce does not know environment {environment.name!r} (id {environment.id}) any "
+            f"more; no run was started. {refresh}",
+            allow_retries=False,
+        )
+    name = current.get("name")
+    if isinstance(name, str) and name != environment.name:
+        raise dg.Failure(
+            description=f"Coalesce environment {environment.id} is named {name!r} now, but the node assets "
+            f"were defined for {environment.name!r}; no run was started. {refresh}",
+            allow_retries=False,
+        )
 
 
 def _refuse_another_account(

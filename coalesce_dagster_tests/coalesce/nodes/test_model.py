@@ -401,7 +401,8 @@ def test_an_exact_name_wins_over_one_matching_ignoring_case():
     listed = [{"id": "7", "name": "prod"}, {"id": "8", "name": "Prod"}]
     assert select_environments(listed, ["Prod"]) == ([("8", "Prod")], [])
     assert select_environments(listed, ["prod"]) == ([("7", "prod")], [])
-    assert select_environments(listed, ["PROD"]) == ([("7", "prod")], [])  # no exact one: the first
+    # No exact one, and two ignoring case: neither, rather than whichever Coalesce listed first.
+    assert select_environments(listed, ["PROD"]) == ([], ["PROD"])
 
 
 def test_unmatched_entries_are_returned_and_duplicates_chosen_once():

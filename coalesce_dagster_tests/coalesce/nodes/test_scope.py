@@ -4,6 +4,7 @@ Plus the snapshot's record of what it was made for, and reading snapshots writte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -197,3 +198,18 @@ def test_tests_and_column_references_survive_the_snapshot():
 def test_malformed_column_tests_are_none(value):
     raw = {**TESTED, "metadata": {"columns": [{"name": "A", "appliedColumnTests": value}]}}
     assert parse_node(raw).columns == (NodeColumn("A"),)
+
+
+def test_a_name_two_environments_share_selects_neither_and_says_to_use_the_id(caplog):
+    twins = NodeSnapshot(
+        environments=(env("7", "Prod"), env("3", "Prod"), env("2", "Development")),
+        fetched_at="2026-12-07T05:00:00+00:00",
+        base_url=ACCOUNT,
+        requested=("Prod", "Development"),
+    )
+    for order in (twins, dataclasses.replace(twins, environments=twins.environments[::-1])):
+        scope = scope_snapshot(order, base_url=ACCOUNT, environments=["2", "3", "7"], orchestrate=["Prod"])
+        assert scope.orchestrated == frozenset()  # never whichever Coalesce happened to list first
+        by_id = scope_snapshot(order, base_url=ACCOUNT, environments=["2", "3", "7"], orchestrate=["3"])
+        assert by_id.orchestrated == frozenset({"3"})
+    assert "'Prod' names 2 Coalesce environments (ids 7, 3)" in caplog.text

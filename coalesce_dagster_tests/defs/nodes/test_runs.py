@@ -342,6 +342,28 @@ def test_a_failed_start_fails_the_step_with_one_sentence_and_is_not_retried(
     assert simulator.request_count("/scheduler/startRun") == 1
 
 
+@pytest.mark.parametrize("change", ["renamed", "gone"])
+def test_an_environment_renamed_or_gone_since_the_snapshot_starts_nothing(simulator, defs, instance, change):
+    # The same id may now be another environment (a rename, or another organisation's token on the
+    # same host): Coalesce is asked for it just before starting work, and nothing starts.
+    chosen = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:1]
+    if change == "renamed":
+        simulator.state.environments[ENVIRONMENT]["name"] = "Someone else's"
+    else:
+        simulator.faults.status_override = {f"/api/v1/environments/{ENVIRONMENT}": 404}
+    result = materialize_nodes(defs, instance, [key_of(n) for n in chosen], raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    description = failure.step_failure_data.user_failure_data.description
+    assert "no run was started" in description and "refresh-defs-state" in description
+    assert (
+        ('is named "Someone else\'s" now' in description)
+        if change == "renamed"
+        else ("any more" in description)
+    )
+    assert simulator.request_count("/scheduler/startRun") == 0
+
+
 def test_coalesce_tests_of_the_selected_nodes_report_their_outcomes_once(
     simulator, defs, instance, coalesce_scheduler
 ):
