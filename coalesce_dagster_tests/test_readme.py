@@ -383,8 +383,12 @@ def rows_naming_a_whole_file(text: str) -> list[str]:
     ]
 
 
-# The headers of the guarantee tables: docs/guarantees.md's failure table, docs/keeping-fresh.md's.
-GUARANTEE_TABLES = ("| what happens | what the project does | proven by |", "| sensor guarantee |")
+# The headers of the guarantee tables: docs/guarantees.md's failures, keeping-fresh.md's sensor, health.md's.
+GUARANTEE_TABLES = (
+    "| what happens | what the project does | proven by |",
+    "| sensor guarantee |",
+    "| health guarantee |",
+)
 
 
 def guarantees(text: str) -> str:

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -66,11 +66,14 @@ def run_request_for(runs: Sequence[CoalesceRun]) -> dg.RunRequest:
     )
 
 
-def _already_requested(context: dg.SensorEvaluationContext) -> set[int]:
-    """Coalesce run ids this sensor asked Dagster to load (its 500 most recent requests), read from
-    each run's config, which holds every id whatever the batch size."""
+def _already_requested(context: dg.SensorEvaluationContext, lookback: timedelta) -> set[int]:
+    """Coalesce run ids this sensor asked Dagster to load since the look-back began, read from each
+    run's config, which holds every id whatever the batch size. Every such request: a run found again
+    after a reset started within the look-back, so it was requested after that (an hour's margin for
+    clocks), however many loads the sensor launched meanwhile."""
+    since = datetime.now(UTC) - lookback - timedelta(hours=1)
     records = context.instance.get_run_records(
-        filters=dg.RunsFilter(tags={"dagster/sensor_name": SENSOR_NAME}), limit=500
+        filters=dg.RunsFilter(tags={"dagster/sensor_name": SENSOR_NAME}, created_after=since)
     )
     requested: set[int] = set()
     for record in records:
@@ -118,7 +121,7 @@ def evaluate_run_status_tick(
     finished = tick.finished
     if not readable or cursor.highest_run_id is None:
         # After a reset we may rediscover runs requested before it: do not request them twice.
-        done = _already_requested(context)
+        done = _already_requested(context, timedelta(hours=options.lookback_hours))
         finished = [run for run in finished if run.id not in done]
     next_cursor = tick.cursor
     index = NodeIndex.of(context.repository_def)

@@ -6,6 +6,10 @@ against the simulator."""
 from __future__ import annotations
 
 import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -193,6 +197,10 @@ def test_health_views_are_computed_in_the_destination(destination, simulator, in
         abs=1e-4,
     )
     assert warehouse.scalar("SELECT sum(runs) FROM coalesce_data_health.run_health_daily") == finished
+    # The overall rate is the same figure over every environment: a canceled run is no success.
+    completed = warehouse.count("runs", "WHERE run_status = 'completed'")
+    assert warehouse.count("runs", "WHERE run_status = 'canceled'") > 0  # so the two readings differ
+    assert runs["success_rate_30d"].value == pytest.approx(completed / finished, abs=1e-4)
 
     nodes = events[NODE_HEALTH]
     failed_nodes = warehouse.count("run_results", "WHERE run_state IN ('error', 'failed')")
@@ -218,6 +226,25 @@ def test_a_load_of_what_the_views_read_requests_them(simulator, instance):
     assert (after.get_num_requested(RUN_HEALTH), after.get_num_requested(NODE_HEALTH)) == (1, 1)
 
 
+def test_a_load_whose_blocking_checks_failed_does_not_request_the_views(simulator, instance, duckdb_file):
+    """The automation sensor refreshes the views in runs of their own, where blocking cannot stop
+    them: their condition waits for the upstream blocking checks to pass."""
+    from coalesce_dagster.definitions import defs
+
+    health = dg.AssetSelection.groups("coalesce_health")
+    assert materialize(instance).success
+    before = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=health)
+    with duckdb.connect(str(duckdb_file)) as con:  # a duplicated run, behind the loader's back
+        con.execute("INSERT INTO coalesce_data.runs SELECT * FROM coalesce_data.runs WHERE id = 3")
+    assert not materialize(
+        instance, selection=RUN_TABLES, raise_on_error=False
+    ).success  # as the sensor loads
+    after = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=health, cursor=before.cursor
+    )
+    assert (after.get_num_requested(RUN_HEALTH), after.get_num_requested(NODE_HEALTH)) == (0, 0)
+
+
 def test_the_views_build_with_only_the_run_tables_loaded(simulator, instance):
     """Names fall back to ids while environments and jobs are not loaded yet."""
     assert materialize(instance, selection=RUN_TABLES).success
@@ -225,3 +252,62 @@ def test_the_views_build_with_only_the_run_tables_loaded(simulator, instance):
     runs = result.asset_materializations_for_node("coalesce_health_views")[0]
     assert result.success and runs.metadata["runs_30d"].value > 0
     assert "success_rate_30d/1" in runs.metadata  # environment 1, named by its id
+
+
+ALERT_SNIPPET = re.compile(r"readme-test: skip an example to adapt, run by[^\n]*\n```python\n(.*?)```", re.S)
+
+
+class Webhook:
+    """A loopback webhook that keeps the JSON bodies posted to it."""
+
+    def __init__(self) -> None:
+        posted = self.posted = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_alert_sensor_of_the_guide_posts_each_new_failure_once(simulator, instance, monkeypatch):
+    """docs/health.md's alerting example, as written there, against a webhook of the test's own."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "health.md").read_text()
+    (snippet,) = ALERT_SNIPPET.findall(guide)
+    namespace: dict = {}
+    exec(compile(snippet, "docs/health.md", "exec"), namespace)
+    alerts = namespace["coalesce_check_alerts"]
+    webhook = Webhook()
+    monkeypatch.setenv("ALERT_WEBHOOK", webhook.url)
+    monkeypatch.setenv("COALESCE_DAGSTER__HEALTH__FAILURES_IN_A_ROW", "2")
+    production = _production(simulator)
+    simulator.state.add_runs(1, environment_id=production, status="completed")
+    simulator.state.add_runs(2, environment_id=production, status="failed")
+
+    def tick(cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+            alerts(context)
+            return context.cursor
+
+    try:
+        assert materialize(instance, selection=RUN_TABLES + ["environments"]).success
+        cursor = tick(None)
+        assert [post["text"].split(":")[0] for post in webhook.posted] == [FAILURES_CHECK]
+        cursor = tick(cursor)
+        assert len(webhook.posted) == 1  # the same evaluation is not posted twice
+        assert materialize(instance, selection=RUN_TABLES).success  # evaluated again, failing again
+        tick(cursor)
+        assert len(webhook.posted) == 2
+    finally:
+        webhook.close()

@@ -42,6 +42,14 @@ def test_each_schedule_runs_its_selection_daily_at_the_default_time(name):
     assert _selected_keys(schedule) == EXPECTED[name]
 
 
+def test_the_coalesce_checks_run_alone_every_hour():
+    schedule = defs.resolve_schedule_def("coalesce_hourly_freshness_checks")
+    assert (
+        schedule.cron_schedule == "0 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    )
+    assert schedule.job_name == "coalesce_freshness_checks_job"
+
+
 def test_schedules_together_cover_every_asset_once():
     # The health views are not loaded: their automation sensor refreshes them after the loads.
     every_asset = {

@@ -144,11 +144,13 @@ def run_health_metadata(client: Any, view: str) -> dict[str, Any]:
     )
     total_runs = sum(int(row[1]) for row in per_environment)
     total_failures = sum(int(row[2]) for row in per_environment)
+    # Completed runs over finished ones, as each environment's rate: a canceled run is no success.
+    total_completed = sum(float(row[3]) * int(row[1]) for row in per_environment)
     metadata: dict[str, Any] = {
         "runs_30d": dg.MetadataValue.int(total_runs),
         "failures_30d": dg.MetadataValue.int(total_failures),
         "success_rate_30d": dg.MetadataValue.float(
-            round(1 - total_failures / total_runs, 4) if total_runs else 1.0
+            round(total_completed / total_runs, 4) if total_runs else 1.0
         ),
     }
     for environment, _, _, rate, p95 in per_environment:
@@ -208,6 +210,12 @@ def node_health_metadata(client: Any, view: str) -> dict[str, Any]:
 _DEPS = [asset_key(name) for name in ("runs", "run_results", "environments", "jobs")]
 
 
+# Refreshed after each load of what they read (eager), but not after one whose blocking integrity
+# checks failed (a duplicated run): in a run of their own, as the automation sensor launches them,
+# blocking alone would not stop them; this condition does.
+_AFTER_CLEAN_LOADS = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -217,7 +225,7 @@ _DEPS = [asset_key(name) for name in ("runs", "run_results", "environments", "jo
             kinds={"coalesce", "sql"},
             description="Coalesce runs per environment, saved job and day: runs, failures, success rate, "
             "p50/p95 duration. A view in `<dataset>_health`; figures cover the 30 days up to the newest run.",
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=_AFTER_CLEAN_LOADS,
         ),
         dg.AssetSpec(
             NODE_HEALTH,
@@ -226,7 +234,7 @@ _DEPS = [asset_key(name) for name in ("runs", "run_results", "environments", "jo
             kinds={"coalesce", "sql"},
             description="Coalesce nodes over 7 and 30 days: slowest (p95), most failing, and whose duration "
             "grew most. A view in `<dataset>_health`.",
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=_AFTER_CLEAN_LOADS,
         ),
     ],
     name="coalesce_health_views",
