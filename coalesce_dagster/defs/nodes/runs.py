@@ -127,7 +127,9 @@ def run_selected_nodes(
         if explanation is None:
             raise
         still = f" Coalesce run {follower.run_ids[-1]} may still be running." if follower.running else ""
-        raise dg.Failure(description=explanation + still, allow_retries=is_transient(error)) from error
+        # Not retried while a run it started may still be going: a retry would start a second one.
+        retry = is_transient(error) and not follower.running
+        raise dg.Failure(description=explanation + still, allow_retries=retry) from error
     finally:
         _load_run_tables(context, coalesce, follower.run_ids)
     yield from follower.final_checks()

@@ -364,6 +364,28 @@ def test_an_environment_renamed_or_gone_since_the_snapshot_starts_nothing(simula
     assert simulator.request_count("/scheduler/startRun") == 0
 
 
+def test_a_build_that_loses_sight_of_its_running_run_is_not_retried(simulator, defs, instance, monkeypatch):
+    # Under a retry policy, a transient failure is retried, but not while the Coalesce run it started
+    # may still be going: the retry would start a second one beside it.
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")
+    (chosen,) = sorted(built_nodes(simulator).values(), key=lambda n: n["name"])[:1]
+    simulator.faults.status_override = {"/scheduler/runStatus": 503}
+    job = dg.define_asset_job(
+        "retried_build", [key_of(chosen)], op_retry_policy=dg.RetryPolicy(max_retries=1)
+    )
+    retried = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    result = retried.resolve_job_def("retried_build").execute_in_process(
+        instance=instance,
+        run_config={"ops": {node_op_name(defs): {"config": FAST_POLLS}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert simulator.request_count("/scheduler/startRun") == 1
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "may still be running" in failure.step_failure_data.user_failure_data.description
+
+
 def test_coalesce_tests_of_the_selected_nodes_report_their_outcomes_once(
     simulator, defs, instance, coalesce_scheduler
 ):
