@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -62,7 +63,12 @@ def test_assets_are_grouped_described_and_kinded():
             continue
         assert node.group_name == "coalesce"
         assert {"coalesce", "dlt", "duckdb"} <= set(node.kinds)
-        assert node.freshness_policy is not None  # Dagster's freshness: synced within a day
+        # Dagster's freshness: synced daily, so late after 25 hours and stale after 26.
+        policy = node.freshness_policy
+        assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (
+            timedelta(hours=25),
+            timedelta(hours=26),
+        )
 
 
 def test_every_metadata_table_has_its_checks():
@@ -98,6 +104,12 @@ def test_resources_jobs_schedules_and_sensors_are_pinned():
     assert {s.name for s in repo.sensor_defs} == {"coalesce_run_status_sensor", "coalesce_health_automation"}
     health = repo.get_sensor_def("coalesce_health_automation")
     assert health.default_status == dg.DefaultSensorStatus.RUNNING
+    # It targets the two views by key: never a node asset, whatever a Coalesce environment is named.
+    targeted = health.asset_selection.resolve(repo.asset_graph)
+    assert {key.to_user_string() for key in targeted} == {
+        "coalesce/health/run_health_daily",
+        "coalesce/health/node_health",
+    }
 
 
 def test_definitions_validate_without_credentials(tmp_path):

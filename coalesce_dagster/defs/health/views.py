@@ -265,7 +265,9 @@ def _table_name(client: Any, view: str) -> dict[str, Any]:
 # UI's), one run refreshes them. Running by default, unlike Dagster's own default sensor.
 health_automation_sensor = dg.AutomationConditionSensorDefinition(
     "coalesce_health_automation",
-    target=dg.AssetSelection.groups(GROUP_NAME),
+    # The two views by key, not their group: a Coalesce environment named "Health" gives its node
+    # assets a group of the same name, and this always-running sensor must never launch a build.
+    target=dg.AssetSelection.assets(RUN_HEALTH, NODE_HEALTH),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="Refreshes the Coalesce health views after each load of the tables they read.",
