@@ -253,7 +253,11 @@ def test_loading_the_definitions_writes_nothing_into_the_project(simulator, tmp_
         # checkout): the state folder and dlt's folders it would write are the copy's.
         PYTHONPATH=str(project),
         SOURCES__COALESCE_SOURCE__BASE_URL=simulator.base_url,  # the snapshot's account
+        # A token that works and an environment opted in: everything a load would need to ask
+        # Coalesce is there, so "nothing asked" below means nothing was asked, not nothing could be.
+        SOURCES__COALESCE_SOURCE__ACCESS_TOKEN=simulator.config.token,
         COALESCE_DAGSTER__NODES__ENVIRONMENTS='["Development"]',
+        COALESCE_DAGSTER__NODES__ORCHESTRATE='["Development"]',
     )
     result = subprocess.run(
         [str(project / ".venv" / "bin" / "python"), "-c", LOAD_PROBE, str(tmp_path / "snapshot.json")],

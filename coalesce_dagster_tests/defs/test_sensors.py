@@ -20,7 +20,7 @@ from coalesce_dagster.defs.sensors import (
     coalesce_run_status_sensor,
     run_request_for,
 )
-from coalesce_dagster_tests.helpers import materialize
+from coalesce_dagster_tests.helpers import materialize, refused_port
 from coalesce_simulator import SimulatorConfig
 
 SENSOR_JOB = defs.resolve_job_def(coalesce_run_status_sensor.job_name)
@@ -181,14 +181,28 @@ def test_coalesce_down_skips_the_tick_and_keeps_the_cursor(live, instance):
 
 
 def test_a_rejected_token_skips_with_the_fix(live, instance):
+    cursor = tick(instance).cursor
     revoked = "revoked-token-4f1c9e27"
-    result = tick(instance, resources={"coalesce": CoalesceResource(access_token=revoked)})
+    result = tick(instance, cursor, resources={"coalesce": CoalesceResource(access_token=revoked)})
     assert not result.run_requests
     assert (
         "401" in result.skip_reason.skip_message
         and "Generate Access Token" in result.skip_reason.skip_message
     )
     assert revoked not in result.skip_reason.skip_message
+    assert result.cursor == cursor
+
+
+def test_coalesce_unreachable_skips_the_tick_and_keeps_the_cursor(live, instance, monkeypatch):
+    cursor = tick(instance).cursor
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")
+    with refused_port() as port:
+        result = tick(
+            instance, cursor, resources={"coalesce": CoalesceResource(base_url=f"http://127.0.0.1:{port}")}
+        )
+    assert not result.run_requests
+    assert "Could not connect to Coalesce" in result.skip_reason.skip_message
+    assert result.cursor == cursor
 
 
 def test_many_runs_cost_calls_per_new_or_in_flight_run_not_per_history(live, instance):
