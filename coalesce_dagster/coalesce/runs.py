@@ -11,7 +11,8 @@ A sync pages `/api/v1/runs` newest first and stops at the frontier (cost grows w
 with history), then re-reads each run to revisit by id. The children (`run_results`, `run_status`)
 fetch only for the runs this resource yields, on dlt's extract pool, and report each answer to a
 `RunLedger`: a run leaves the revisit list only once both of its children were answered in the same
-load, so the frontier never moves past a run whose results or status did not land.
+load, so the frontier never moves past a run whose results or status did not land; or, with a
+warning, after `MAX_UNCONFIRMED_SYNCS` syncs in a row without them.
 
 The frontier only moves when all three run tables are being loaded: a subset load (say `runs` alone
 from the UI) must not let `run_results` skip runs it never saw. Subset loads re-read from the last
@@ -40,6 +41,10 @@ logger = logging.getLogger(__name__)
 RUN_TABLES = ("runs", "run_results", "run_status")
 CHILD_TABLES = ("run_results", "run_status")
 UNCONFIRMED = "unconfirmed"  # revisit reason: the run's results or status did not arrive
+# How many syncs in a row a finished run is read again while its results or status do not arrive
+# (a 404 for a run that exists). A transient gap heals within them; a scheduler that never knew an
+# old run must not cost every later sync three requests for it.
+MAX_UNCONFIRMED_SYNCS = 5
 
 
 class RunFrontier:
@@ -98,20 +103,34 @@ class RunLedger:
             children = self._answered.setdefault(run_id, set())
             children.add(child)
             if self._revisit is not None and len(children) == len(CHILD_TABLES):
-                if self._revisit.get(str(run_id)) == UNCONFIRMED:
+                if _unconfirmed_syncs(self._revisit.get(str(run_id))):
                     del self._revisit[str(run_id)]
 
     def publish(
-        self, state: dict[str, Any], highest_run_id: int | None, statuses: Mapping[int, str | None]
+        self,
+        state: dict[str, Any],
+        highest_run_id: int | None,
+        statuses: Mapping[int, str | None],
+        previous: Mapping[int, str] | None = None,
     ) -> None:
-        """Write the frontier after a sync that yielded the runs `statuses` (run id -> status)."""
+        """Write the frontier after a sync that yielded the runs `statuses` (run id -> status);
+        `previous`: the revisit list this sync started from."""
         with self._lock:
             revisit: dict[str, str] = {}
             for run_id, status in sorted(statuses.items()):
                 if status not in TERMINAL_RUN_STATUSES:
                     revisit[str(run_id)] = status or "unknown"
                 elif len(self._answered.get(run_id, ())) < len(CHILD_TABLES):
-                    revisit[str(run_id)] = UNCONFIRMED
+                    syncs = _unconfirmed_syncs((previous or {}).get(run_id)) + 1
+                    if syncs >= MAX_UNCONFIRMED_SYNCS:
+                        logger.warning(
+                            "Coalesce has not answered the results or the status of run %s in %d syncs "
+                            "(404); it is not asked again, and what did not arrive stays missing.",
+                            run_id,
+                            MAX_UNCONFIRMED_SYNCS,
+                        )
+                        continue
+                    revisit[str(run_id)] = UNCONFIRMED if syncs == 1 else f"{UNCONFIRMED} {syncs}"
             state["frontier"] = {"highest_run_id": highest_run_id, "revisit": revisit}
             self._revisit = revisit
 
@@ -154,9 +173,18 @@ def runs_resource(
 
         if _all_run_tables_selected():
             known = [*seen, *([frontier.highest_run_id] if frontier.highest_run_id is not None else [])]
-            ledger.publish(state, max(known) if known else None, seen)
+            ledger.publish(state, max(known) if known else None, seen, frontier.revisit)
 
     return runs
+
+
+def _unconfirmed_syncs(reason: str | None) -> int:
+    """How many syncs in a row a run has been unconfirmed: `unconfirmed` is one, `unconfirmed 3` three;
+    0 for any other reason (still in flight) or none."""
+    if not reason or not reason.startswith(UNCONFIRMED):
+        return 0
+    count = reason[len(UNCONFIRMED) :].strip()
+    return int(count) if count.isdigit() else 1
 
 
 def runs_by_id(client: RESTClient, run_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:

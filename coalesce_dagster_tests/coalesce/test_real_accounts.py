@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from coalesce_dagster.coalesce.errors import explain
+from coalesce_dagster.coalesce.runs import MAX_UNCONFIRMED_SYNCS
 from coalesce_dagster.coalesce.source import coalesce_source
 from coalesce_dagster.configuration import ConfigurationError, MissingTokenError
 from coalesce_dagster.pipeline import make_pipeline, run_load
@@ -326,6 +327,21 @@ def test_after_a_partial_or_failed_sync_the_next_one_ends_with_every_result_row(
     assert_matches_simulator(warehouse, simulator)
     asked = {int(r.query["runCounter"]) for r in simulator.requests if r.path == "/scheduler/runStatus"}
     assert simulator.request_count(f"/api/v1/runs/{missing}/results") == 1 and missing in asked
+
+
+def test_a_run_whose_results_never_arrive_is_given_up_after_a_few_syncs(simulator, warehouse, caplog):
+    # A scheduler that never knew an old run must not cost every later sync requests for it.
+    load(simulator)
+    (stuck,) = simulator.state.add_runs(1)
+    simulator.faults.status_override = {f"/api/v1/runs/{stuck}/results": 404}
+    asked = []
+    for _ in range(MAX_UNCONFIRMED_SYNCS + 1):
+        simulator.reset_request_log()
+        load(simulator)
+        asked.append(simulator.request_count(f"/api/v1/runs/{stuck}/results"))
+    assert asked == [1] * MAX_UNCONFIRMED_SYNCS + [0]
+    assert f"run {stuck} in {MAX_UNCONFIRMED_SYNCS} syncs" in caplog.text
+    assert_matches_simulator(warehouse, simulator, tables=("runs", "run_status"))
 
 
 # -- the token comes from the documented places only -------------------------------------------------
