@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -20,6 +21,7 @@ import yaml
 from coalesce_dagster.defs.component import CoalesceMetadataComponent
 from coalesce_dagster.defs.metadata import metadata_definitions
 from coalesce_dagster.defs.nodes.component import CoalesceNodesComponent
+from coalesce_dagster.defs.nodes.state import dagster_state_path
 from coalesce_dagster_tests.project_copy import copy_from_repo
 
 # dg's console script, run by the scratch venv's interpreter (the venv has no scripts of its own).
@@ -233,9 +235,18 @@ def test_the_node_component_asks_coalesce_nothing_while_dagster_dev_loads_it(
     monkeypatch.setenv("COALESCE_DAGSTER__NODES__ENVIRONMENTS", json.dumps(["1"]))
     monkeypatch.delenv("COALESCE_DAGSTER__NODES__SNAPSHOT_PATH", raising=False)
     component = CoalesceNodesComponent.resolve_from_dict({"defs_state": {"management_type": management_type}})
-    with dg.instance_for_test() as instance, set_defs_state_storage(instance.defs_state_storage):
-        component.build_defs(ComponentTree.for_test().load_context)
-    assert simulator.requests == []
+    # Where a refresh would write the snapshot: the checkout's defs folder. Were one made, it is removed
+    # again, so that no later run reads what a failing build of this test left.
+    state_folder = dagster_state_path(Path(__file__).resolve().parents[1]).parent.parent
+    existed = state_folder.exists()
+    try:
+        with dg.instance_for_test() as instance, set_defs_state_storage(instance.defs_state_storage):
+            component.build_defs(ComponentTree.for_test().load_context)
+    finally:
+        written = not existed and state_folder.exists()
+        if written:
+            shutil.rmtree(state_folder)
+    assert simulator.requests == [] and not written
 
 
 def test_the_node_component_refuses_state_that_would_be_refreshed_on_every_load():
