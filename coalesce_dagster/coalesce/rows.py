@@ -13,7 +13,7 @@ dlt would load the raw objects as they are, but some need a hand:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import UnexpectedResponseError
@@ -129,6 +129,12 @@ def row_by_id(raw: Mapping[str, Any], what: str = "an item") -> dict[str, Any]:
     return record
 
 
-def project_row(raw: Mapping[str, Any]) -> dict[str, Any]:
-    # A function of the item alone: dlt's map steps pass a second argument to one that takes two.
-    return row_by_id(raw, "a project of /api/v1/projects")
+def rows_by_id_of(what: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """`row_by_id` for the items of one list, whose errors name it ("a user of /api/v1/users"). A
+    function of the item alone, for `map` and for dlt's map steps (which pass a second argument to a
+    function that takes two)."""
+
+    def row(raw: Mapping[str, Any]) -> dict[str, Any]:
+        return row_by_id(raw, what)
+
+    return row

@@ -111,7 +111,7 @@ class RunLedger:
         state: dict[str, Any],
         highest_run_id: int | None,
         statuses: Mapping[int, str | None],
-        previous: Mapping[int, str] | None = None,
+        previous: Mapping[int, str],
     ) -> None:
         """Write the frontier after a sync that yielded the runs `statuses` (run id -> status);
         `previous`: the revisit list this sync started from."""
@@ -121,7 +121,7 @@ class RunLedger:
                 if status not in TERMINAL_RUN_STATUSES:
                     revisit[str(run_id)] = status or "unknown"
                 elif len(self._answered.get(run_id, ())) < len(CHILD_TABLES):
-                    syncs = _unconfirmed_syncs((previous or {}).get(run_id)) + 1
+                    syncs = _unconfirmed_syncs(previous.get(run_id)) + 1
                     if syncs >= MAX_UNCONFIRMED_SYNCS:
                         logger.warning(
                             "Coalesce has not answered the results or the status of run %s in %d syncs "

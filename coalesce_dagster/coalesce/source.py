@@ -51,7 +51,7 @@ from .lists import ASCENDING, FirstSeen, PageSize, read_pages
 from .nodes.rereads import NodeRereads
 from .nodes.snapshot import NodeCollector, read_environment_nodes, rest_clients
 from .pagination import DATA_SELECTOR, ROOT_SELECTOR, check_list_envelope, run_results_envelope
-from .rows import environment_row, job_row, node_row, project_row, row_by_id, run_result_row, run_status_row
+from .rows import environment_row, job_row, node_row, rows_by_id_of, run_result_row, run_status_row
 from .runs import RunLedger, runs_resource
 
 logger = logging.getLogger(__name__)
@@ -246,7 +246,10 @@ def _rest_api_config(
                     "data_selector": DATA_SELECTOR,
                     "response_actions": [_require_data_list],
                 },
-                "processing_steps": [{"map": project_row}, {"filter": FirstSeen("id")}],
+                "processing_steps": [
+                    {"map": rows_by_id_of("a project of /api/v1/projects")},
+                    {"filter": FirstSeen("id")},
+                ],
             },
         ],
     }
@@ -259,7 +262,7 @@ def environments_resource(client: RESTClient, page_size: PageSize, groups: int =
     @dlt.resource(name="environments", primary_key="id", write_disposition="replace", columns=id_columns())
     def environments() -> Iterator[list[dict[str, Any]]]:
         first_seen = FirstSeen("id")
-        environment = partial(row_by_id, what="an environment of /api/v1/environments")
+        environment = rows_by_id_of("an environment of /api/v1/environments")
         params = {**ASCENDING, "detail": "false"}
         for page in read_pages(client, "api/v1/environments", params, page_size):
             yield from in_groups([env for env in map(environment, page) if first_seen(env)], groups)
@@ -427,7 +430,7 @@ def users_resource(client: RESTClient, page_size: PageSize) -> Any:
         for path in USERS_PATHS:
             started = False
             try:
-                user_row = partial(row_by_id, what=f"a user of /{path}")
+                user_row = rows_by_id_of(f"a user of /{path}")
                 for page in read_pages(client, path, ASCENDING, page_size):
                     started = True
                     yield [user for user in map(user_row, page) if first_seen(user)]
