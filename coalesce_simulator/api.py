@@ -290,7 +290,7 @@ class CoalesceApi:
                 id_as_string=faults.run_ids_as_strings,
                 echo_credentials=faults.echo_credentials,
                 nulls=faults.optional_fields_as_null,
-            )  # fmt: skip
+            )
             for run in page
         ]
         return json_response({"data": data, **meta})

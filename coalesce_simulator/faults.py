@@ -97,6 +97,7 @@ class Faults:
     # Fields the v6.2 spec leaves out, which a client must then find elsewhere: /scheduler/runStatus
     # without runStatus (optional there), GET /api/v1/environments/{id} without id (not declared).
     run_status_without_status: bool = False
+    environment_detail_without_id: bool = False
     # /scheduler/runStatus says this ("initializing" or "rendering", doc §5) for a run still waiting
     # to run: statuses only the scheduler reports, early in a run's life.
     scheduler_early_status: str | None = None
@@ -106,7 +107,6 @@ class Faults:
     # Error answers carry no body at all, only their status: v6.2 gives 401 no body schema (doc
     # §2.2), and a gateway in front of Coalesce may answer others the same way.
     bare_errors: bool = False
-    environment_detail_without_id: bool = False
     # Run objects (every /api/v1/runs view) carry userCredentials with secret values
     # (render.ECHOED_SECRET_VALUES), as a misbehaving API might: lets tests prove a client strips
     # them before storing anything. Coalesce documents no secrets in run objects (doc §3.3).

@@ -235,29 +235,18 @@ class _RunFollower:
         while True:
             answer = self.control.run_status(run_id)
             if answer is None:
-                waited = time.monotonic() - self._started_at
-                if known:
-                    raise dg.Failure(f"Coalesce no longer knows run {run_id} (404).", allow_retries=False)
-                if waited >= NOT_YET_KNOWN_SECONDS:
-                    raise dg.Failure(
-                        f"Coalesce does not know run {run_id} (404) {waited:.0f} s after starting it.",
-                        allow_retries=False,
+                self._unknown(run_id, known)  # raises unless the run has only just started
+            else:
+                known = True
+                self.status, self.link = answer.status, answer.link or self.link
+                finished = is_terminal(answer.status)
+                yield from self._report(run_id, self.control.node_outcomes(run_id))
+                if finished:
+                    self._finished = True
+                    self.context.log.info(
+                        f"Coalesce run {run_id} {answer.status}" + (f": {self.link}" if self.link else ".")
                     )
-                # Just started: the scheduler may not know it yet. Ask again, as a finished run would.
-                self.context.log.debug(f"Coalesce does not know run {run_id} yet (404); asking again.")
-                time.sleep(wait)
-                wait = min(wait * 2, self.config.max_poll_interval_seconds)
-                continue
-            known = True
-            self.status, self.link = answer.status, answer.link or self.link
-            finished = is_terminal(answer.status)
-            yield from self._report(run_id, self.control.node_outcomes(run_id))
-            if finished:
-                self._finished = True
-                self.context.log.info(
-                    f"Coalesce run {run_id} {answer.status}" + (f": {self.link}" if self.link else ".")
-                )
-                return
+                    return
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 self.cancel(f"it ran longer than {self.config.timeout_seconds:g} s")
                 raise dg.Failure(
@@ -266,6 +255,19 @@ class _RunFollower:
                 )
             time.sleep(wait)
             wait = min(wait * 2, self.config.max_poll_interval_seconds)
+
+    def _unknown(self, run_id: int, known: bool) -> None:
+        """Coalesce answered 404 for the run: fail, unless it has only just been started and the
+        scheduler may not know it yet (then it is asked again)."""
+        if known:
+            raise dg.Failure(f"Coalesce no longer knows run {run_id} (404).", allow_retries=False)
+        waited = time.monotonic() - self._started_at
+        if waited >= NOT_YET_KNOWN_SECONDS:
+            raise dg.Failure(
+                f"Coalesce does not know run {run_id} (404) {waited:.0f} s after starting it.",
+                allow_retries=False,
+            )
+        self.context.log.debug(f"Coalesce does not know run {run_id} yet (404); asking again.")
 
     def _report(self, run_id: int, outcomes: tuple[NodeOutcome, ...]) -> Iterator[NodeResult]:
         report = RunReport(
