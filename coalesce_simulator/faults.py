@@ -47,6 +47,10 @@ class Faults:
     latency_ms: float = 0.0  # sleep before answering every request
     rate_limit_burst: int = 0  # next N requests: 429 + Retry-After
     retry_after_seconds: int = 1
+    # A rate limit on concurrency, as APIs that count requests per account enforce it: a request
+    # that arrives while this many others are being answered gets 429 + Retry-After at once
+    # (0: no limit). Control-plane requests do not count.
+    max_in_flight: int = 0
     retry_after_header: bool = True  # False: 429 answers carry no Retry-After (Coalesce documents none)
     server_error_burst: int = 0  # next N requests: 503
     # After this many successful requests every further request answers 503 (an outage in the
@@ -125,6 +129,7 @@ class Faults:
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _outage_admitted: int = field(default=0, init=False, repr=False, compare=False)
+    _in_flight: int = field(default=0, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_"):
@@ -192,6 +197,17 @@ class Faults:
             return None
         matches = [prefix for prefix in overrides if path.startswith(prefix)]
         return overrides[max(matches, key=len)] if matches else None
+
+    def enter(self) -> bool:
+        """Count a request in; False if it is over `max_in_flight` (it must then be answered 429,
+        and still `leave`)."""
+        with self._lock:
+            object.__setattr__(self, "_in_flight", self._in_flight + 1)
+            return not self.max_in_flight or self._in_flight <= self.max_in_flight
+
+    def leave(self) -> None:
+        with self._lock:
+            object.__setattr__(self, "_in_flight", self._in_flight - 1)
 
     def admit_under_outage(self) -> tuple[bool, bool]:
         """Pass the outage gate: (admitted, counted).

@@ -104,27 +104,96 @@ class RequestStats:
 REQUESTS = RequestStats()
 
 
+class InFlightLimit:
+    """How many requests may be in flight at once, narrowed when Coalesce answers 429.
+
+    Coalesce limits requests per account and publishes no numbers (docs/coalesce-api.md, "Rate
+    limits"); the account's other clients (a CI deploy calling startRun, say) share the same limit.
+    dlt's retry waits out each refused request on its own, so without this a load that ran into the
+    limit would go on asking at full concurrency, every retry among them. Instead, as TCP does with
+    a congested link: the first 429 halves the requests in flight (new requests wait for a slot),
+    and every `GROWTH_ANSWERS` answers without a 429 allow one more, back up to no cap at all
+    (`[extract] workers` bounds the load then). A 429 to a request sent before the last narrowing
+    says nothing new and narrows nothing.
+    """
+
+    GROWTH_ANSWERS = 50
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.in_flight = 0
+        self.cap: int | None = None  # None: no cap of its own
+        self.highest = 0  # the most requests in flight at once so far
+        self._generation = 0  # how many times the cap was narrowed
+        self._answers = 0  # answers since the cap last changed
+
+    def acquire(self) -> int:
+        """Wait for a slot; returns the generation the request is sent in (for `answered`)."""
+        with self._condition:
+            while self.cap is not None and self.in_flight >= self.cap:
+                self._condition.wait()
+            self.in_flight += 1
+            self.highest = max(self.highest, self.in_flight)
+            return self._generation
+
+    def release(self, generation: int, refused: bool) -> None:
+        """A request sent in `generation` got its answer (refused: 429) or failed."""
+        with self._condition:
+            if refused and generation == self._generation:
+                self._narrow()
+            elif not refused and self.cap is not None:
+                self._answers += 1
+                if self._answers >= self.GROWTH_ANSWERS:
+                    self._answers = 0
+                    self.cap = None if self.cap + 1 >= self.highest else self.cap + 1
+            self.in_flight -= 1
+            self._condition.notify_all()
+
+    def _narrow(self) -> None:
+        before = self.cap if self.cap is not None else self.in_flight
+        self.cap = max(1, min(before, self.in_flight) // 2)
+        self._generation += 1
+        self._answers = 0
+        logger.warning(
+            "Coalesce answered 429 (rate limited) with %d requests in flight: at most %d at once "
+            "from now on, more again as answers come without 429.",
+            self.in_flight,
+            self.cap,
+        )
+
+
 # Called with every answer a session receives (each attempt of a retried request), its body read,
 # and the seconds it took: how `coalesce-dagster check` sees what the load's own client sees.
 ResponseObserver = Callable[[Response, float], None]
 
 
 class _JsonResponseAdapter(HTTPAdapter):
-    def __init__(self, *args: Any, observer: ResponseObserver | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        observer: ResponseObserver | None = None,
+        in_flight: InFlightLimit | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.observer = observer
+        self.in_flight = in_flight or InFlightLimit()
 
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        generation = self.in_flight.acquire()
         REQUESTS.begin()
+        refused = False
         started = time.monotonic()
         try:
             response = super().send(request, *args, **kwargs)
+            refused = response.status_code == 429
             if self.observer is not None:
                 response.content  # noqa: B018 -- the body is part of the answer's time
                 self.observer(response, time.monotonic() - started)
             return response
         finally:
             REQUESTS.end()
+            self.in_flight.release(generation, refused)
 
     def build_response(self, req: Any, resp: Any) -> Response:
         # A new object nobody else holds yet: setting its class here is what `requests` would do
@@ -180,6 +249,7 @@ def coalesce_session(
     idempotent: bool = True,
     observer: ResponseObserver | None = None,
     runtime: RuntimeConfiguration | None = None,
+    in_flight: InFlightLimit | None = None,
 ) -> Session:
     """dlt's retrying session for calls to `base_url`, configured by `[runtime]` (429 honouring
     Retry-After, 5xx, connection errors and timeouts retried with exponential backoff), with the
@@ -194,6 +264,8 @@ def coalesce_session(
         (`failed_before_sending`), never on a 5xx, a read timeout or a dropped connection, after
         which Coalesce may have acted on the first attempt.
     runtime: `[runtime]` as resolved already (`runtime_settings`); by default resolved now.
+    in_flight: the cap on requests in flight that 429s narrow (`InFlightLimit`), to share with
+        the other sessions of one load; by default the session's own.
     """
     runtime = runtime or runtime_settings()
     request_timeout = float(timeout if timeout is not None else runtime.request_timeout)
@@ -220,7 +292,7 @@ def coalesce_session(
     session = client.session
     # dlt's retrying `send`, with each retry logged (cause, attempt, wait) as it is scheduled.
     session.send = session.send.retry_with(before_sleep=_log_retry)  # type: ignore[attr-defined,method-assign]
-    adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS, observer=observer)
+    adapter = _JsonResponseAdapter(pool_maxsize=MAX_CONNECTIONS, observer=observer, in_flight=in_flight)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     environment = session.merge_environment_settings(base_url, {}, None, None, None)

@@ -119,7 +119,23 @@ def coalesce_source(
         nodes_environments_at_once=nodes_environments_at_once,
     )
     ids = None if run_ids is None else [int(run_id) for run_id in run_ids]
+    warn_if_extract_holds_fewer_than_workers()
     return _coalesce_source(settings, ids, node_collector)
+
+
+def warn_if_extract_holds_fewer_than_workers() -> None:
+    """`[extract] max_parallel_items` bounds the requests in flight below `workers` when it does not
+    also leave room for the resources paging their lists: say so, once per load."""
+    workers = int(dlt.config.get("extract.workers") or 5)  # dlt's defaults
+    items = int(dlt.config.get("extract.max_parallel_items") or 20)
+    if items < workers + len(RESOURCE_NAMES):
+        logger.warning(
+            "[extract] max_parallel_items = %d holds the requests in flight under [extract] workers = %d: "
+            "set it to at least %d.",
+            items,
+            workers,
+            workers + len(RESOURCE_NAMES),
+        )
 
 
 def spec_source() -> DltSource:

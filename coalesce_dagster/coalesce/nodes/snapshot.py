@@ -24,7 +24,7 @@ from requests import HTTPError
 
 from ...configuration import ConfigurationError, SourceSettings
 from ..errors import UnexpectedResponseError
-from ..http import ResponseObserver, coalesce_headers, coalesce_session, runtime_settings
+from ..http import InFlightLimit, ResponseObserver, coalesce_headers, coalesce_session, runtime_settings
 from ..lists import ASCENDING, FirstSeen, PageSize, read_pages
 from .model import EnvironmentNodes, NodeSnapshot, parse_node, select_environments
 
@@ -73,11 +73,13 @@ def rest_clients(
     # `[runtime]` resolved once for both clients and their sessions, not four times: each resolution
     # looks every field up in every config provider, and the definitions build these at every load.
     runtime = runtime_settings()
+    # One cap on requests in flight for both: Coalesce's rate limit counts the account's requests.
+    in_flight = InFlightLimit()
     client = RESTClient(
         base_url=settings.base_url,
         auth=auth,
         headers=coalesce_headers(),
-        session=coalesce_session(settings.base_url, observer=observer, runtime=runtime),
+        session=coalesce_session(settings.base_url, observer=observer, runtime=runtime, in_flight=in_flight),
         config=runtime,
     )
     nodes_client = RESTClient(
@@ -90,6 +92,7 @@ def rest_clients(
             retry_read_timeouts=False,
             observer=observer,
             runtime=runtime,
+            in_flight=in_flight,
         ),
         config=runtime,
     )
