@@ -1,8 +1,11 @@
 """`coalesce_dagster.pipeline`: how loads are configured."""
 
 import os
+import subprocess
+import sys
 
 import dlt
+import pytest
 
 from coalesce_dagster.pipeline import in_process_normalize
 
@@ -102,3 +105,27 @@ def test_a_duckdb_file_given_as_a_url_is_loaded_on_one_connection(simulator, tmp
             simulator.config.runs,
         )
     assert sorted(path.name for path in tmp_path.iterdir() if "duckdb" in path.name) == ["by-url.duckdb"]
+
+
+ARENAS_AFTER_A_LOAD = """
+import ctypes
+from coalesce_dagster.coalesce.source import coalesce_source
+from coalesce_dagster.pipeline import run_load
+run_load(coalesce_source())
+ctypes.CDLL(None).malloc_stats()  # glibc: one "Arena N:" block per arena, on stderr
+"""
+
+
+def _arenas_after_a_load(**env: str) -> int:
+    done = subprocess.run([sys.executable, "-c", ARENAS_AFTER_A_LOAD], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc arenas")
+def test_a_load_allocates_from_two_malloc_arenas_unless_the_environment_says(simulator):
+    """The extract's threads would each take an arena of glibc's, which hold on to what they free
+    (docs/benchmark.md, "Memory"); `MALLOC_ARENA_MAX` given to the process wins."""
+    assert _arenas_after_a_load() == 2
+    assert _arenas_after_a_load(MALLOC_ARENA_MAX="64") > 2
