@@ -846,6 +846,24 @@ def test_max_concurrency_with_parallel_clients(sim: CoalesceSimulator) -> None:
     assert 1 < sim.max_concurrency <= workers
 
 
+def test_a_request_beyond_max_in_flight_is_refused_with_429(sim: CoalesceSimulator, client: Client) -> None:
+    sim.faults.update(
+        {"max_in_flight": 1, "hang_burst": 1, "hang_seconds": 1.0, "fault_path_prefix": "/api/v1/projects"}
+    )
+    held: list[int] = []
+    first = threading.Thread(target=lambda: held.append(client.get("/api/v1/projects").status_code))
+    first.start()
+    sim.wait_for_request(lambda r: r.path == "/api/v1/projects", timeout=10)  # held by the hang
+
+    refused = client.get("/api/v1/users")
+
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    first.join(timeout=10)
+    assert held == [200]
+    assert client.get("/api/v1/users").status_code == 200  # the slot was given back
+
+
 # -- determinism and CLI --------------------------------------------------------------------------------
 
 
