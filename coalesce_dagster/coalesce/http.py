@@ -136,12 +136,14 @@ class InFlightLimit:
             self.highest = max(self.highest, self.in_flight)
             return self._generation
 
-    def release(self, generation: int, refused: bool) -> None:
-        """A request sent in `generation` got its answer (refused: 429) or failed."""
+    def release(self, generation: int, status: int | None) -> None:
+        """A request sent in `generation` got an answer of `status`, or none (None: the connection
+        failed), which neither narrows nor widens the cap."""
         with self._condition:
-            if refused and generation == self._generation:
-                self._narrow()
-            elif not refused and self.cap is not None:
+            if status == 429:
+                if generation == self._generation:
+                    self._narrow()
+            elif status is not None and self.cap is not None:
                 self._answers += 1
                 if self._answers >= self.GROWTH_ANSWERS:
                     self._answers = 0
@@ -182,18 +184,18 @@ class _JsonResponseAdapter(HTTPAdapter):
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         generation = self.in_flight.acquire()
         REQUESTS.begin()
-        refused = False
+        status: int | None = None
         started = time.monotonic()
         try:
             response = super().send(request, *args, **kwargs)
-            refused = response.status_code == 429
+            status = response.status_code
             if self.observer is not None:
                 response.content  # noqa: B018 -- the body is part of the answer's time
                 self.observer(response, time.monotonic() - started)
             return response
         finally:
             REQUESTS.end()
-            self.in_flight.release(generation, refused)
+            self.in_flight.release(generation, status)
 
     def build_response(self, req: Any, resp: Any) -> Response:
         # A new object nobody else holds yet: setting its class here is what `requests` would do

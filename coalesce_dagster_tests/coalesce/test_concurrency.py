@@ -81,7 +81,7 @@ def test_the_first_429_halves_the_requests_in_flight():
     generations = [limit.acquire() for _ in range(8)]
     assert limit.cap is None
 
-    limit.release(generations[0], refused=True)
+    limit.release(generations[0], status=429)
 
     assert limit.cap == 4  # half of the 8 in flight when the refusal came
     assert limit.in_flight == 7
@@ -92,7 +92,7 @@ def test_a_429_to_a_request_sent_before_the_narrowing_narrows_nothing_more():
     generations = [limit.acquire() for _ in range(8)]
 
     for generation in generations[:5]:  # refusals of one burst, all sent before the first came back
-        limit.release(generation, refused=True)
+        limit.release(generation, status=429)
 
     assert limit.cap == 4
 
@@ -100,12 +100,12 @@ def test_a_429_to_a_request_sent_before_the_narrowing_narrows_nothing_more():
 def test_a_429_after_the_narrowing_narrows_again():
     limit = InFlightLimit()
     first = [limit.acquire() for _ in range(8)]
-    limit.release(first[0], refused=True)  # cap 4, 7 still in flight
+    limit.release(first[0], status=429)  # cap 4, 7 still in flight
     for generation in first[1:]:
-        limit.release(generation, refused=False)
+        limit.release(generation, status=200)
     later = [limit.acquire() for _ in range(4)]
 
-    limit.release(later[0], refused=True)
+    limit.release(later[0], status=429)
 
     assert limit.cap == 2
 
@@ -113,15 +113,28 @@ def test_a_429_after_the_narrowing_narrows_again():
 def test_answers_without_429_widen_the_cap_back_to_none():
     limit = InFlightLimit()
     first = [limit.acquire() for _ in range(4)]
-    limit.release(first[0], refused=True)  # cap 2
+    limit.release(first[0], status=429)  # cap 2
     for generation in first[1:]:
-        limit.release(generation, refused=False)
+        limit.release(generation, status=200)
     assert limit.cap == 2
 
     for _ in range(InFlightLimit.GROWTH_ANSWERS):
-        limit.release(limit.acquire(), refused=False)
+        limit.release(limit.acquire(), status=200)
     assert limit.cap == 3
 
     for _ in range(InFlightLimit.GROWTH_ANSWERS):
-        limit.release(limit.acquire(), refused=False)
+        limit.release(limit.acquire(), status=200)
     assert limit.cap is None  # as many as were ever in flight: no cap of its own again
+
+
+def test_a_request_that_got_no_answer_neither_narrows_nor_widens():
+    limit = InFlightLimit()
+    first = [limit.acquire() for _ in range(4)]
+    limit.release(first[0], status=429)  # cap 2
+    for generation in first[1:]:
+        limit.release(generation, status=None)  # connections that failed
+
+    for _ in range(InFlightLimit.GROWTH_ANSWERS * 3):
+        limit.release(limit.acquire(), status=None)
+
+    assert limit.cap == 2
