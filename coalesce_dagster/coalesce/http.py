@@ -11,6 +11,9 @@ request, not Coalesce's latency, sets the pace. Two costs of plain `requests` sh
   paginator and dlt's data selector both parse a list page. Responses here parse with `orjson`
   and keep the result, so each body is parsed once. Anything orjson refuses (a body that is not
   UTF-8 JSON) falls back to `requests`' own parser and its own error.
+
+It also keeps a load from asking at full concurrency once Coalesce answers 429: the sessions of
+one load share an `InFlightLimit`, which the first 429 narrows.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ class InFlightLimit:
         self._answers = 0  # answers since the cap last changed
 
     def acquire(self) -> int:
-        """Wait for a slot; returns the generation the request is sent in (for `answered`)."""
+        """Wait for a slot; returns the generation the request is sent in (for `release`)."""
         with self._condition:
             while self.cap is not None and self.in_flight >= self.cap:
                 self._condition.wait()
