@@ -129,7 +129,6 @@ class Faults:
     # Internal bookkeeping, not knobs.
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _outage_admitted: int = field(default=0, init=False, repr=False, compare=False)
-    _in_flight: int = field(default=0, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_"):
@@ -197,17 +196,6 @@ class Faults:
             return None
         matches = [prefix for prefix in overrides if path.startswith(prefix)]
         return overrides[max(matches, key=len)] if matches else None
-
-    def enter(self) -> bool:
-        """Count a request in; False if it is over `max_in_flight` (it must then be answered 429,
-        and still `leave`)."""
-        with self._lock:
-            object.__setattr__(self, "_in_flight", self._in_flight + 1)
-            return not self.max_in_flight or self._in_flight <= self.max_in_flight
-
-    def leave(self) -> None:
-        with self._lock:
-            object.__setattr__(self, "_in_flight", self._in_flight - 1)
 
     def admit_under_outage(self) -> tuple[bool, bool]:
         """Pass the outage gate: (admitted, counted).

@@ -85,6 +85,12 @@ class RequestLog:
             return sum(1 for r in self._records if r.path.startswith(path_prefix) and not _is_control(r.path))
 
     @property
+    def in_flight(self) -> int:
+        """API requests arrived and not yet answered."""
+        with self._lock:
+            return self._in_flight
+
+    @property
     def max_concurrency(self) -> int:
         with self._lock:
             return self._max_concurrency
